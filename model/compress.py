@@ -1,0 +1,55 @@
+"""From a state_dict to a weight stream, and back (round-to-nearest quantization)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import stream
+from .errors import SubbitError
+from .quant import quantize_rtn
+from .sbw import LayerMeta, SbwFile
+
+__all__ = ["is_coded", "build_sbw", "compress_state_dict"]
+
+
+def is_coded(name: str, arr: np.ndarray) -> bool:
+    """Weights (floating tensors of rank >= 2: conv and linear kernels) are entropy-coded;
+    everything else (biases, norms, counters) travels as side data."""
+    return arr.ndim >= 2 and np.issubdtype(arr.dtype, np.floating)
+
+
+def build_sbw(layers: list[tuple[LayerMeta, np.ndarray]], side: dict[str, np.ndarray],
+              config: stream.StreamConfig, info: dict | None = None, progress=None) -> SbwFile:
+    """Entropy-code integer codes of each layer into an :class:`SbwFile`.
+
+    ``layers`` pairs each layer's metadata with its int codes; ``progress``
+    is an optional iterable wrapper (e.g. ``tqdm``).
+    """
+    wrap = progress or (lambda it, **kw: it)
+    metas, hws = [], []
+    for meta, codes in wrap(layers, desc="entropy coding", unit="layer"):
+        codes = np.asarray(codes)
+        if tuple(codes.shape) != tuple(meta.shape):
+            raise SubbitError(f"layer {meta.name!r}: codes of shape {list(codes.shape)} do not match "
+                              f"{list(meta.shape)}")
+        if codes.size and np.abs(codes).max() > meta.zero_point:
+            raise SubbitError(f"layer {meta.name!r}: codes exceed the {meta.levels}-level quantizer")
+        metas.append(meta)
+        hws.append(stream.encode_codes(codes, config))
+    return SbwFile(config=config, layers=metas, hw=hws, side=dict(side), info=dict(info or {}))
+
+
+def compress_state_dict(sd: dict[str, np.ndarray], bits: int, config: stream.StreamConfig, *,
+                        per_channel: bool = False, info: dict | None = None, progress=None) -> SbwFile:
+    """Round-to-nearest zero-point quantize every weight tensor at ``bits`` and entropy-code it."""
+    layers, side = [], {}
+    for name, arr in sd.items():
+        if is_coded(name, arr):
+            codes, scale = quantize_rtn(arr, bits, per_channel=per_channel)
+            layers.append((LayerMeta(name=name, shape=tuple(arr.shape), bits=bits, scale=scale,
+                                     scale_axis=0 if per_channel else None, dtype=str(arr.dtype)), codes))
+        else:
+            side[name] = arr
+    if not layers:
+        raise SubbitError("the state_dict has no weight tensors (floating, rank >= 2) to compress")
+    return build_sbw(layers, side, config, info=info, progress=progress)

@@ -1,0 +1,273 @@
+"""The ``.sbw`` weight-stream file: software metadata + side tensors + hardware word stream.
+
+File layout (v1, all integers little-endian; spec in ``docs/stream-format.md``)::
+
+    offset  size  field
+    0       8     magic b"\\x89SBW\\r\\n\\x1a\\n"
+    8       2     file version (1)
+    10      2     flags (0)
+    12      4     metadata length in bytes (UTF-8 JSON)
+    16      8     side-data length in bytes
+    24      8     hardware word-stream length in bytes (even)
+    32      4     reserved (0)
+    36      4     CRC-32 of bytes 0..35 and the metadata
+    40      4     CRC-32 of the side data
+    44      4     CRC-32 of the word stream's header words (stream and layer
+                  headers, payloads excluded: those are checked by rANS)
+    48      .     metadata, side data, word stream, in that order
+
+The *word stream* (`subbit.model.stream`) is everything the hardware needs.
+The *metadata* holds what only software needs: layer names, shapes, quantizer
+(bits, levels, zero point, float scales) and the side tensors' directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import stream
+from .errors import FormatError, SubbitError
+
+__all__ = ["MAGIC", "FILE_VERSION", "LayerMeta", "SbwFile", "read_sbw", "write_sbw", "atomic_write"]
+
+MAGIC = b"\x89SBW\r\n\x1a\n"
+FILE_VERSION = 1
+_HEAD = struct.Struct("<8sHHIQQIIII")
+HEADER_BYTES = _HEAD.size          # 48
+MAX_DIMS = 8
+_SIDE_DTYPES = {"float32", "float16", "float64", "int64", "int32", "int16", "int8", "uint8", "bool"}
+
+
+@dataclass
+class LayerMeta:
+    """Software metadata of one coded layer: ``weights = codes * scale``."""
+    name: str
+    shape: tuple[int, ...]
+    bits: int                          # quantizer bit-width b (levels = 2**b - 1)
+    scale: list[float]                 # one per layer, or one per slice along scale_axis
+    scale_axis: int | None = None
+    dtype: str = "float32"             # dtype of the original tensor
+
+    @property
+    def levels(self) -> int:
+        return 2 ** self.bits - 1
+
+    @property
+    def zero_point(self) -> int:
+        return (self.levels - 1) // 2
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype, "bits": self.bits,
+                "levels": self.levels, "zero_point": self.zero_point, "scale": self.scale,
+                "scale_axis": self.scale_axis}
+
+    def dequantize(self, codes: np.ndarray) -> np.ndarray:
+        q = np.asarray(codes, dtype=np.float32).reshape(self.shape)
+        s = np.asarray(self.scale, dtype=np.float32)
+        if self.scale_axis is not None:
+            s = s.reshape([-1 if d == self.scale_axis else 1 for d in range(len(self.shape))])
+        return q * s
+
+
+@dataclass
+class SbwFile:
+    """A weight stream in memory."""
+    config: stream.StreamConfig
+    layers: list[LayerMeta]
+    hw: list[stream.HwLayer]
+    side: dict[str, np.ndarray] = field(default_factory=dict)
+    info: dict = field(default_factory=dict)      # free-form provenance (producer, source, ...)
+
+    def words(self) -> np.ndarray:
+        """The hardware word stream."""
+        return stream.build(self.hw, self.config)
+
+    def decode_codes(self) -> dict[str, np.ndarray]:
+        """Golden-decode every layer (with the final-state check) to shaped int codes."""
+        out = {}
+        for meta, hw in zip(self.layers, self.hw):
+            out[meta.name] = stream.decode_codes(hw, self.config, name=f"'{meta.name}'").reshape(meta.shape)
+        return out
+
+    def state_dict(self, codes: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """Dequantized weights plus side tensors, in the original order of names."""
+        codes = self.decode_codes() if codes is None else codes
+        sd = {m.name: m.dequantize(codes[m.name]) for m in self.layers}
+        sd.update(self.side)
+        return sd
+
+
+def _metadata(sbw: SbwFile) -> tuple[bytes, bytes]:
+    side_dir, blobs, off = [], [], 0
+    for name, arr in sbw.side.items():
+        a = np.ascontiguousarray(arr)
+        if a.dtype.name not in _SIDE_DTYPES:
+            raise SubbitError(f"side tensor {name!r} has unsupported dtype {a.dtype}")
+        raw = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
+        side_dir.append({"name": name, "shape": list(a.shape), "dtype": a.dtype.name,
+                         "offset": off, "nbytes": len(raw)})
+        blobs.append(raw)
+        off += len(raw)
+    meta = {"format": "subbit-sbw", "version": FILE_VERSION,
+            "layers": [m.to_json() for m in sbw.layers], "side": side_dir, "info": sbw.info}
+    return json.dumps(meta, separators=(",", ":")).encode(), b"".join(blobs)
+
+
+def _header_words(words: np.ndarray, hw: list[stream.HwLayer]) -> bytes:
+    parts = [words[:stream.STREAM_HEADER_WORDS]]
+    for lay in hw:
+        parts.append(words[lay.offset:lay.offset + len(lay.header_words())])
+    return np.concatenate(parts).astype("<u2").tobytes()
+
+
+def to_bytes(sbw: SbwFile) -> bytes:
+    """Serialise to the v1 file layout."""
+    if len(sbw.layers) != len(sbw.hw):
+        raise SubbitError(f"{len(sbw.layers)} layer records but {len(sbw.hw)} coded layers")
+    meta, side = _metadata(sbw)
+    words = sbw.words()
+    hw_bytes = words.astype("<u2").tobytes()
+    head = _HEAD.pack(MAGIC, FILE_VERSION, 0, len(meta), len(side), len(hw_bytes), 0, 0, 0, 0)
+    hcrc = zlib.crc32(meta, zlib.crc32(head[:36]))
+    head = _HEAD.pack(MAGIC, FILE_VERSION, 0, len(meta), len(side), len(hw_bytes), 0,
+                      hcrc, zlib.crc32(side), zlib.crc32(_header_words(words, sbw.hw)))
+    return head + meta + side + hw_bytes
+
+
+def atomic_write(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file: no partial file is ever left behind."""
+    path = os.fspath(path)
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".subbit-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write_sbw(path, sbw: SbwFile) -> int:
+    """Write ``sbw`` to ``path`` atomically; returns the file size in bytes."""
+    data = to_bytes(sbw)
+    atomic_write(path, data)
+    return len(data)
+
+
+def _meta_error(msg, layer=None):
+    return FormatError(msg, offset=HEADER_BYTES, layer=layer)
+
+
+def _parse_layer_meta(d, k) -> LayerMeta:
+    name = d.get("name") if isinstance(d, dict) else None
+    label = f"{k} '{name}'" if isinstance(name, str) else str(k)
+    try:
+        shape = tuple(int(v) for v in d["shape"])
+        bits = int(d["bits"])
+        scale = [float(v) for v in d["scale"]]
+        axis = d.get("scale_axis")
+        meta = LayerMeta(name=str(name), shape=shape, bits=bits, scale=scale,
+                         scale_axis=None if axis is None else int(axis), dtype=str(d.get("dtype", "float32")))
+    except (KeyError, TypeError, ValueError) as e:
+        raise _meta_error(f"malformed layer record ({type(e).__name__}: {e})", label) from None
+    if not isinstance(name, str) or not name:
+        raise _meta_error("layer record without a name", label)
+    if not 1 <= len(shape) <= MAX_DIMS or min(shape) < 0 or meta.size >= 1 << 32:
+        raise _meta_error(f"shape {list(shape)} out of range (1..{MAX_DIMS} dims, "
+                          "non-negative, fewer than 2**32 weights)", label)
+    if not 2 <= bits <= 8:
+        raise _meta_error(f"quantizer bits {bits} outside 2..8", label)
+    want = 1 if meta.scale_axis is None else (shape[meta.scale_axis] if 0 <= meta.scale_axis < len(shape) else -1)
+    if want < 0 or len(scale) != want or not all(np.isfinite(scale)):
+        raise _meta_error(f"scale has {len(scale)} entries for axis {meta.scale_axis} of shape "
+                          f"{list(shape)} (or is not finite)", label)
+    return meta
+
+
+def from_bytes(data: bytes, *, source: str = "<bytes>") -> SbwFile:
+    """Parse and validate a file image (payloads are checked when decoded).
+
+    Raises
+    ------
+    FormatError
+        With byte offset (and layer): short file, bad magic, unknown version,
+        length fields that do not match the file size, CRC mismatches, bad
+        metadata (names, shapes, quantizer), or any word-stream error.
+    """
+    if len(data) < HEADER_BYTES:
+        raise FormatError(f"{source}: file truncated: {len(data)} bytes, the header alone has "
+                          f"{HEADER_BYTES}", offset=len(data))
+    (magic, version, flags, mlen, slen, hlen, _res, hcrc, scrc, wcrc) = _HEAD.unpack_from(data)
+    if magic != MAGIC:
+        raise FormatError(f"{source}: bad magic {magic!r}, not a subbit weight stream", offset=0)
+    if version != FILE_VERSION:
+        raise FormatError(f"{source}: unknown file version {version} (this reader knows "
+                          f"{FILE_VERSION})", offset=8)
+    end = HEADER_BYTES + mlen + slen + hlen
+    if end != len(data):
+        what = "truncated" if end > len(data) else "has trailing bytes"
+        raise FormatError(f"{source}: file {what}: header declares {end} bytes, file has "
+                          f"{len(data)}", offset=min(end, len(data)))
+    meta_raw = data[HEADER_BYTES:HEADER_BYTES + mlen]
+    if zlib.crc32(meta_raw, zlib.crc32(data[:36])) != hcrc or flags:
+        raise FormatError(f"{source}: header checksum mismatch (header or metadata corrupted)",
+                          offset=36)
+    try:
+        meta = json.loads(meta_raw)
+        layer_recs, side_recs, info = meta["layers"], meta["side"], meta.get("info", {})
+    except (ValueError, KeyError, TypeError) as e:
+        raise _meta_error(f"{source}: metadata is not valid ({e})") from None
+    layers = [_parse_layer_meta(d, k) for k, d in enumerate(layer_recs)]
+    sbase = HEADER_BYTES + mlen
+    side_raw = data[sbase:sbase + slen]
+    if zlib.crc32(side_raw) != scrc:
+        raise FormatError(f"{source}: side-data checksum mismatch", offset=sbase)
+    side = {}
+    for rec in side_recs:
+        try:
+            dt = np.dtype(rec["dtype"]).newbyteorder("<")
+            a = np.frombuffer(side_raw, dtype=dt, count=int(rec["nbytes"]) // dt.itemsize,
+                              offset=int(rec["offset"]))
+            side[str(rec["name"])] = a.reshape(rec["shape"]).astype(dt.newbyteorder("="))
+        except (KeyError, TypeError, ValueError) as e:
+            raise FormatError(f"{source}: bad side tensor record {rec!r}: {e}", offset=sbase) from None
+    wbase = sbase + slen
+    if hlen % 2:
+        raise FormatError(f"{source}: word stream has an odd byte length {hlen}", offset=24)
+    words = np.frombuffer(data, dtype="<u2", count=hlen // 2, offset=wbase).astype(np.uint16)
+    names = [m.name for m in layers]
+    config, hw = stream.parse(words, byte_offset=wbase, names=names)
+    if zlib.crc32(_header_words(words, hw)) != wcrc:
+        raise FormatError(f"{source}: word-stream header checksum mismatch", offset=44)
+    for k, (m, h) in enumerate(zip(layers, hw)):
+        label = f"{k} '{m.name}'"
+        if h.count != m.size:
+            raise FormatError(f"shape {list(m.shape)} holds {m.size} weights, the stream codes "
+                              f"{h.count}", offset=wbase + 2 * h.offset + 4, layer=label)
+        qmax = m.zero_point
+        if h.base < -qmax or h.base + h.nsym - 1 > qmax:
+            raise FormatError(f"codes {h.base}..{h.base + h.nsym - 1} exceed the {m.levels}-level "
+                              f"quantizer", offset=wbase + 2 * h.offset, layer=label)
+    return SbwFile(config=config, layers=layers, hw=hw, side=side, info=info)
+
+
+def read_sbw(path) -> SbwFile:
+    """Read and validate a ``.sbw`` file."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as e:
+        raise SubbitError(f"cannot read {path}: {e.strerror}") from None
+    return from_bytes(data, source=os.fspath(path))

@@ -1,0 +1,268 @@
+"""Hardware word stream, format v1: what the decoder hardware consumes.
+
+READ ME FIRST
+=============
+A stream is a sequence of 16-bit words (little-endian when stored as bytes;
+on a 32-bit bus the first word of a pair is in bits 0..15). Every section
+has an even number of words, so a 32-bit bus never splits a section.
+Full specification with diagrams: ``docs/stream-format.md``.
+
+Stream header (6 words)::
+
+    0  MAGIC = 0x5342
+    1  VERSION = 1
+    2  config: bits 0..3 M (probability bits), bits 4..5 log2(lanes),
+               bits 6..7 zero, bits 8..15 ways
+    3  number of layers
+    4  zero (reserved)
+    5  check word
+
+Then, for each layer, a *layer header* followed by its *payload*::
+
+    0  nsym: alphabet size 1..255 in bits 0..7, bits 8..15 zero
+    1  base: int16, weight code of symbol 0 (code = symbol + base)
+    2  count, low word      (number of weights, 32 bits)
+    3  count, high word
+    4  payload words, low   (32 bits)
+    5  payload words, high
+    6  freq[0] .. freq[nsym-1]        (sum = 2**M)
+    .  state[j] low, state[j] high    for j < min(count, lanes*ways)
+    .  zero pad word if nsym is even
+    .  check word
+    payload words (see `subbit.model.rans` for their order),
+    then one zero pad word if the payload length is odd
+
+Check word: ``(0xA5A5 + sum of the section's other words) mod 2**16``; the
+seed makes an all-zero section fail. The check covers headers only; the
+payload is protected by the rANS final-state check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import rans
+from .errors import FormatError, SubbitError
+
+__all__ = [
+    "MAGIC", "VERSION", "CHECK_SEED", "StreamConfig", "HwLayer",
+    "check_word", "encode_codes", "decode_codes", "build", "parse",
+]
+
+MAGIC = 0x5342
+VERSION = 1
+CHECK_SEED = 0xA5A5
+STREAM_HEADER_WORDS = 6
+LAYER_FIXED_WORDS = 6
+MAX_LAYERS = 0xFFFF
+
+
+def check_word(words) -> int:
+    """16-bit check word of a section's words (the check word itself excluded)."""
+    return (CHECK_SEED + int(np.sum(np.asarray(words, dtype=np.uint64)))) & 0xFFFF
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """Coder parameters shared by all layers of a stream (and by the hardware)."""
+    prob_bits: int = 12
+    lanes: int = 1
+    ways: int = 5
+
+    def __post_init__(self):
+        rans.check_params(self.prob_bits, self.lanes, self.ways)
+
+    @property
+    def states(self) -> int:
+        return self.lanes * self.ways
+
+    def word(self) -> int:
+        return self.prob_bits | (self.lanes.bit_length() - 1) << 4 | self.ways << 8
+
+
+@dataclass
+class HwLayer:
+    """One layer as the hardware sees it: table, initial states, payload."""
+    nsym: int
+    base: int
+    count: int
+    freqs: np.ndarray
+    states: np.ndarray
+    payload: np.ndarray
+    offset: int = field(default=0, compare=False)   # word offset of the header in the stream
+
+    def header_words(self) -> np.ndarray:
+        """The layer header, check word included."""
+        st = np.asarray(self.states, dtype=np.uint64)
+        w = [self.nsym, self.base & 0xFFFF, self.count & 0xFFFF, self.count >> 16,
+             len(self.payload) & 0xFFFF, len(self.payload) >> 16]
+        w += [int(v) for v in self.freqs]
+        for x in st.tolist():
+            w += [x & 0xFFFF, x >> 16]
+        if self.nsym % 2 == 0:
+            w.append(0)
+        w.append(check_word(w))
+        return np.array(w, dtype=np.uint16)
+
+
+def encode_codes(codes, config: StreamConfig) -> HwLayer:
+    """Entropy-code one layer of signed integer weight codes.
+
+    The alphabet is trimmed to the occurring range ``[min, max]`` (so
+    ``base = min``); frequencies come from :func:`rans.normalize_freqs`.
+    """
+    q = np.asarray(codes).ravel()
+    if q.size and not np.issubdtype(q.dtype, np.integer):
+        raise SubbitError(f"weight codes must be integers, not {q.dtype}")
+    q = q.astype(np.int64)
+    if q.size >= 1 << 32:
+        raise SubbitError(f"a layer holds at most 2**32-1 weights, not {q.size}")
+    if q.size == 0:
+        lo = hi = 0
+    else:
+        lo, hi = int(q.min()), int(q.max())
+    nsym = hi - lo + 1
+    if nsym > rans.MAX_SYMBOLS or lo < -0x8000 or hi > 0x7FFF:
+        raise SubbitError(f"weight codes span {lo}..{hi}: more than {rans.MAX_SYMBOLS} levels "
+                          "or outside int16")
+    sym = q - lo
+    counts = np.bincount(sym, minlength=nsym) if q.size else np.ones(1, dtype=np.int64)
+    freqs = rans.normalize_freqs(counts, config.prob_bits)
+    states, payload = rans.encode(sym, freqs, config.prob_bits, config.lanes, config.ways)
+    return HwLayer(nsym=nsym, base=lo, count=int(q.size), freqs=freqs, states=states, payload=payload)
+
+
+def decode_codes(layer: HwLayer, config: StreamConfig, *, name: str | None = None) -> np.ndarray:
+    """Golden decode of one layer to its signed weight codes (int64)."""
+    sym = rans.decode(layer.states, layer.payload, layer.freqs, config.prob_bits, layer.count,
+                      config.lanes, config.ways, layer=name)
+    return sym + layer.base
+
+
+def build(layers: list[HwLayer], config: StreamConfig) -> np.ndarray:
+    """Serialise layers into a v1 word stream (uint16); sets each layer's ``offset``."""
+    if len(layers) > MAX_LAYERS:
+        raise SubbitError(f"a stream holds at most {MAX_LAYERS} layers, not {len(layers)}")
+    head = [MAGIC, VERSION, config.word(), len(layers), 0]
+    parts = [np.array(head + [check_word(head)], dtype=np.uint16)]
+    pos = STREAM_HEADER_WORDS
+    for lay in layers:
+        lay.offset = pos
+        parts.append(lay.header_words())
+        pos += len(parts[-1]) + len(lay.payload) + len(lay.payload) % 2
+        parts.append(np.asarray(lay.payload, dtype=np.uint16))
+        if len(lay.payload) % 2:
+            parts.append(np.zeros(1, dtype=np.uint16))
+    return np.concatenate(parts)
+
+
+class _Reader:
+    """Word reader that turns a short stream into a FormatError with the byte offset."""
+
+    def __init__(self, words, byte_offset, names):
+        self.w = np.asarray(words, dtype=np.uint16)
+        self.pos = 0
+        self.byte_offset = byte_offset
+        self.names = names
+        self.layer = None
+
+    def error(self, msg, pos=None):
+        pos = self.pos if pos is None else pos
+        return FormatError(msg, offset=self.byte_offset + 2 * pos, layer=self.layer)
+
+    def take(self, n, what):
+        if self.pos + n > len(self.w):
+            raise self.error(f"stream truncated: {what} needs {n} words, "
+                             f"{len(self.w) - self.pos} remain")
+        out = self.w[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def check(self, start, what):
+        got = int(self.take(1, "check word")[0])
+        want = check_word(self.w[start:self.pos - 1])
+        if got != want:
+            raise self.error(f"{what} check word mismatch: stored {got:#06x}, computed {want:#06x}",
+                             self.pos - 1)
+
+
+def parse(words, *, byte_offset: int = 0, names: list[str] | None = None):
+    """Parse and validate a v1 word stream without decoding payloads.
+
+    Parameters
+    ----------
+    words : uint16 array
+    byte_offset : where the stream starts in its file (for error messages)
+    names : optional layer names (for error messages)
+
+    Returns
+    -------
+    (StreamConfig, list[HwLayer])
+
+    Raises
+    ------
+    FormatError
+        Naming the byte offset (and layer) of: bad magic, unknown version,
+        bad config, truncation, check-word mismatch, bad alphabet size,
+        frequency table not summing to 2**M, non-zero padding, trailing words.
+    """
+    r = _Reader(words, byte_offset, names)
+    head = r.take(STREAM_HEADER_WORDS, "stream header")
+    if head[0] != MAGIC:
+        raise r.error(f"bad magic {int(head[0]):#06x}, expected {MAGIC:#06x}", 0)
+    if head[1] != VERSION:
+        raise r.error(f"unknown stream version {int(head[1])} (this reader knows {VERSION})", 1)
+    r.pos = STREAM_HEADER_WORDS - 1
+    r.check(0, "stream header")
+    cw = int(head[2])
+    if cw & 0xC0 or head[4]:
+        raise r.error(f"reserved stream header bits set (config {cw:#06x})", 2)
+    try:
+        config = StreamConfig(prob_bits=cw & 0xF, lanes=1 << ((cw >> 4) & 3), ways=cw >> 8)
+    except SubbitError as e:
+        raise r.error(f"bad stream config word {cw:#06x}: {e}", 2) from None
+    nlayers = int(head[3])
+    if names is not None and len(names) != nlayers:
+        raise r.error(f"stream has {nlayers} layers, metadata names {len(names)}", 3)
+    layers = []
+    for k in range(nlayers):
+        r.layer = f"{k}" + (f" '{names[k]}'" if names else "")
+        start = r.pos
+        fixed = r.take(LAYER_FIXED_WORDS, "layer header")
+        nsym = int(fixed[0])
+        if not 1 <= nsym <= rans.MAX_SYMBOLS:
+            raise r.error(f"alphabet size {nsym} outside 1..{rans.MAX_SYMBOLS}", start)
+        base = int(fixed[1]) - (int(fixed[1]) & 0x8000) * 2
+        count = int(fixed[2]) | int(fixed[3]) << 16
+        npay = int(fixed[4]) | int(fixed[5]) << 16
+        freqs = r.take(nsym, "frequency table").astype(np.int64)
+        nst = min(count, config.states)
+        st = r.take(2 * nst, "initial states").astype(np.uint32)
+        states = st[0::2] | st[1::2] << np.uint32(16)
+        if nsym % 2 == 0:
+            r.take(1, "pad word")
+        r.check(start, "layer header")
+        if nsym % 2 == 0 and r.w[r.pos - 2]:
+            raise r.error("non-zero header pad word", r.pos - 2)
+        if int(freqs.sum()) != 1 << config.prob_bits:
+            raise r.error(f"frequency table sums to {int(freqs.sum())}, "
+                          f"expected 2**{config.prob_bits} = {1 << config.prob_bits}",
+                          start + LAYER_FIXED_WORDS)
+        for j, x in enumerate(states.tolist()):
+            if x < rans.RANS_L:
+                raise r.error(f"initial state {j} = {x:#x} below 2**16",
+                              start + LAYER_FIXED_WORDS + nsym + 2 * j)
+        if count == 0 and npay:
+            raise r.error(f"empty layer declares {npay} payload words", start + 4)
+        payload = r.take(npay, "payload").copy()
+        if npay % 2:
+            if r.take(1, "payload pad word")[0]:
+                raise r.error("non-zero payload pad word", r.pos - 1)
+        layers.append(HwLayer(nsym=nsym, base=base, count=count, freqs=freqs, states=states,
+                              payload=payload, offset=start))
+    r.layer = None
+    if r.pos != len(r.w):
+        raise r.error(f"{len(r.w) - r.pos} trailing words after the last layer")
+    return config, layers

@@ -1,0 +1,120 @@
+"""``subbit bench``: measured benchmarks, written into docs/results.md."""
+
+from __future__ import annotations
+
+import platform
+import time
+
+import numpy as np
+
+
+def register(sub):
+    p = sub.add_parser("bench", help="run a benchmark and write its table into docs/results.md",
+                       description="Benchmarks measure and publish: each writes its section of docs/results.md "
+                       "(use --no-write to only print).")
+    bsub = p.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    b = bsub.add_parser("model", help="golden-model coder speed and compressed size vs entropy, "
+                        "next to constriction's ANS coder")
+    b.add_argument("--quick", action="store_true", help="smaller data, one repetition (for tests)")
+    b.add_argument("--no-write", action="store_true", help="print only, do not update docs/results.md")
+    b.set_defaults(func=cmd_bench_model)
+    return bsub
+
+
+def _best_time(fn, reps):
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, out
+
+
+def _cases(n, rng):
+    """Symbol data sets: (name, int codes). Weight-like distributions and extremes."""
+    lap = np.clip(np.rint(rng.laplace(0, 1.2, n)), -7, 7).astype(np.int64)
+    tern = rng.choice([-1, 0, 1], size=n, p=[0.025, 0.95, 0.025])
+    sparse8 = np.where(rng.random(n) < 0.99, 0, rng.integers(-127, 128, n))
+    uni = rng.integers(-127, 128, n)
+    cases = [("laplace, 15 levels", lap), ("ternary, 95% zeros", tern),
+             ("8-bit, 99% zeros", sparse8), ("uniform, 255 levels", uni)]
+    try:
+        from subbit.model import checkpoint, quant
+        from subbit.model.data import ccexam_weights
+        w = checkpoint.load_state_dict(ccexam_weights())["classifier.0.weight"]
+        cases.append(("ccexam fc1, RTN 3-bit", quant.quantize_rtn(w, 3)[0].ravel()[:n]))
+    except Exception as e:  # noqa: BLE001 - the real-layer row is optional
+        print(f"(skipping the ccexam row: {e})")
+    return cases
+
+
+def run_model_bench(n=1 << 20, reps=3, configs=((12, 1, 5), (12, 4, 5))):
+    import constriction
+
+    from subbit.model import rans, stream
+    from subbit.model.report import entropy_bits
+    rng = np.random.default_rng(2024)
+    rows = []
+    for name, codes in _cases(n, rng):
+        for M, K, D in configs:
+            cfg = stream.StreamConfig(M, K, D)
+            sym = codes - codes.min()
+            freqs = rans.normalize_freqs(np.bincount(sym), M)
+            te, (states, words) = _best_time(lambda: rans.encode(sym, freqs, M, K, D), reps)
+            td, dec = _best_time(lambda: rans.decode(states, words, freqs, M, len(sym), K, D), reps)
+            assert np.array_equal(dec, sym), "golden round trip failed"
+            H = entropy_bits(codes)
+            row = {"case": name, "n": len(sym), "M": M, "lanes": K, "ways": D,
+                   "entropy_bps": H / len(sym),
+                   "payload_over_entropy": 16 * len(words) / H if H else float("nan"),
+                   "with_states_over_entropy": (16 * len(words) + 32 * len(states)) / H if H else float("nan"),
+                   "enc_msym_s": len(sym) / te / 1e6, "dec_msym_s": len(sym) / td / 1e6}
+            if K == 1:
+                model = constriction.stream.model.Categorical(np.bincount(sym) / len(sym), perfect=False)
+                s32 = sym.astype(np.int32)
+
+                def c_enc():
+                    c = constriction.stream.stack.AnsCoder()
+                    c.encode_reverse(s32, model)
+                    return c.get_compressed()
+                tce, comp = _best_time(c_enc, reps)
+                tcd, cdec = _best_time(lambda: constriction.stream.stack.AnsCoder(comp).decode(model, len(sym)),
+                                       reps)
+                assert np.array_equal(cdec, s32)
+                row.update({"constriction_enc_msym_s": len(sym) / tce / 1e6,
+                            "constriction_dec_msym_s": len(sym) / tcd / 1e6,
+                            "constriction_over_entropy": 32 * len(comp) / H if H else float("nan")})
+            rows.append(row)
+    return rows
+
+
+def model_markdown(rows, command):
+    out = ["## Golden model: rANS coder speed and size (`subbit bench model`)", "",
+           f"Command: `{command}` on {platform.machine()} / Python {platform.python_version()}, "
+           "best of the repetitions, one core. Size ratios are coded bits / empirical entropy of the data "
+           "(payload words alone, and with the 32-bit initial states). constriction 0.5 `AnsCoder` "
+           "(Rust, 32-bit words, 24-bit probabilities, `perfect=False`) codes the same symbols with the "
+           "empirical probabilities.", "",
+           "| data | n | M | K | D | entropy b/sym | payload/H | +states/H | enc Msym/s | dec Msym/s "
+           "| constriction enc | constriction dec | dec speed ratio | constriction size/H |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        c = ("| {:.1f} | {:.1f} | 1/{:.0f} | {:.5f} ".format(
+            r["constriction_enc_msym_s"], r["constriction_dec_msym_s"],
+            r["constriction_dec_msym_s"] / r["dec_msym_s"], r["constriction_over_entropy"])
+            if "constriction_dec_msym_s" in r else "| | | | ")
+        out.append(f"| {r['case']} | {r['n']} | {r['M']} | {r['lanes']} | {r['ways']} | {r['entropy_bps']:.4f} "
+                   f"| {r['payload_over_entropy']:.5f} | {r['with_states_over_entropy']:.5f} "
+                   f"| {r['enc_msym_s']:.2f} | {r['dec_msym_s']:.2f} {c}|")
+    return "\n".join(out)
+
+
+def cmd_bench_model(args):
+    from subbit.results import update_section
+    n, reps = ((1 << 16), 1) if args.quick else ((1 << 20), 3)
+    rows = run_model_bench(n=n, reps=reps)
+    cmd = "subbit bench model" + (" --quick" if args.quick else "")
+    md = model_markdown(rows, cmd)
+    print(md)
+    if not args.no_write:
+        print(f"\nwritten to {update_section('model', md)}")

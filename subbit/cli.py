@@ -1,0 +1,141 @@
+"""The ``subbit`` command-line tool."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from subbit.model.errors import SubbitError
+
+
+def _progress():
+    """tqdm on a terminal, silent otherwise (keeps logs and pipes clean)."""
+    from tqdm import tqdm
+    return lambda it, **kw: tqdm(it, disable=not sys.stderr.isatty(), leave=False, **kw)
+
+
+def _stream_config(args):
+    from subbit.model.stream import StreamConfig
+    return StreamConfig(prob_bits=args.prob_bits, lanes=args.lanes, ways=args.ways)
+
+
+def _add_coder_args(p, *, ways_default=5):
+    p.add_argument("--prob-bits", "-M", type=int, default=12, metavar="M",
+                   help="rANS probability precision M, 8..15 (default 12)")
+    p.add_argument("--lanes", "-K", type=int, default=1, metavar="K",
+                   help="hardware lanes K: 1, 2, 4 or 8 (default 1)")
+    p.add_argument("--ways", type=int, default=ways_default, metavar="D",
+                   help=f"interleaved states per lane, = decoder pipeline depth (default {ways_default})")
+
+
+# -- compress / inspect / decode --------------------------------------------------------
+
+def cmd_compress(args):
+    from subbit.model import checkpoint, compress, sbw
+    sd = checkpoint.load_state_dict(args.checkpoint)
+    f = compress.compress_state_dict(sd, args.bits, _stream_config(args), per_channel=args.per_channel,
+                                     info={"source": os.path.basename(args.checkpoint),
+                                           "quantizer": f"rtn-{args.bits}bit"},
+                                     progress=_progress())
+    size = sbw.write_sbw(args.output, f)
+    nw = sum(m.size for m in f.layers)
+    print(f"{args.output}: {len(f.layers)} coded layers, {nw} weights, word stream "
+          f"{16 * len(f.words()) / nw:.4f} bits/weight; file {size} bytes "
+          f"(incl. {sum(a.nbytes for a in f.side.values())} bytes of side data)")
+
+
+def cmd_inspect(args):
+    from subbit.model import report, sbw
+    f = sbw.read_sbw(args.file)
+    rep = report.stream_report(f, file_bytes=os.path.getsize(args.file))
+    if args.json:
+        print(json.dumps(rep, indent=2))
+    else:
+        print(report.format_table(rep))
+
+
+def cmd_decode(args):
+    from subbit.model import checkpoint, sbw
+    f = sbw.read_sbw(args.file)
+    if args.rtl:
+        from subbit.sim import rtl_decode
+        res = rtl_decode.decode_file(f, simulator=args.rtl, lookup=args.lookup, word_width=args.word_width,
+                                     max_symbols=args.max_symbols)
+        codes = res.pop("codes")
+        print(json.dumps(res, indent=2))
+    else:
+        codes = f.decode_codes()
+    if args.output:
+        out = f.state_dict(codes)
+        out.update({f"codes/{k}": v.astype("int16") for k, v in codes.items()})
+        checkpoint.save_safetensors(args.output, out)
+        print(f"{args.output}: {len(codes)} decoded layers + {len(f.side)} side tensors", file=sys.stderr)
+
+
+# -- entry point ------------------------------------------------------------------------
+
+def build_parser():
+    ap = argparse.ArgumentParser(prog="subbit", description=__doc__.strip() + " Weights below one bit, "
+                                 "decoded by a streaming rANS decoder in hardware.")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("compress", help="quantize (round-to-nearest) and entropy-code a checkpoint",
+                       description="Quantize every weight tensor of a PyTorch state_dict with a zero-point "
+                       "quantizer and entropy-code it into a .sbw weight stream. Biases and other tensors "
+                       "travel as side data.")
+    p.add_argument("checkpoint", help="state_dict file: .pt, .pth or .safetensors")
+    p.add_argument("-o", "--output", required=True, help="output .sbw file")
+    p.add_argument("--bits", type=int, default=4, help="quantizer bit-width 2..8 (2**b-1 levels; default 4)")
+    p.add_argument("--per-channel", action="store_true", help="one scale per output channel")
+    _add_coder_args(p)
+    p.set_defaults(func=cmd_compress)
+
+    p = sub.add_parser("inspect", help="per-layer rates of a .sbw file",
+                       description="Print per-layer name, shape, levels, empirical entropy, coded and header "
+                       "bits per weight (decodes with the golden model to measure entropy).")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("decode", help="decode a .sbw file (golden model or RTL simulation)",
+                       description="Decode a .sbw file. Without --rtl: the golden model. With --rtl: the "
+                       "generated Verilog in a cycle-accurate simulator; prints cycles, throughput, "
+                       "latency and bit-exactness as JSON.")
+    p.add_argument("file")
+    p.add_argument("-o", "--output", help="write dequantized weights (and codes/<name> int codes) "
+                   "to this .safetensors file")
+    p.add_argument("--rtl", choices=["verilator", "icarus"], help="decode with the RTL in this simulator")
+    p.add_argument("--lookup", choices=["compare", "table"], default=None,
+                   help="RTL symbol lookup (default: compare for <= 16 symbols, else table)")
+    p.add_argument("--word-width", type=int, choices=[16, 32], default=16, help="RTL input bus width")
+    p.add_argument("--max-symbols", type=int, default=None,
+                   help="RTL alphabet capacity (default: the largest alphabet in the file)")
+    p.set_defaults(func=cmd_decode)
+
+    _register_more(sub)
+    return ap
+
+
+def _register_more(sub):
+    """Sub-commands that live with their subsystems (hardware, FPGA, training, benchmarks)."""
+    from subbit import commands
+    commands.register(sub)
+
+
+def main(argv=None):
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except SubbitError as e:
+        print(f"subbit {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"subbit {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""The subbit command-line tool: compress, inspect, decode, and its errors."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from subbit.cli import main
+from subbit.model import checkpoint, quant, sbw
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ckpt")
+    g = torch.Generator().manual_seed(0)
+    sd = {"conv.weight": torch.randn(8, 3, 3, 3, generator=g), "conv.bias": torch.randn(8, generator=g),
+          "fc.weight": torch.randn(10, 72, generator=g) * 0.1, "bn.num_batches_tracked": torch.tensor(5)}
+    torch.save(sd, d / "m.pt")
+    torch.save({"state_dict": sd}, d / "wrapped.pth")
+    from safetensors.torch import save_file
+    save_file(sd, d / "m.safetensors")
+    return d, sd
+
+
+@pytest.mark.parametrize("name", ["m.pt", "wrapped.pth", "m.safetensors"])
+def test_compress_inspect_decode(ckpt, tmp_path, capsys, name):
+    d, sd = ckpt
+    out = tmp_path / "m.sbw"
+    assert main(["compress", str(d / name), "-o", str(out), "--bits", "3", "--lanes", "4"]) == 0
+    assert "2 coded layers, 936 weights" in capsys.readouterr().out
+    f = sbw.read_sbw(out)
+    assert [m.name for m in f.layers] == ["conv.weight", "fc.weight"]
+    assert set(f.side) == {"conv.bias", "bn.num_batches_tracked"} and f.config.lanes == 4
+
+    assert main(["inspect", str(out), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert [L["name"] for L in rep["layers"]] == ["conv.weight", "fc.weight"]
+    assert rep["weights"] == 936 and 0 < rep["bits_per_weight"] < 8
+    assert main(["inspect", str(out)]) == 0
+    assert "fc.weight" in capsys.readouterr().out
+
+    dec = tmp_path / "w.safetensors"
+    assert main(["decode", str(out), "-o", str(dec)]) == 0
+    got = checkpoint.load_state_dict(dec)
+    for k in ("conv.weight", "fc.weight"):
+        codes, scale = quant.quantize_rtn(sd[k].numpy(), 3)
+        np.testing.assert_array_equal(got[f"codes/{k}"], codes)
+        np.testing.assert_allclose(got[k], codes * scale[0], rtol=1e-6)
+    np.testing.assert_array_equal(got["conv.bias"], sd["conv.bias"].numpy())
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["compress", "/nope.pt", "-o", "{out}"], "checkpoint /nope.pt does not exist"),
+    (["compress", "{ckpt}/m.pt", "-o", "{out}", "--bits", "9"], "quantizer bits must be in 2..8, not 9"),
+    (["compress", "{ckpt}/m.pt", "-o", "{out}", "--lanes", "3"], "lanes must be one of"),
+    (["compress", "{ckpt}/bad.txt", "-o", "{out}"], "unknown checkpoint extension '.txt'"),
+    (["compress", "{ckpt}/junk.pt", "-o", "{out}"], "cannot read .*junk.pt as a PyTorch state_dict"),
+    (["inspect", "{ckpt}/m.pt"], "bad magic"),
+    (["decode", "/nope.sbw", "-o", "{out}"], "cannot read /nope.sbw"),
+])
+def test_errors_are_clear_and_leave_no_file(ckpt, tmp_path, capsys, argv, msg):
+    d, _ = ckpt
+    (d / "bad.txt").write_text("x")
+    (d / "junk.pt").write_bytes(b"not a zip")
+    out = tmp_path / "out.sbw"
+    argv = [a.format(out=out, ckpt=d) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"subbit {argv[0]}: error: ")
+    import re
+    assert re.search(msg, err), err
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_help_on_every_subcommand(capsys):
+    from subbit.cli import build_parser
+    ap = build_parser()
+    sub = next(a for a in ap._actions if a.dest == "command")
+    for name in sub.choices:
+        with pytest.raises(SystemExit) as e:
+            main([name, "--help"])
+        assert e.value.code == 0
+        assert "usage: subbit " + name in capsys.readouterr().out
