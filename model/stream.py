@@ -66,10 +66,14 @@ def check_word(words) -> int:
 
 @dataclass(frozen=True)
 class StreamConfig:
-    """Coder parameters shared by all layers of a stream (and by the hardware)."""
+    """Coder parameters shared by all layers of a stream (and by the hardware).
+
+    The default ``ways`` is the pipeline depth of the reference decoder
+    (``subbit.hw.params.PIPELINE_DEPTH``; a test keeps them equal).
+    """
     prob_bits: int = 12
     lanes: int = 1
-    ways: int = 5
+    ways: int = 6
 
     def __post_init__(self):
         rans.check_params(self.prob_bits, self.lanes, self.ways)

@@ -48,7 +48,7 @@ def _cases(n, rng):
     return cases
 
 
-def run_model_bench(n=1 << 20, reps=3, configs=((12, 1, 5), (12, 4, 5))):
+def run_model_bench(n=1 << 20, reps=3, configs=((12, 1, 6), (12, 4, 6))):
     import constriction
 
     from subbit.model import rans, stream

@@ -21,7 +21,7 @@ def _stream_config(args):
     return StreamConfig(prob_bits=args.prob_bits, lanes=args.lanes, ways=args.ways)
 
 
-def _add_coder_args(p, *, ways_default=5):
+def _add_coder_args(p, *, ways_default=6):
     p.add_argument("--prob-bits", "-M", type=int, default=12, metavar="M",
                    help="rANS probability precision M, 8..15 (default 12)")
     p.add_argument("--lanes", "-K", type=int, default=1, metavar="K",

@@ -22,7 +22,7 @@ def cmd_demo(args):
     out = args.out or tempfile.mkdtemp(prefix="subbit-demo-")
     os.makedirs(out, exist_ok=True)
     sd = checkpoint.load_state_dict(ccexam_weights())
-    f = compress.compress_state_dict(sd, 3, stream.StreamConfig(12, 1, 5), info={"source": "ccexam"})
+    f = compress.compress_state_dict(sd, 3, stream.StreamConfig(), info={"source": "ccexam"})
     path = os.path.join(out, "model.sbw")
     sbw.write_sbw(path, f)
     g = sbw.read_sbw(path)
