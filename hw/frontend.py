@@ -1,0 +1,333 @@
+"""Stream parser: headers and tables into the layer banks, payload words into the window."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..model import stream as fmt
+from .params import DecoderParams, ErrorCode
+
+__all__ = ["Frontend", "input_layout"]
+
+
+def input_layout(word_width: int) -> data.StructLayout:
+    """Payload of the decoder's input stream: ``word_width`` bits of stream words, ``last`` on
+    the stream's final beat."""
+    return data.StructLayout({"data": unsigned(word_width), "last": 1})
+
+
+class Frontend(wiring.Component):
+    """Parses a v1 word stream (``docs/stream-format.md``), one header word per clock.
+
+    It writes each layer's fields, frequency table (``c``, ``f``), slot table
+    (``lookup="table"``) and initial states into bank ``bank`` (layers
+    alternate between two banks) and pushes payload words into the word
+    window. A bank is written only when ``bank_busy[bank]`` is low; with
+    ``lookup="compare"`` also only when ``shadow_busy`` is low (the shadow copy
+    of the cumulative table is free).
+
+    Members
+    -------
+    i : In(stream.Signature(input_layout(word_width)))
+        Stream words; a 32-bit beat carries two (first in bits 0..15).
+    push : Out(stream.Signature(WordWindow.push_layout))
+        Payload words, a whole beat per clock.
+    bank_busy : In(2)
+    shadow_busy : In(1)
+    halt : In(1)
+        An error was raised anywhere: stop parsing, accept and drop all input.
+    fields, freq, slot, state : Out(...)
+        Write strobes (``we``) with the bank and the value.
+    ready : Out(StructLayout({"we": 1, "bank": 1}))
+        Layer header complete and its check word correct: the bank may decode.
+    error : Out(ErrorCode)
+        A parse error, for one clock.
+    stream_start, stream_end : Out(1)
+        Strobes: first word of a stream taken; stream fully parsed and
+        ``drained`` high (all layers decoded), ready for the next stream.
+    drained : In(1)
+
+    Throughput: one header word per clock; payload at the full bus width.
+    A ``lookup="table"`` frequency word with ``f > 0`` takes ``f`` clocks
+    (one slot written per clock).
+    """
+
+    def __init__(self, params: DecoderParams, push_layout):
+        self.p = p = params
+        M = p.prob_bits
+        self.fields_layout = data.StructLayout({"we": 1, "bank": 1, "count": 32, "npay": 32,
+                                                "base": signed(16)})
+        super().__init__({
+            "i": In(stream.Signature(input_layout(p.word_width))),
+            "push": Out(stream.Signature(push_layout)),
+            "bank_busy": In(2),
+            "shadow_busy": In(1),
+            "halt": In(1),
+            "fields": Out(self.fields_layout),
+            "freq": Out(data.StructLayout({"we": 1, "bank": 1, "index": range(p.max_symbols),
+                                            "f": unsigned(M + 1), "c": unsigned(M)})),
+            "slot": Out(data.StructLayout({"we": 1, "bank": 1, "index": unsigned(M),
+                                           "sym": range(p.max_symbols)})),
+            "state": Out(data.StructLayout({"we": 1, "bank": 1, "lane": range(p.lanes),
+                                            "way": range(p.ways), "x": 32})),
+            "ready": Out(data.StructLayout({"we": 1, "bank": 1})),
+            "error": Out(ErrorCode),
+            "stream_start": Out(1),
+            "stream_end": Out(1),
+            "drained": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.p
+        M, K, D, S = p.prob_bits, p.lanes, p.ways, p.max_symbols
+        wide = p.word_width == 32
+
+        half = Signal()                        # 32-bit bus: which half is the current word
+        word = Signal(16)
+        beat = self.i.payload
+        m.d.comb += word.eq(Mux(half, beat.data[16:32], beat.data[0:16]) if wide else beat.data)
+
+        cnt = Signal(13)                       # word index inside a section
+        chk = Signal(16)                       # running check sum
+        nlayers = Signal(16)
+        layer = Signal(16)
+        bank = Signal()
+        nsym = Signal(range(256))
+        base = Signal(signed(16))
+        count = Signal(32)
+        npay = Signal(32)
+        cum = Signal(M + 1)
+        fill = Signal(M)                       # slot being filled (lookup="table")
+        lo = Signal(16)                        # low half of a state
+        lane = Signal(range(K))
+        way = Signal(range(D))
+        rem = Signal(32)
+        nstates2 = Signal(13)                  # 2 * min(count, lanes * ways)
+
+        took = Signal()                        # the current word is consumed this clock
+        to_end = Signal()                      # ... and it is the stream's final word
+        err = Signal(ErrorCode)
+        m.d.comb += self.error.eq(err)
+
+        def take():
+            """Consume the current word (and the beat, when it is the beat's last word)."""
+            m.d.comb += took.eq(1)
+            if wide:
+                m.d.comb += self.i.ready.eq(half)
+                m.d.sync += half.eq(~half)
+            else:
+                m.d.comb += self.i.ready.eq(1)
+
+        def fail(code):
+            m.d.comb += err.eq(code)
+
+        v = self.i.valid
+        cw = fmt.StreamConfig(M, K, D).word()
+        # A beat with `last` must end the stream; the stream's last beat must carry it.
+        with m.If(self.i.valid & self.i.ready & ~self.halt):
+            with m.If(beat.last & ~to_end):
+                fail(ErrorCode.TRUNCATED)
+            with m.If(to_end & ~beat.last):
+                fail(ErrorCode.TRAILING)
+
+        def drain_on_error():
+            with m.If(self.halt | (err != ErrorCode.NONE)):
+                m.next = "DRAIN"
+
+        with m.FSM(name="parse"):
+            with m.State("HDR"):
+                with m.If(v):
+                    take()
+                    m.d.sync += [cnt.eq(cnt + 1), chk.eq(chk + word)]
+                    with m.If(cnt == 0):
+                        m.d.comb += self.stream_start.eq(1)
+                        m.d.sync += chk.eq(fmt.CHECK_SEED + word)
+                        with m.If(word != fmt.MAGIC):
+                            fail(ErrorCode.BAD_MAGIC)
+                    with m.Elif(cnt == 1):
+                        with m.If(word != fmt.VERSION):
+                            fail(ErrorCode.BAD_VERSION)
+                    with m.Elif(cnt == 2):
+                        with m.If(word != cw):
+                            fail(ErrorCode.CONFIG_MISMATCH)
+                    with m.Elif(cnt == 3):
+                        m.d.sync += [nlayers.eq(word), layer.eq(0)]
+                    with m.Elif(cnt == 5):
+                        m.d.sync += cnt.eq(0)
+                        with m.If(word != chk):
+                            fail(ErrorCode.HEADER_CHECK)
+                        with m.Elif(nlayers == 0):
+                            m.d.comb += to_end.eq(1)
+                            m.next = "END"
+                        with m.Else():
+                            m.next = "WAIT"
+                drain_on_error()
+
+            with m.State("WAIT"):              # for the bank (and shadow table) to be free
+                free = ~self.bank_busy.bit_select(bank, 1)
+                if p.lookup == "compare":
+                    free &= ~self.shadow_busy
+                with m.If(free):
+                    m.d.sync += [cnt.eq(0), chk.eq(fmt.CHECK_SEED)]
+                    m.next = "FIELDS"
+                drain_on_error()
+
+            with m.State("FIELDS"):
+                with m.If(v):
+                    take()
+                    m.d.sync += [cnt.eq(cnt + 1), chk.eq(chk + word)]
+                    with m.Switch(cnt):
+                        with m.Case(0):
+                            m.d.sync += nsym.eq(word[:8])
+                            with m.If((word == 0) | (word[8:] != 0)):
+                                fail(ErrorCode.BAD_TABLE)
+                            with m.Elif(word > S):
+                                fail(ErrorCode.UNSUPPORTED)
+                        with m.Case(1):
+                            m.d.sync += base.eq(word)
+                            lo_code = -(1 << (p.code_bits - 1))
+                            hi_code = (1 << (p.code_bits - 1)) - 1
+                            with m.If((word.as_signed() < lo_code) |
+                                      (word.as_signed() + nsym - 1 > hi_code)):
+                                fail(ErrorCode.UNSUPPORTED)
+                        with m.Case(2):
+                            m.d.sync += count[:16].eq(word)
+                        with m.Case(3):
+                            m.d.sync += count[16:].eq(word)
+                        with m.Case(4):
+                            m.d.sync += npay[:16].eq(word)
+                        with m.Case(5):
+                            m.d.sync += [npay[16:].eq(word), cnt.eq(0), cum.eq(0), fill.eq(0)]
+                            m.d.sync += nstates2.eq(Mux(count >= K * D, 2 * K * D, count[:13] << 1))
+                            m.d.comb += [self.fields.we.eq(1), self.fields.bank.eq(bank),
+                                         self.fields.count.eq(count), self.fields.npay.eq(Cat(npay[:16], word)),
+                                         self.fields.base.eq(base)]
+                            m.next = "FREQ"
+                drain_on_error()
+
+            with m.State("FREQ"):
+                last_sym = cnt == nsym - 1
+                m.d.comb += [self.freq.bank.eq(bank), self.freq.index.eq(cnt),
+                             self.freq.f.eq(word), self.freq.c.eq(cum)]
+                fill_done = Const(1)
+                if p.lookup == "table":
+                    m.d.comb += [self.slot.bank.eq(bank), self.slot.index.eq(cum + fill),
+                                 self.slot.sym.eq(cnt)]
+                    fill_done = (word == 0) | (fill == word - 1)
+                with m.If(v):
+                    with m.If(cum + word > (1 << M)):
+                        fail(ErrorCode.BAD_TABLE)
+                    with m.Else():
+                        if p.lookup == "table":
+                            m.d.comb += self.slot.we.eq(word != 0)
+                            m.d.sync += fill.eq(fill + 1)
+                        with m.If(fill_done):
+                            take()
+                            m.d.comb += self.freq.we.eq(1)
+                            m.d.sync += [cnt.eq(cnt + 1), chk.eq(chk + word), cum.eq(cum + word),
+                                         fill.eq(0)]
+                            with m.If(last_sym):
+                                m.d.sync += [cnt.eq(0), lane.eq(0), way.eq(0)]
+                                with m.If(cum + word != (1 << M)):
+                                    fail(ErrorCode.BAD_TABLE)
+                                with m.Elif(nstates2 != 0):
+                                    m.next = "STATES"
+                                with m.Elif(nsym[0] == 0):
+                                    m.next = "PAD"
+                                with m.Else():
+                                    m.next = "CHECK"
+                drain_on_error()
+
+            with m.State("STATES"):
+                m.d.comb += [self.state.bank.eq(bank), self.state.lane.eq(lane), self.state.way.eq(way),
+                             self.state.x.eq(Cat(lo, word))]
+                with m.If(v):
+                    take()
+                    m.d.sync += [cnt.eq(cnt + 1), chk.eq(chk + word), lo.eq(word)]
+                    with m.If(cnt[0]):
+                        m.d.comb += self.state.we.eq(1)
+                        m.d.sync += lane.eq(lane + 1)
+                        with m.If(lane == K - 1):
+                            m.d.sync += [lane.eq(0), way.eq(way + 1)]
+                        with m.If(cnt == nstates2 - 1):
+                            with m.If(nsym[0] == 0):
+                                m.next = "PAD"
+                            with m.Else():
+                                m.next = "CHECK"
+                drain_on_error()
+
+            with m.State("PAD"):
+                with m.If(v):
+                    take()
+                    m.d.sync += chk.eq(chk + word)
+                    m.next = "CHECK"
+                drain_on_error()
+
+            with m.State("CHECK"):
+                with m.If(v):
+                    take()
+                    last_layer = layer == nlayers - 1
+                    with m.If(word != chk):
+                        fail(ErrorCode.HEADER_CHECK)
+                    with m.Else():
+                        m.d.comb += [self.ready.we.eq(1), self.ready.bank.eq(bank)]
+                        m.d.sync += rem.eq(npay)
+                        with m.If(npay != 0):
+                            m.next = "PAY"
+                        with m.Else():
+                            m.d.sync += [bank.eq(~bank), layer.eq(layer + 1)]
+                            with m.If(last_layer):
+                                m.d.comb += to_end.eq(1)
+                                m.next = "END"
+                            with m.Else():
+                                m.next = "WAIT"
+                drain_on_error()
+
+            with m.State("PAY"):
+                wpb = p.words_per_beat
+                n = Mux(rem >= wpb, wpb, rem[:2]) if wide else 1
+                m.d.comb += [self.push.valid.eq(v), self.push.payload.n.eq(n)]
+                for k in range(wpb):
+                    m.d.comb += self.push.payload.data[k].eq(beat.data[16 * k:16 * k + 16])
+                with m.If(v & self.push.ready):
+                    m.d.comb += self.i.ready.eq(1)
+                    m.d.sync += rem.eq(rem - n)
+                    with m.If(rem <= wpb):
+                        if not wide:
+                            with m.If(npay[0]):
+                                m.next = "PPAD"
+                            with m.Else():
+                                self._next_layer(m, bank, layer, nlayers, to_end)
+                        else:
+                            self._next_layer(m, bank, layer, nlayers, to_end)
+                drain_on_error()
+
+            if not wide:
+                with m.State("PPAD"):
+                    with m.If(v):
+                        take()
+                        self._next_layer(m, bank, layer, nlayers, to_end)
+                    drain_on_error()
+
+            with m.State("END"):
+                with m.If(self.drained):
+                    m.d.comb += self.stream_end.eq(1)
+                    m.d.sync += [cnt.eq(0), half.eq(0)]
+                    m.next = "HDR"
+                drain_on_error()
+
+            with m.State("DRAIN"):               # after an error: swallow everything until reset
+                m.d.comb += self.i.ready.eq(1)
+        return m
+
+    @staticmethod
+    def _next_layer(m, bank, layer, nlayers, to_end):
+        m.d.sync += [bank.eq(~bank), layer.eq(layer + 1)]
+        with m.If(layer == nlayers - 1):
+            m.d.comb += to_end.eq(1)
+            m.next = "END"
+        with m.Else():
+            m.next = "WAIT"

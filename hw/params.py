@@ -1,0 +1,115 @@
+"""Decoder parameters: validated once, with every derived width in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from amaranth.lib import enum
+
+from ..model import rans
+from ..model.errors import SubbitError
+from ..model.stream import StreamConfig
+
+__all__ = ["PIPELINE_DEPTH", "LOOKUPS", "DecoderParams", "ErrorCode"]
+
+#: Loop latency of the rANS datapath in clocks: state -> symbol lookup -> f/c read ->
+#: multiply -> add -> renormalise -> state (see docs/architecture.md). A lane needs at
+#: least this many interleaved states ("ways") to produce a weight every clock.
+PIPELINE_DEPTH = 6
+LOOKUPS = ("compare", "table")
+WORD_WIDTHS = (16, 32)
+
+
+class ErrorCode(enum.Enum, shape=4):
+    """Value of ``status.error``; sticky until reset. See docs/decoder.md."""
+    NONE = 0
+    BAD_MAGIC = 1          #: stream header word 0 is not 0x5342
+    BAD_VERSION = 2        #: stream version is not 1
+    CONFIG_MISMATCH = 3    #: stream M / lanes / ways differ from this decoder's
+    HEADER_CHECK = 4       #: a header check word does not match
+    BAD_TABLE = 5          #: alphabet size 0 or > 255, or frequencies not summing to 2**M
+    UNSUPPORTED = 6        #: alphabet larger than max_symbols, or codes wider than the output
+    TRUNCATED = 7          #: input `last` before the end of the stream
+    TRAILING = 8           #: the stream's final word came without `last`
+    FINAL_STATE = 9        #: a rANS state did not end at L = 2**16 (corrupted payload)
+    PAYLOAD_LENGTH = 10    #: a layer read more, or fewer, payload words than it declares
+
+
+@dataclass(frozen=True)
+class DecoderParams:
+    """Hardware configuration of a :class:`~subbit.hw.decoder.Decoder`.
+
+    Parameters
+    ----------
+    lanes : 1, 2, 4 or 8
+        Weights decoded per clock (K).
+    prob_bits : 8..15
+        rANS probability precision M; must equal the stream's.
+    max_symbols : 1..255
+        Largest alphabet (trimmed range of codes of a layer) the decoder accepts.
+    word_width : 16 or 32
+        Input bus width; a 32-bit beat carries two 16-bit stream words.
+    lookup : "compare" or "table"
+        Symbol lookup: parallel comparators against the cumulative table
+        (registers, ~max_symbols comparators per lane) or a slot -> symbol RAM of
+        2**M entries (BRAM; filled at one slot per clock when a layer header
+        is loaded).
+    ways : int >= PIPELINE_DEPTH
+        Interleaved states per lane; must equal the stream's.
+    """
+    lanes: int = 1
+    prob_bits: int = 12
+    max_symbols: int = 15
+    word_width: int = 16
+    lookup: str = "compare"
+    ways: int = PIPELINE_DEPTH
+
+    def __post_init__(self):
+        if self.lanes not in rans.LANES_ALLOWED:
+            raise SubbitError(f"lanes must be one of {rans.LANES_ALLOWED}, not {self.lanes!r}")
+        if self.prob_bits not in rans.PROB_BITS_RANGE:
+            raise SubbitError(f"prob_bits must be in 8..15, not {self.prob_bits!r}")
+        if not (isinstance(self.max_symbols, int) and 1 <= self.max_symbols <= rans.MAX_SYMBOLS):
+            raise SubbitError(f"max_symbols must be an integer in 1..{rans.MAX_SYMBOLS}, "
+                              f"not {self.max_symbols!r}")
+        if self.word_width not in WORD_WIDTHS:
+            raise SubbitError(f"word_width must be 16 or 32, not {self.word_width!r}")
+        if self.lookup not in LOOKUPS:
+            raise SubbitError(f"lookup must be 'compare' or 'table', not {self.lookup!r}")
+        if not (isinstance(self.ways, int) and PIPELINE_DEPTH <= self.ways <= rans.MAX_WAYS):
+            raise SubbitError(f"ways must be an integer in {PIPELINE_DEPTH}..{rans.MAX_WAYS} (the "
+                              f"datapath loop is {PIPELINE_DEPTH} clocks deep), not {self.ways!r}")
+
+    @classmethod
+    def for_stream(cls, config: StreamConfig, **kw) -> "DecoderParams":
+        """Parameters that decode streams of ``config``."""
+        return cls(lanes=config.lanes, prob_bits=config.prob_bits, ways=config.ways, **kw)
+
+    @property
+    def stream_config(self) -> StreamConfig:
+        return StreamConfig(self.prob_bits, self.lanes, self.ways)
+
+    # -- derived widths ------------------------------------------------------------
+    @property
+    def sym_bits(self) -> int:
+        """Bits of a symbol index 0..max_symbols-1."""
+        return max(1, (self.max_symbols - 1).bit_length())
+
+    @property
+    def code_bits(self) -> int:
+        """Signed output code width: a trimmed alphabet of S symbols centred on 0 fits."""
+        return max(2, (self.max_symbols // 2).bit_length() + 1)
+
+    @property
+    def words_per_beat(self) -> int:
+        return self.word_width // 16
+
+    @property
+    def window_depth(self) -> int:
+        """Payload word buffer: room for a full beat of demand plus two input beats."""
+        need = self.lanes + 2 * self.words_per_beat
+        return 1 << (need - 1).bit_length()
+
+    @property
+    def states(self) -> int:
+        return self.lanes * self.ways
