@@ -1,0 +1,78 @@
+"""Decode weight streams with the generated RTL in a simulator, measured and checked against the golden model."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..hw.params import DecoderParams
+from ..model import stream
+from ..model.sbw import SbwFile
+from .runner import build, run
+
+__all__ = ["pack_beats", "params_for", "decode_words", "decode_file"]
+
+COMPARE_MAX_SYMBOLS = 32      # default lookup: comparators up to this alphabet, slot table above
+
+
+def pack_beats(words, word_width: int) -> np.ndarray:
+    """16-bit stream words as bus beats (two per beat at 32 bits, first word in bits 0..15)."""
+    w = np.asarray(words, dtype=np.uint64)
+    if word_width == 16:
+        return w
+    if len(w) % 2:
+        raise ValueError("a v1 stream has an even number of words")
+    return w[0::2] | w[1::2] << np.uint64(16)
+
+
+def params_for(layers: list[stream.HwLayer], config: stream.StreamConfig, *, lookup=None, word_width=16,
+               max_symbols=None) -> DecoderParams:
+    """Smallest decoder that accepts every layer: alphabet and code range."""
+    if max_symbols is None:
+        nsym = max([h.nsym for h in layers] or [1])
+        lo = min([h.base for h in layers] or [0])
+        hi = max([h.base + h.nsym - 1 for h in layers] or [0])
+        cb = max(2, max(-lo, hi + 1).bit_length() + 1)       # signed bits for lo..hi
+        max_symbols = min(255, max(nsym, 1 << (cb - 1)))
+    if lookup is None:
+        lookup = "compare" if max_symbols <= COMPARE_MAX_SYMBOLS else "table"
+    return DecoderParams.for_stream(config, max_symbols=max_symbols, word_width=word_width, lookup=lookup)
+
+
+def decode_words(words, layers: list[stream.HwLayer], config: stream.StreamConfig, params: DecoderParams,
+                 simulator: str = "verilator", expected=None) -> dict:
+    """Run the RTL on a word stream; returns measurements, ``codes`` and ``bit_exact``."""
+    if expected is None:
+        expected = [stream.decode_codes(h, config) for h in layers]
+    exp = np.concatenate([np.asarray(e).ravel() for e in expected] or [np.zeros(0, np.int64)])
+    b = build(params, simulator)
+    r = run(b, "decode", {"beats": pack_beats(words, params.word_width)})["decode"]
+    codes = np.asarray(r["codes"], dtype=np.int64)
+    ends = np.cumsum([h.count for h in layers]).tolist()
+    bit_exact = (not r["timed_out"] and r["error"] == 0 and codes.shape == exp.shape
+                 and bool(np.array_equal(codes, exp)) and r["layer_ends"] == ends)
+    switches = max(len(layers) - 1, 1)
+    return {
+        "simulator": simulator,
+        "decoder": {"lanes": params.lanes, "prob_bits": params.prob_bits, "ways": params.ways,
+                    "max_symbols": params.max_symbols, "word_width": params.word_width, "lookup": params.lookup},
+        "cycles": r["cycles"], "weights": r["weights"], "weights_per_cycle": r["weights_per_cycle"],
+        "first_weight_latency_cycles": r.get("first_weight_latency_cycles"),
+        "header_words_before_first_weight": 6 + (len(layers[0].header_words()) if layers else 0),
+        "layer_switch_bubbles": r.get("output_bubbles"),
+        "layer_switch_bubbles_per_switch": (r.get("output_bubbles") or 0) / switches,
+        "error": r["error"], "bit_exact": bit_exact, "codes": codes,
+    }
+
+
+def decode_file(f: SbwFile, simulator: str = "verilator", *, lookup=None, word_width=16, max_symbols=None) -> dict:
+    """`subbit decode --rtl`: decode a file's word stream with the RTL; ``codes`` per layer name."""
+    params = params_for(f.hw, f.config, lookup=lookup, word_width=word_width, max_symbols=max_symbols)
+    golden = f.decode_codes()
+    res = decode_words(f.words(), f.hw, f.config, params, simulator, [golden[m.name] for m in f.layers])
+    flat, codes, pos = res.pop("codes"), {}, 0
+    for m in f.layers:
+        part = flat[pos:pos + m.size]
+        codes[m.name] = part.reshape(m.shape) if part.size == m.size else part
+        pos += m.size
+    res["codes"] = codes
+    return res

