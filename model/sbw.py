@@ -111,7 +111,7 @@ class SbwFile:
 def _metadata(sbw: SbwFile) -> tuple[bytes, bytes]:
     side_dir, blobs, off = [], [], 0
     for name, arr in sbw.side.items():
-        a = np.ascontiguousarray(arr)
+        a = np.ascontiguousarray(arr).reshape(np.shape(arr))   # keeps 0-d tensors 0-d
         if a.dtype.name not in _SIDE_DTYPES:
             raise SubbitError(f"side tensor {name!r} has unsupported dtype {a.dtype}")
         raw = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
