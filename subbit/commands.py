@@ -9,3 +9,5 @@ def register(sub):
     bench.register(sub)
     demo.register(sub)
     fpga_cli.register(sub)
+    from subbit import train
+    train.register(sub)

