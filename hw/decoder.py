@@ -139,10 +139,11 @@ class Decoder(wiring.Component):
             state_r.append(mem.read_port())
 
         if p.lookup == "table":
-            m.submodules.slot_mem = slot_mem = Memory(shape=unsigned(SB), depth=2 << M, init=[])
-            sw = slot_mem.write_port()
-            m.d.comb += [sw.addr.eq(Cat(fe.slot.index, fe.slot.bank)), sw.data.eq(fe.slot.sym),
-                         sw.en.eq(fe.slot.we)]
+            R, rb = p.fill_rate, p.fill_rate.bit_length() - 1
+            m.submodules.slot_mem = slot_mem = Memory(shape=unsigned(R * SB), depth=2 << (M - rb), init=[])
+            sw = slot_mem.write_port(granularity=SB)
+            m.d.comb += [sw.addr.eq(Cat(fe.slot.index, fe.slot.bank)), sw.data.eq(Cat(*[fe.slot.sym] * R)),
+                         sw.en.eq(Mux(fe.slot.we, fe.slot.mask, 0))]
             slot_r = [slot_mem.read_port() for _ in range(K)]
         else:
             # Cumulative table for the comparators: the parser fills the shadow copy, which
@@ -229,12 +230,12 @@ class Decoder(wiring.Component):
             if p.lookup == "compare":
                 therm = Cat(*[active_mask[k] & (slot0 >= active[k]) for k in range(1, S)]) if S > 1 else Const(0)
             else:
-                m.d.comb += [slot_r[j].addr.eq(Cat(slot0, r0m.bank)), slot_r[j].en.eq(en)]
+                m.d.comb += [slot_r[j].addr.eq(Cat(slot0[rb:], r0m.bank)), slot_r[j].en.eq(en)]
             # S1: symbol index, f/c read issued
             if p.lookup == "compare":
                 s1 = _encode_thermometer([r1["therm"][j][k] for k in range(S - 1)], SB) if S > 1 else Const(0, SB)
             else:
-                s1 = slot_r[j].data
+                s1 = slot_r[j].data.word_select(r1["slot"][j][:rb], SB) if rb else slot_r[j].data
             m.d.comb += [fc_r[j].addr.eq(Cat(s1, r1m.bank)), fc_r[j].en.eq(en)]
             fc = fc_r[j].data
             with m.If(en):

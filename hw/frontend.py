@@ -50,13 +50,14 @@ class Frontend(wiring.Component):
     drained : In(1)
 
     Throughput: one header word per clock; payload at the full bus width.
-    A ``lookup="table"`` frequency word with ``f > 0`` takes ``f`` clocks
-    (one slot written per clock).
+    A ``lookup="table"`` frequency word takes about ``f / fill_rate + 1`` clocks
+    (up to ``fill_rate`` slots written per clock).
     """
 
     def __init__(self, params: DecoderParams, push_layout):
         self.p = p = params
         M = p.prob_bits
+        self.fill_bits = p.fill_rate.bit_length() - 1
         self.fields_layout = data.StructLayout({"we": 1, "bank": 1, "count": 32, "npay": 32,
                                                 "base": signed(16)})
         super().__init__({
@@ -68,8 +69,8 @@ class Frontend(wiring.Component):
             "fields": Out(self.fields_layout),
             "freq": Out(data.StructLayout({"we": 1, "bank": 1, "index": range(p.max_symbols),
                                             "f": unsigned(M + 1), "c": unsigned(M)})),
-            "slot": Out(data.StructLayout({"we": 1, "bank": 1, "index": unsigned(M),
-                                           "sym": range(p.max_symbols)})),
+            "slot": Out(data.StructLayout({"we": 1, "bank": 1, "index": unsigned(M - self.fill_bits),
+                                           "mask": unsigned(p.fill_rate), "sym": range(p.max_symbols)})),
             "state": Out(data.StructLayout({"we": 1, "bank": 1, "lane": range(p.lanes),
                                             "way": range(p.ways), "x": 32})),
             "ready": Out(data.StructLayout({"we": 1, "bank": 1})),
@@ -100,7 +101,7 @@ class Frontend(wiring.Component):
         count = Signal(32)
         npay = Signal(32)
         cum = Signal(M + 1)
-        fill = Signal(M)                       # slot being filled (lookup="table")
+        fill = Signal(M + 1)                   # slots of the symbol filled (lookup="table")
         lo = Signal(16)                        # low half of a state
         lane = Signal(range(K))
         way = Signal(range(D))
@@ -214,16 +215,24 @@ class Frontend(wiring.Component):
                              self.freq.f.eq(word), self.freq.c.eq(cum)]
                 fill_done = Const(1)
                 if p.lookup == "table":
-                    m.d.comb += [self.slot.bank.eq(bank), self.slot.index.eq(cum + fill),
-                                 self.slot.sym.eq(cnt)]
-                    fill_done = (word == 0) | (fill == word - 1)
+                    # Slots [cum, cum + f) get symbol `cnt`, up to R per clock: the part of the
+                    # run that falls into one R-slot word of the slot table.
+                    R, rb = p.fill_rate, self.fill_bits
+                    pos = Signal(M + 1)
+                    room = Signal(range(R + 1))        # slots left in this table word
+                    n = Signal(range(R + 1))           # slots written this clock
+                    m.d.comb += [pos.eq(cum + fill), room.eq(R - pos[:rb] if rb else 1),
+                                 n.eq(Mux(word - fill < room, word - fill, room))]
+                    m.d.comb += [self.slot.bank.eq(bank), self.slot.index.eq(pos[rb:M]), self.slot.sym.eq(cnt),
+                                 self.slot.mask.eq((((Const(1, R + 1) << n) - 1) << pos[:rb])[:R] if rb else 1)]
+                    fill_done = (word == 0) | (fill + n == word)
                 with m.If(v):
                     with m.If(cum + word > (1 << M)):
                         fail(ErrorCode.BAD_TABLE)
                     with m.Else():
                         if p.lookup == "table":
                             m.d.comb += self.slot.we.eq(word != 0)
-                            m.d.sync += fill.eq(fill + 1)
+                            m.d.sync += fill.eq(fill + n)
                         with m.If(fill_done):
                             take()
                             m.d.comb += self.freq.we.eq(1)

@@ -52,8 +52,8 @@ class DecoderParams:
     lookup : "compare" or "table"
         Symbol lookup: parallel comparators against the cumulative table
         (registers, ~max_symbols comparators per lane) or a slot -> symbol RAM of
-        2**M entries (BRAM; filled at one slot per clock when a layer header
-        is loaded).
+        2**M entries (BRAM; filled ``fill_rate`` slots per clock while a layer
+        header is loaded).
     ways : int >= PIPELINE_DEPTH
         Interleaved states per lane; must equal the stream's.
     """
@@ -99,6 +99,15 @@ class DecoderParams:
     def code_bits(self) -> int:
         """Signed output code width: a trimmed alphabet of S symbols centred on 0 fits."""
         return max(2, (self.max_symbols // 2).bit_length() + 1)
+
+    @property
+    def fill_rate(self) -> int:
+        """Slots written per clock into the slot table (``lookup="table"``): as many symbols as
+        fit a 36-bit block-RAM word."""
+        r = 1
+        while 2 * r * self.sym_bits <= 36 and 2 * r <= 1 << self.prob_bits:
+            r *= 2
+        return r
 
     @property
     def words_per_beat(self) -> int:

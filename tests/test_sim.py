@@ -1,0 +1,215 @@
+"""Generated Verilog in cocotb (Verilator, Icarus) against the golden model: traffic, errors, a real network."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from subbit.hw.params import DecoderParams, ErrorCode
+from subbit.model import rans, stream
+from subbit.model.errors import DecodeError
+from subbit.sim import runner
+from subbit.sim.rtl_decode import decode_words, pack_beats
+
+# Hand-picked configurations: the reference (K=1, compare), wide bus + 4 lanes, 8-bit layers
+# through the slot table, and the widest datapath.
+CONFIGS = {
+    "K1-M12-compare": DecoderParams(lanes=1, prob_bits=12, max_symbols=15, word_width=16),
+    "K4-M10-w32-compare": DecoderParams(lanes=4, prob_bits=10, max_symbols=15, word_width=32),
+    "K2-M14-table255": DecoderParams(lanes=2, prob_bits=14, max_symbols=255, word_width=16, lookup="table"),
+    "K8-M12-w32-compare7": DecoderParams(lanes=8, prob_bits=12, max_symbols=7, word_width=32),
+}
+SIMS = ["verilator", pytest.param("icarus", marks=pytest.mark.icarus)]
+
+
+def edge_case_layers(p: DecoderParams, seed=0):
+    """Layers that exercise the corners: short, empty, one symbol, minimum probability, full alphabet."""
+    rng = np.random.default_rng(seed)
+    S = p.max_symbols
+    half = min(S // 2, 7)
+    levels = np.arange(-half, half + 1)
+    probs = np.exp(-np.abs(levels))
+    layers = [
+        rng.choice(levels, 700, p=probs / probs.sum()),                  # weight-like
+        np.array([3 % (half + 1)]),                                      # one weight
+        np.zeros(0, dtype=np.int64),                                     # empty layer
+        np.full(40, -1 if half else 0),                                  # one-symbol alphabet
+        rng.choice([-1, 0, 1] if half else [0], 2 * p.states + 3),       # just past lanes*ways
+    ]
+    minp = np.zeros(1 << p.prob_bits, dtype=np.int64)                    # a symbol at 2**-M ...
+    minp[[5, 1000]] = 1 if half else 0                                   # ... once or twice
+    layers.append(minp)
+    if S >= 200:
+        layers.append(rng.integers(-(S // 2), S // 2 + 1, 3000))         # full 8-bit alphabet
+    return layers
+
+
+def make_stream(p: DecoderParams, layers):
+    cfg = p.stream_config
+    hw = [stream.encode_codes(c, cfg) for c in layers]
+    return hw, stream.build(hw, cfg)
+
+
+def job_for(p, layers):
+    hw, words = make_stream(p, layers)
+    exp = [stream.decode_codes(h, p.stream_config) for h in hw]
+    for e, c in zip(exp, layers):
+        np.testing.assert_array_equal(e, c)      # the golden model is the reference
+    return {"beats": pack_beats(words, p.word_width), "expected": np.concatenate(exp),
+            "layer_ends": np.cumsum([len(c) for c in layers])}
+
+
+@pytest.mark.parametrize("sim", SIMS)
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_traffic_patterns_match_golden_model(name, sim):
+    """Every idle x backpressure pattern (cocotb-parametrized) on the edge-case stream."""
+    p = CONFIGS[name]
+    b = runner.build(p, sim)
+    res = runner.run(b, "run_test", job_for(p, edge_case_layers(p)))
+    assert len(res) == 9                                      # 3 idle x 3 backpressure patterns
+    n = sum(len(c) for c in edge_case_layers(p))
+    assert all(r["weights"] == n for r in res.values())
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("name", ["K1-M12-compare", "K4-M10-w32-compare"])
+def test_random_streams(name, seed):
+    p = CONFIGS[name]
+    rng = np.random.default_rng(seed)
+    layers = []
+    for _ in range(int(rng.integers(2, 6))):
+        k = int(rng.integers(1, 8))
+        q = rng.dirichlet(np.full(2 * k + 1, 0.5))
+        layers.append(rng.choice(np.arange(-k, k + 1), int(rng.integers(0, 3000)), p=q))
+    res = runner.run(runner.build(p), "run_test", job_for(p, layers))
+    assert len(res) == 9
+
+
+# -- errors ----------------------------------------------------------------------------
+
+def refix_check(words, lay_offset, hw):
+    """Recompute a layer header's check word after editing it."""
+    n = len(hw.header_words())
+    words[lay_offset + n - 1] = stream.check_word(words[lay_offset:lay_offset + n - 1])
+
+
+def payload_flip(words, hw, config):
+    """A payload bit flip that the golden model reports as a final-state error (word count intact)."""
+    lay = hw[0]
+    start = lay.offset + len(lay.header_words())
+    for w in range(len(lay.payload) - 1, -1, -1):
+        for bit in range(16):
+            bad = lay.payload.copy()
+            bad[w] ^= 1 << bit
+            try:
+                rans.decode(lay.states, bad, lay.freqs, config.prob_bits, lay.count, config.lanes, config.ways)
+            except DecodeError as e:
+                if "final state" in str(e):
+                    out = words.copy()
+                    out[start + w] ^= 1 << bit
+                    return out, start + w
+    raise AssertionError("no final-state flip found")
+
+
+def corrupt(kind, p: DecoderParams):
+    """(words, lasts or None, index of the offending word, expected error code)."""
+    cfg = p.stream_config
+    layers = [np.random.default_rng(3).choice([-2, -1, 0, 1, 2], 2000, p=[.05, .1, .7, .1, .05]),
+              np.arange(-3, 4).repeat(20)]
+    hw, words = make_stream(p, layers)
+    words = words.copy()
+    h0, h1 = hw
+    if kind == "BAD_MAGIC":
+        words[0] ^= 1
+        return words, None, 0, ErrorCode.BAD_MAGIC
+    if kind == "BAD_VERSION":
+        words[1] = 2
+        return words, None, 1, ErrorCode.BAD_VERSION
+    if kind == "CONFIG_MISMATCH":
+        _, other = make_stream(DecoderParams.for_stream(stream.StreamConfig(p.prob_bits, p.lanes, p.ways + 1)),
+                               layers)
+        return other, None, 2, ErrorCode.CONFIG_MISMATCH
+    if kind == "HEADER_CHECK":
+        k = h1.offset + 6 + h1.nsym              # first initial-state word of layer 1
+        words[k] ^= 0x0100
+        return words, None, h1.offset + len(h1.header_words()) - 1, ErrorCode.HEADER_CHECK
+    if kind == "BAD_TABLE":
+        words[h0.offset + 6] += 1                # frequencies now sum to 2**M + 1
+        refix_check(words, h0.offset, h0)
+        return words, None, h0.offset + 6 + h0.nsym - 1, ErrorCode.BAD_TABLE
+    if kind == "UNSUPPORTED":
+        big = [np.arange(-(p.max_symbols // 2 + 1), p.max_symbols // 2 + 2)]
+        _, w = make_stream(DecoderParams.for_stream(cfg, max_symbols=min(255, p.max_symbols + 2)), big)
+        return w, None, 6, ErrorCode.UNSUPPORTED
+    if kind == "TRUNCATED":
+        cut = h0.offset + len(h0.header_words()) + len(h0.payload) // 2
+        cut -= cut % 2
+        lasts = np.zeros(cut, dtype=bool)
+        lasts[-1] = True
+        return words[:cut], lasts, cut - 1, ErrorCode.TRUNCATED
+    if kind == "TRAILING":
+        lasts = np.zeros(len(words), dtype=bool)        # the final word without `last`
+        return words, lasts, len(words) - 1, ErrorCode.TRAILING
+    if kind == "FINAL_STATE":
+        bad, k = payload_flip(words, hw, cfg)
+        return bad, None, -1, ErrorCode.FINAL_STATE
+    if kind == "PAYLOAD_LENGTH":                  # layer 0 declares one word more than it reads
+        parts = [words[:h0.offset]]
+        h0b = stream.HwLayer(h0.nsym, h0.base, h0.count, h0.freqs, h0.states, np.append(h0.payload, 0))
+        rebuilt = stream.build([h0b, h1], cfg)
+        return rebuilt, None, -1, ErrorCode.PAYLOAD_LENGTH
+    raise ValueError(kind)
+
+
+ERRORS = [e.name for e in ErrorCode if e != ErrorCode.NONE]
+
+
+@pytest.mark.parametrize("kind", ERRORS)
+@pytest.mark.parametrize("name", ["K1-M12-compare", "K4-M10-w32-compare"])
+def test_errors_flagged_bounded_and_recoverable(name, kind):
+    p = CONFIGS[name]
+    words, lasts, bad_word, code = corrupt(kind, p)
+    wpb = p.words_per_beat
+    if len(words) % wpb:
+        words = np.append(words, 0)
+    good = job_for(p, edge_case_layers(p, seed=9))
+    job = {"beats": pack_beats(words, p.word_width), "expect_error": int(code.value),
+           "bad_beat": bad_word // wpb if bad_word >= 0 else -1,
+           "good_beats": good["beats"], "good_expected": good["expected"], "good_layer_ends": good["layer_ends"]}
+    if lasts is not None:
+        job["lasts"] = lasts[wpb - 1::wpb] if wpb > 1 else lasts
+    res = runner.run(runner.build(p), "error", job)
+    assert res["error"]["error"] == code.value
+    if bad_word >= 0:                         # parse errors: flagged within 2 clocks of the word
+        assert 0 <= res["error"]["latency"] <= 2, res
+    assert res["recovered"] == len(good["expected"])
+
+
+def test_error_codes_are_documented():
+    import os
+    with open(os.path.join(os.path.dirname(__file__), "..", "docs", "decoder.md")) as fh:
+        doc = fh.read()
+    for e in ErrorCode:
+        assert f"`{e.name}`" in doc
+
+
+# -- a real network ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ccexam_codes():
+    from subbit.model import checkpoint, quant
+    from subbit.model.compress import is_coded
+    from subbit.model.data import ccexam_weights
+    sd = checkpoint.load_state_dict(ccexam_weights())
+    return [quant.quantize_rtn(w, 3)[0] for k, w in sd.items() if is_coded(k, w)]
+
+
+@pytest.mark.parametrize("lanes", [1, 4])
+def test_real_network_bit_exact_at_full_rate(ccexam_codes, lanes):
+    """ccexam MNIST CNN (421k weights, 3-bit RTN): bit-exact, >= 0.99*K weights per clock."""
+    p = DecoderParams(lanes=lanes, max_symbols=7)
+    hw, words = make_stream(p, ccexam_codes)
+    res = decode_words(words, hw, p.stream_config, p, "verilator")
+    assert res["bit_exact"], {k: v for k, v in res.items() if k != "codes"}
+    assert res["weights"] == sum(c.size for c in ccexam_codes)
+    assert res["weights_per_cycle"] >= 0.99 * lanes
