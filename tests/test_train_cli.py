@@ -26,3 +26,24 @@ def test_bench_train_quick(tmp_path, capsys):
     assert f"--out {tmp_path}/digits --epochs 2" in out
     assert main(["bench", "train", "--only", "cifar", "--no-write"]) == 2
     assert "unknown benchmark run 'cifar'" in capsys.readouterr().err
+
+
+def test_documented_commands_parse():
+    """Every `subbit train` / `torchrun ... subbit.cli train` line of the docs is a valid command."""
+    import os
+    import re
+    import shlex
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    seen = 0
+    for doc in ("README.md", "docs/training.md"):
+        with open(os.path.join(root, doc)) as fh:
+            blocks = re.findall(r"```sh\n(.*?)```", fh.read(), re.S)
+        for line in "\n".join(blocks).splitlines():
+            words = shlex.split(line.split("#")[0])
+            if "train" not in words or not words:
+                continue
+            argv = words[words.index("train"):]
+            args = build_parser().parse_args(argv)
+            assert args.func.__name__ == "cmd_train"
+            seen += 1
+    assert seen >= 5
