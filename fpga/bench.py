@@ -121,10 +121,10 @@ def rtl_markdown(rows: list[dict], *, command: str, plot_file: str | None = None
     """The results section: calibration line, one table row per configuration, definitions."""
     ref = next((r for r in rows if r.get("design") == "counter"), None)
     dec = [r for r in rows if r.get("design", "decoder") == "decoder"]
-    ok = next((r for r in rows if "error" not in r), {})
+    ok = next((r for r in dec + rows if "error" not in r and "device" in r), {})
     tools = ", ".join(ok.get("tools", {}).values())
     fixed = {k: dec[0].get(k) for k in ("max_symbols", "word_width", "ways")} if dec else {}
-    fixed_s = ", ".join(f"{k}={'default' if v is None else v}" for k, v in fixed.items())
+    fixed_s = ", ".join(f"{k}={'default (the pipeline depth)' if v is None else v}" for k, v in fixed.items())
     freq = f"nextpnr `--freq {ok['freq_target_mhz']:g}`" if ok.get("freq_target_mhz") else "no place and route"
     out = ["## RTL decoder: area, Fmax, throughput, latency (`subbit bench rtl`)", "",
            f"Command: `{command}`. Target: {ok.get('device', '?')}; {tools}; {freq}. "
@@ -137,7 +137,7 @@ def rtl_markdown(rows: list[dict], *, command: str, plot_file: str | None = None
             fm = f"reaches **{ref['fmax_mhz']:.1f} MHz**" if ref.get("fmax_mhz") else \
                 f"has LUT depth {ref['lut_depth']}"
             out += ["", f"Calibration: a 32-bit counter (`subbit synth --design counter`) {fm} with "
-                    f"{ref['luts']} LUT4 sites in the same flow -- the ceiling for a single carry chain."]
+                    f"{ref['luts']} LUT4 sites in the same flow, the ceiling for a single carry chain."]
     out += ["", "| K | M | lookup | LUT4 sites | FFs | carry | DSP | BRAM | LUT-RAM | logic cells | LUT depth "
             "| Fmax (MHz) | weights/cycle | Mweights/s | weights/s per LUT | first weight (cycles) "
             "| layer switch (cycles) |", "|" + "---|" * 17]

@@ -32,7 +32,8 @@ What the keys count
 ``dsps``
     Multiplier blocks: MULT18X18D (ECP5), SB_MAC16 (iCE40); 0 for generic.
 ``brams``
-    Block RAMs: DP16KD + PDPW16KD (ECP5, 18 kbit), SB_RAM40_4K (iCE40, 4 kbit); 0 for generic.
+    Block RAMs: DP16KD + PDPW16KD (ECP5, 18 kbit), SB_RAM40_4K (iCE40, 4 kbit); generic: memories
+    of 64 words or more, kept whole as ``$mem_v2`` (smaller ones become flip-flops and LUTs).
 ``carry``
     Carry cells: CCU2C (ECP5, 2 bits each), SB_CARRY (iCE40, 1 bit); 0 for generic.
 ``lutram``
@@ -44,7 +45,7 @@ What the keys count
     ``min`` over clocks of ``fmax[<clock>].achieved`` in nextpnr's ``--report`` JSON (``None`` for
     generic). ``fmax_by_clock`` has each clock.
 ``lut_depth``
-    LUT levels of the longest register-to-register (or port) path: ``ltp -noff`` after
+    LUT levels of the longest path between flip-flops, memories and ports: ``ltp -noff`` after
     ``synth -flatten -lut 4`` (``synth_generic.ys``), for every target. Carry chains are counted
     as LUT levels there, so this is a technology-independent measure of logic depth.
 ``cells``, ``utilization``, ``wrapper``
@@ -247,7 +248,7 @@ def _area(target, cells):
         return {"luts": n("SB_LUT4"), "ffs": sum(v for k, v in cells.items() if k.startswith("SB_DFF")),
                 "dsps": n("SB_MAC16"), "brams": n("SB_RAM40_4K"), "carry": n("SB_CARRY"), "lutram": 0}
     return {"luts": n("$lut"), "ffs": sum(v for k, v in cells.items() if _is_generic_ff(k)),
-            "dsps": 0, "brams": 0, "carry": 0, "lutram": 0}
+            "dsps": 0, "brams": n("$mem_v2"), "carry": 0, "lutram": 0}
 
 
 def _lut_depth(path, step, log):
