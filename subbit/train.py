@@ -169,6 +169,9 @@ def register(sub):
     b.add_argument("--out-root", default=os.path.join("build", "bench-train"), metavar="DIR",
                    help="where the runs write their outputs (default build/bench-train)")
     b.add_argument("--quick", action="store_true", help="tiny epochs and data (smoke test of the benchmark)")
+    b.add_argument("--reuse", action="store_true",
+                   help="use OUT/report.json of a run made earlier by exactly the same command instead of "
+                   "training again (e.g. runs started in parallel by hand)")
     b.add_argument("--no-write", action="store_true", help="print only, do not update docs/")
     b.set_defaults(func=cmd_bench_train)
 
@@ -178,10 +181,11 @@ BENCH_RUNS = {
     "digits": (("≤ 1.0 bits/weight, ≤ 1 % drop", 1.0, 0.01),
                ["--dataset", "digits", "--model", "resnet8", "--target-bits", "1.0", "--sweep", "2,0.6,0.4"]),
     "mnist": (("≤ 0.25 bits/weight, ≤ 0.5 % drop vs 99.05 %", 0.25, 0.005),
-              ["--dataset", "mnist", "--model", "ccexam-cnn", "--target-bits", "0.25", "--sweep", "0.5"]),
+              ["--dataset", "mnist", "--model", "ccexam-cnn", "--target-bits", "0.25", "--sweep", "0.5,0.15",
+               "--ternary-epochs", "3"]),
     "fashion-mnist": (("≤ 1.0 bits/weight, ≤ 1 % drop", 1.0, 0.01),
-                      ["--dataset", "fashion-mnist", "--model", "resnet20", "--target-bits", "1.0",
-                       "--sweep", "0.6"]),
+                      ["--dataset", "fashion-mnist", "--model", "resnet8", "--target-bits", "1.0",
+                       "--sweep", "2,0.6"]),
 }
 _QUICK = ["--epochs", "2", "--qat-epochs", "2", "--ternary-epochs", "1", "--subset", "300", "--sweep", ""]
 
@@ -223,6 +227,18 @@ def bench_markdown(rows: list[tuple[str, list[str], dict, tuple]]) -> str:
     return "\n".join(out)
 
 
+def _reusable(out: str, argv: list[str]) -> dict | None:
+    """The report in ``out`` if it was written by exactly the command ``subbit train argv``."""
+    from subbit.cli import build_parser
+    try:
+        with open(os.path.join(out, "report.json")) as fh:
+            rep = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    want = command_line(build_parser().parse_args(["train"] + argv))
+    return rep if rep.get("config", {}).get("command") == want else None
+
+
 def cmd_bench_train(args):
     from subbit.cli import main
     from subbit.results import update_section
@@ -235,12 +251,17 @@ def cmd_bench_train(args):
         targets, argv = BENCH_RUNS[n]
         out = os.path.join(args.out_root, n)
         argv = argv + ["--out", out] + (_QUICK if args.quick else [])
-        print(f"== {n}: subbit train {' '.join(argv)}", file=sys.stderr, flush=True)
-        rc = main(["train"] + argv)
-        if rc:
-            raise SubbitError(f"benchmark run {n} failed (exit code {rc})")
-        with open(os.path.join(out, "report.json")) as fh:
-            rows.append((n, argv, json.load(fh), targets))
+        rep = _reusable(out, argv) if args.reuse else None
+        if rep is None:
+            print(f"== {n}: subbit train {' '.join(argv)}", file=sys.stderr, flush=True)
+            rc = main(["train"] + argv)
+            if rc:
+                raise SubbitError(f"benchmark run {n} failed (exit code {rc})")
+            with open(os.path.join(out, "report.json")) as fh:
+                rep = json.load(fh)
+        else:
+            print(f"== {n}: reusing {out}/report.json", file=sys.stderr, flush=True)
+        rows.append((n, argv, rep, targets))
     md = bench_markdown(rows)
     print(md)
     if not args.no_write:

@@ -24,6 +24,11 @@ def test_bench_train_quick(tmp_path, capsys):
     rep = json.loads((tmp_path / "digits" / "report.json").read_text())
     assert "## Training flow" in out and f"| {rep['bits_per_weight']:.4f} |" in out
     assert f"--out {tmp_path}/digits --epochs 2" in out
+    before = (tmp_path / "digits" / "model.sbw").stat().st_mtime_ns
+    assert main(["bench", "train", "--quick", "--no-write", "--only", "digits", "--out-root", str(tmp_path),
+                 "--reuse"]) == 0
+    assert f"reusing {tmp_path}/digits/report.json" in capsys.readouterr().err
+    assert (tmp_path / "digits" / "model.sbw").stat().st_mtime_ns == before
     assert main(["bench", "train", "--only", "cifar", "--no-write"]) == 2
     assert "unknown benchmark run 'cifar'" in capsys.readouterr().err
 

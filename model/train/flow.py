@@ -50,7 +50,7 @@ DEFAULTS = {
     "mnist": dict(model="ccexam-cnn", width=16, epochs=0, batch_size=128, lr=0.05,
                   qat_epochs=6, qat_lr=2e-4, evals_per_epoch=2),
     "fashion-mnist": dict(model="resnet8", width=16, epochs=15, batch_size=128, lr=0.1,
-                          qat_epochs=10, qat_lr=1e-3, evals_per_epoch=1),
+                          qat_epochs=15, qat_lr=1e-3, evals_per_epoch=1),
 }
 
 

@@ -214,7 +214,7 @@ def train_qat(qnet: QuantNet, train: Split, val: Split, rt: Runtime, *, target_b
     res, best_state, best_key, step, ratio = QatResult(), None, None, 0, 1.0
     for ep in range(epochs):
         qnet.train()
-        t0, run_ce, run_r, nb = time.perf_counter(), 0.0, 0.0, 0
+        t0, run_ce, nb = time.perf_counter(), 0.0, 0
         for b, (x, y) in enumerate(rt.bar(batches(train, batch_size, ep, rt), spe, f"{label} {ep + 1}/{epochs}")):
             for g in opt.param_groups:
                 g["lr"] = g["base"] * _cosine(step, total)
@@ -227,7 +227,7 @@ def train_qat(qnet: QuantNet, train: Split, val: Split, rt: Runtime, *, target_b
             r = float(rate.detach())
             if ctrl:
                 ctrl.update(r)
-            run_ce, run_r, nb, step = run_ce + float(ce.detach()), run_r + r, nb + 1, step + 1
+            run_ce, nb, step = run_ce + float(ce.detach()), nb + 1, step + 1
             if b + 1 in eval_at:
                 with torch.no_grad():
                     est, _ = qnet.rate(states)
