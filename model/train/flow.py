@@ -140,6 +140,11 @@ class TrainConfig:
         StreamConfig(c.prob_bits, c.lanes, c.ways)          # raises SubbitError on bad coder parameters
         if os.path.exists(c.out) and not os.path.isdir(c.out):
             raise ConfigError(f"output {c.out} exists and is not a directory")
+        anc = os.path.dirname(os.path.abspath(c.out))
+        while not os.path.exists(anc):
+            anc = os.path.dirname(anc)
+        if not os.path.isdir(anc) or not os.access(anc, os.W_OK | os.X_OK):
+            raise ConfigError(f"cannot create the output directory {c.out}: {anc} is not a writable directory")
         return c
 
 
