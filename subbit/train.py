@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import shutil
 import sys
 
 from subbit.model.errors import SubbitError
@@ -265,7 +264,9 @@ def cmd_bench_train(args):
     md = bench_markdown(rows)
     print(md)
     if not args.no_write:
-        for n, *_ in rows:
-            shutil.copyfile(os.path.join(args.out_root, n, "pareto.png"), os.path.join(DOCS, f"train-{n}-pareto.png"))
+        from subbit.model.train.baselines import pareto_plot
+        for n, _, rep, _ in rows:       # re-drawn from the report: same points as OUT/pareto.png
+            pareto_plot(os.path.join(DOCS, f"train-{n}-pareto.png"), rep["baselines"],
+                        f"{rep['dataset']} / {rep['model']}: accuracy vs coded bits per weight")
         from subbit.results import RESULTS
         print(f"\nwritten to {update_section('train', md, RESULTS)}")

@@ -18,17 +18,25 @@ def test_command_line_and_config():
     assert (c.prob_bits, c.lanes, c.ways) == (StreamConfig().prob_bits, StreamConfig().lanes, StreamConfig().ways)
 
 
-def test_bench_train_quick(tmp_path, capsys):
+def test_bench_train_quick(tmp_path, capsys, monkeypatch):
     assert main(["bench", "train", "--quick", "--no-write", "--only", "digits", "--out-root", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     rep = json.loads((tmp_path / "digits" / "report.json").read_text())
     assert "## Training flow" in out and f"| {rep['bits_per_weight']:.4f} |" in out
     assert f"--out {tmp_path}/digits --epochs 2" in out
     before = (tmp_path / "digits" / "model.sbw").stat().st_mtime_ns
-    assert main(["bench", "train", "--quick", "--no-write", "--only", "digits", "--out-root", str(tmp_path),
-                 "--reuse"]) == 0
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    import subbit.results
+    import subbit.train
+    monkeypatch.setattr(subbit.train, "DOCS", str(docs))
+    monkeypatch.setattr(subbit.results, "RESULTS", str(docs / "results.md"))
+    assert main(["bench", "train", "--quick", "--only", "digits", "--out-root", str(tmp_path), "--reuse"]) == 0
     assert f"reusing {tmp_path}/digits/report.json" in capsys.readouterr().err
-    assert (tmp_path / "digits" / "model.sbw").stat().st_mtime_ns == before
+    assert (tmp_path / "digits" / "model.sbw").stat().st_mtime_ns == before       # not trained again
+    text = (docs / "results.md").read_text()
+    assert "<!-- bench:train:start -->" in text and f"| {rep['bits_per_weight']:.4f} |" in text
+    assert (docs / "train-digits-pareto.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["bench", "train", "--only", "cifar", "--no-write"]) == 2
     assert "unknown benchmark run 'cifar'" in capsys.readouterr().err
 

@@ -71,40 +71,49 @@ def rtn_state_dict(sd: dict, names: list[str], bits: int) -> dict:
 def pareto_plot(path: str, points: list[dict], title: str) -> None:
     """Accuracy (%) vs bits per weight (log axis). ``points``: dicts with ``name``,
     ``bits_per_weight``, ``accuracy`` and ``kind`` (``fp32``, ``uniform``, ``ternary``,
-    ``huffman``, ``ours``); the ``ours`` points are joined by a line."""
+    ``huffman``, ``ours``). The ``ours`` points are joined by a line and labelled with their
+    budget; every other point has its own legend entry. Points far below the others (e.g. a
+    2-bit round-to-nearest network at chance level) are listed under the axis."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    style = {"fp32": ("k", "*"), "uniform": ("tab:gray", "s"), "ternary": ("tab:blue", "^"),
-             "huffman": ("tab:orange", "D"), "ours": ("tab:red", "o")}
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    color = {"fp32": "k", "uniform": "tab:gray", "ternary": "tab:blue", "huffman": "tab:orange", "ours": "tab:red"}
+    markers = iter("*sv^DPXh<>pd" * 3)
+    fig, ax = plt.subplots(figsize=(7.6, 4.2), dpi=120)
+    accs = [100 * p["accuracy"] for p in points if p["accuracy"] > 0.5 or p["kind"] == "ours"]
+    lo = min(accs) - 0.15 * max(1e-9, max(accs) - min(accs)) - 0.5 if accs else 0.0
     ours = sorted((p for p in points if p["kind"] == "ours"), key=lambda p: p["bits_per_weight"])
     if ours:
-        ax.plot([p["bits_per_weight"] for p in ours], [100 * p["accuracy"] for p in ours], "-",
-                color=style["ours"][0], alpha=0.6)
-    seen = set()
+        ax.plot([p["bits_per_weight"] for p in ours], [100 * p["accuracy"] for p in ours], "-o",
+                color=color["ours"], ms=6, label="ours (entropy-aware QAT + rANS)")
+        for p in ours:
+            ax.annotate(p["name"].replace("ours ", ""), (p["bits_per_weight"], 100 * p["accuracy"]), fontsize=7,
+                        xytext=(0, -12), textcoords="offset points", ha="center", color=color["ours"])
+    off_scale = []
     for p in points:
-        color, marker = style[p["kind"]]
-        lab = p["kind"] if p["kind"] not in seen else None
-        seen.add(p["kind"])
-        ax.plot(p["bits_per_weight"], 100 * p["accuracy"], marker, color=color, label=lab, ms=7)
-        ax.annotate(p["name"], (p["bits_per_weight"], 100 * p["accuracy"]), fontsize=7,
-                    xytext=(4, -10), textcoords="offset points")
+        y = 100 * p["accuracy"]
+        if p["kind"] == "ours":
+            continue
+        if y < lo:
+            off_scale.append(f"{p['name']} ({p['bits_per_weight']:.3g} b/w): {y:.1f} %")
+            continue
+        ax.plot(p["bits_per_weight"], y, next(markers), color=color[p["kind"]], ms=7, ls="",
+                label=f"{p['name']} ({p['bits_per_weight']:.3g} b/w)")
     fp = [p for p in points if p["kind"] == "fp32"]
     if fp:
-        ax.axhline(100 * fp[0]["accuracy"] - 1, color="k", lw=0.6, ls=":", label="fp32 − 1 %")
+        ax.axhline(100 * fp[0]["accuracy"] - 1, color="k", lw=0.6, ls=":", label="fp32 − 1 point")
     ax.axvline(1.0, color="tab:gray", lw=0.6, ls="--")
     ax.set_xscale("log", base=2)
-    accs = [100 * p["accuracy"] for p in points if p["accuracy"] > 0.5 or p["kind"] == "ours"]
     if accs:
-        lo = min(accs)
-        ax.set_ylim(max(0.0, lo - 0.15 * max(1e-9, max(accs) - lo) - 0.5), 100 * max(p["accuracy"] for p in points) + 0.5)
+        ax.set_ylim(max(0.0, lo), 100 * max(p["accuracy"] for p in points) + 0.3)
+    if off_scale:
+        ax.text(0.99, 0.02, "below the axis: " + "; ".join(off_scale), transform=ax.transAxes, fontsize=7,
+                ha="right", va="bottom", color="tab:gray")
     ax.set_xlabel("bits per weight (all coded bits / weights)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", lw=0.3)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
-
