@@ -64,6 +64,16 @@ class Runtime:
         dist.all_reduce(t)
         return t.tolist()
 
+    def sync_buffers(self, module) -> None:
+        """Copy rank 0's buffers (batch-norm statistics) to every rank. DDP broadcasts them
+        at the start of each forward pass, so after training each rank holds its own last
+        update; evaluation and export must see one network."""
+        if self.world == 1:
+            return
+        import torch.distributed as dist
+        for b in module.buffers():
+            dist.broadcast(b, 0)
+
     def barrier(self):
         if self.world > 1:
             import torch.distributed as dist
@@ -163,6 +173,7 @@ def train_fp32(model, train: Split, val: Split, rt: Runtime, *, epochs: int, bat
             opt.step()
             run += float(loss.detach())
             step += 1
+        rt.sync_buffers(model)
         acc = evaluate(model, val, rt)
         hist.append({"epoch": ep + 1, "loss": run / max(spe, 1), "val_accuracy": acc})
         rt.say(f"fp32 epoch {ep + 1}/{epochs}: loss {run / max(spe, 1):.4f}, val {100 * acc:.2f}% "
@@ -229,6 +240,7 @@ def train_qat(qnet: QuantNet, train: Split, val: Split, rt: Runtime, *, target_b
                 ctrl.update(r)
             run_ce, nb, step = run_ce + float(ce.detach()), nb + 1, step + 1
             if b + 1 in eval_at:
+                rt.sync_buffers(qnet)
                 with torch.no_grad():
                     est, _ = qnet.rate(states)
                 exact = measure() if measure else float(est)
