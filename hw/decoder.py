@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..model.rans import RANS_L
 from .frontend import Frontend, input_layout
+from .mul import Multiplier
+from .outbuf import OutputBuffer
 from .params import PIPELINE_DEPTH, DecoderParams, ErrorCode
 from .window import WordWindow
 
 __all__ = ["Decoder", "output_layout", "status_layout"]
 
 status_layout = data.StructLayout({"busy": 1, "done": 1, "error": ErrorCode})
-
-OUTPUT_FIFO_DEPTH = 4
 
 
 def output_layout(params: DecoderParams) -> data.StructLayout:
@@ -95,38 +94,63 @@ class Decoder(wiring.Component):
         SB = p.sym_bits
         WB = max(1, (D - 1).bit_length())          # way index bits
 
-        m.submodules.window = win = WordWindow(p.window_depth, K, p.words_per_beat)
+        m.submodules.window = win = WordWindow(p.window_depth, K, p.words_per_beat, width=17)
         m.submodules.frontend = fe = Frontend(p, win.push_layout)
         wiring.connect(m, wiring.flipped(self.i), fe.i)
         wiring.connect(m, fe.push, win.push)
 
-        en = Signal()                               # the whole datapath advances
+        en = Signal()                               # the whole datapath advances (a register)
         error = Signal(ErrorCode)
         dp_error = Signal(ErrorCode)
         halt = Signal()
         m.d.comb += [halt.eq(error != ErrorCode.NONE), fe.halt.eq(halt)]
+        # The datapath's checks are registered before the sticky error register (the
+        # parser's already are): keeps them off the paths into `halt` and `en`.
+        dp_error_r = Signal(ErrorCode)
+        m.d.sync += dp_error_r.eq(dp_error)
         with m.If(~halt):
             with m.If(fe.error != ErrorCode.NONE):
                 m.d.sync += error.eq(fe.error)
-            with m.Elif(dp_error != ErrorCode.NONE):
-                m.d.sync += error.eq(dp_error)
+            with m.Elif(dp_error_r != ErrorCode.NONE):
+                m.d.sync += error.eq(dp_error_r)
 
         # ---- layer banks ------------------------------------------------------------
         valid = Signal(2)                           # loaded, not yet retired
         started = Signal(2)                         # the sequencer has begun it
-        count = Array(Signal(32, name=f"count{b}") for b in range(2))
-        npay = Array(Signal(32, name=f"npay{b}") for b in range(2))
+        # Per bank, what the sequencer needs, precomputed when the header arrives: the
+        # layer's beats T = max(1, ceil(count / K)), the lanes used by its last beat, and
+        # the flags of its first beat (T == 1, T <= D, T == D + 1).
+        TB = 33 - (K.bit_length() - 1)
+        beats = Array(Signal(TB, name=f"beats{b}") for b in range(2))
+        tail = Array(Signal(range(K + 1), name=f"tail{b}") for b in range(2))
+        first_flags = Array(Signal(3, name=f"first_flags{b}") for b in range(2))
+        second_flags = Array(Signal(3, name=f"second_flags{b}") for b in range(2))
         base = Array(Signal(signed(16), name=f"base{b}") for b in range(2))
-        with m.If(fe.fields.we):
-            m.d.sync += [count[fe.fields.bank].eq(fe.fields.count), npay[fe.fields.bank].eq(fe.fields.npay),
-                         base[fe.fields.bank].eq(fe.fields.base)]
-        m.d.comb += [fe.bank_busy.eq(valid), fe.drained.eq(valid == 0)]
+        # Every write from the parser into the banks is registered (all by one clock, so
+        # `ready` still follows the last table/state write): keeps the parser's FSM off the
+        # paths into the tables.
+        fields, freq, slot, state, ready = (Signal.like(getattr(fe, n), name=f"{n}_w")
+                                            for n in ("fields", "freq", "slot", "state", "ready"))
+        m.d.sync += [fields.eq(fe.fields), freq.eq(fe.freq), slot.eq(fe.slot), state.eq(fe.state),
+                     ready.eq(fe.ready)]
+        n = fields.count
+        kb = K.bit_length() - 1
+        with m.If(fields.we):
+            b = fields.bank
+            m.d.sync += [base[b].eq(fields.base),
+                         beats[b].eq(Mux(n == 0, 1, (n + K - 1) >> kb)),
+                         tail[b].eq(Mux(n == 0, 0, Mux(n[:kb] == 0, K, n[:kb]) if kb else 1)),
+                         first_flags[b].eq(Cat(n <= K, n <= D * K, (n > D * K) & (n <= (D + 1) * K))),
+                         second_flags[b].eq(Cat((n > K) & (n <= 2 * K), n <= (D + 1) * K,
+                                                (n > (D + 1) * K) & (n <= (D + 2) * K)))]
+        # a layer whose (registered) `ready` is still on its way is not drained yet
+        m.d.comb += [fe.bank_busy.eq(valid), fe.drained.eq((valid == 0) & ~ready.we)]
 
         fc_layout = data.StructLayout({"f": unsigned(M + 1), "c": unsigned(M)})
         m.submodules.fc_mem = fc_mem = Memory(shape=fc_layout, depth=2 << SB, init=[])
         fc_w = fc_mem.write_port()
-        m.d.comb += [fc_w.addr.eq(Cat(fe.freq.index, fe.freq.bank)), fc_w.data.f.eq(fe.freq.f),
-                     fc_w.data.c.eq(fe.freq.c), fc_w.en.eq(fe.freq.we)]
+        m.d.comb += [fc_w.addr.eq(Cat(freq.index, freq.bank)), fc_w.data.f.eq(freq.f),
+                     fc_w.data.c.eq(freq.c), fc_w.en.eq(freq.we)]
         fc_r = [fc_mem.read_port() for _ in range(K)]
 
         state_r = []
@@ -134,16 +158,16 @@ class Decoder(wiring.Component):
             mem = Memory(shape=32, depth=2 << WB, init=[])
             m.submodules[f"state_mem{j}"] = mem
             w = mem.write_port()
-            m.d.comb += [w.addr.eq(Cat(fe.state.way, fe.state.bank)), w.data.eq(fe.state.x),
-                         w.en.eq(fe.state.we & (fe.state.lane == j))]
+            m.d.comb += [w.addr.eq(Cat(state.way, state.bank)), w.data.eq(state.x),
+                         w.en.eq(state.we & (state.lane == j))]
             state_r.append(mem.read_port())
 
         if p.lookup == "table":
             R, rb = p.fill_rate, p.fill_rate.bit_length() - 1
             m.submodules.slot_mem = slot_mem = Memory(shape=unsigned(R * SB), depth=2 << (M - rb), init=[])
             sw = slot_mem.write_port(granularity=SB)
-            m.d.comb += [sw.addr.eq(Cat(fe.slot.index, fe.slot.bank)), sw.data.eq(Cat(*[fe.slot.sym] * R)),
-                         sw.en.eq(Mux(fe.slot.we, fe.slot.mask, 0))]
+            m.d.comb += [sw.addr.eq(Cat(slot.index, slot.bank)), sw.data.eq(Cat(*[slot.sym] * R)),
+                         sw.en.eq(Mux(slot.we, slot.mask, 0))]
             slot_r = [slot_mem.read_port() for _ in range(K)]
         else:
             # Cumulative table for the comparators: the parser fills the shadow copy, which
@@ -156,14 +180,14 @@ class Decoder(wiring.Component):
             m.d.comb += fe.shadow_busy.eq(shadow_busy)
             with m.If(fe.fields.we):
                 m.d.sync += shadow_mask.eq(0)
-            with m.If(fe.freq.we):
-                m.d.sync += [Array(shadow)[fe.freq.index].eq(fe.freq.c),
-                             shadow_mask.bit_select(fe.freq.index, 1).eq(1)]
-            with m.If(fe.ready.we):
+            with m.If(freq.we):
+                m.d.sync += [Array(shadow)[freq.index].eq(freq.c),
+                             shadow_mask.bit_select(freq.index, 1).eq(1)]
+            with m.If(ready.we):
                 m.d.sync += shadow_busy.eq(1)
 
-        with m.If(fe.ready.we):
-            m.d.sync += valid.bit_select(fe.ready.bank, 1).eq(1)
+        with m.If(ready.we):
+            m.d.sync += valid.bit_select(ready.bank, 1).eq(1)
 
         # ---- sequencer: one beat (K symbol positions) per clock -----------------------
         meta_layout = data.StructLayout({
@@ -172,32 +196,40 @@ class Decoder(wiring.Component):
         cur_active = Signal()
         cur_bank = Signal()
         nxt_bank = Signal()
-        rem = Signal(32)
-        t = Signal(range(D + 1))
+        bl = Signal(TB)                              # beats left in the current layer
+        flags = Signal(3)                            # (bl == 1, bl <= D, bl == D + 1) for the next beat
+        ctail = Signal(range(K + 1))
+        t = Signal(range(D + 1))                     # beat index, saturating at D
         start_new = Signal()
         m.d.comb += start_new.eq(~cur_active & valid.bit_select(nxt_bank, 1) & ~started.bit_select(nxt_bank, 1))
-        b_rem = Signal(32)
-        b_t = Signal(range(D + 1))
+        s_bl = Mux(start_new, beats[nxt_bank], bl)
+        s_flags = Mux(start_new, first_flags[nxt_bank], flags)
+        s_tail = Mux(start_new, tail[nxt_bank], ctail)
+        s_t = Mux(start_new, 0, t)
+        last, le_d, eq_d1 = s_flags[0], s_flags[1], s_flags[2]
         issue = Signal(meta_layout)
+        act = [~last | (s_tail > j) for j in range(K)]
         m.d.comb += [
-            b_rem.eq(Mux(start_new, count[nxt_bank], rem)),
-            b_t.eq(Mux(start_new, 0, t)),
             issue.valid.eq(cur_active | start_new),
             issue.bank.eq(Mux(start_new, nxt_bank, cur_bank)),
-            issue.init.eq(b_t < D),
-            issue.way.eq(b_t),
-            issue.first.eq(b_t == 0),
-            issue.last.eq(b_rem <= K),
-            issue.count.eq(Mux(b_rem <= K, b_rem, K)),
-            issue.act.eq(Cat(*[b_rem > j for j in range(K)])),
-            issue.lastuse.eq(Cat(*[(b_rem > j) & (b_rem <= D * K + j) for j in range(K)])),
+            issue.init.eq(s_t < D),
+            issue.way.eq(s_t),
+            issue.first.eq(s_t == 0),
+            issue.last.eq(last),
+            issue.count.eq(Mux(last, s_tail, K)),
+            issue.act.eq(Cat(*act)),
+            # a lane's state is used again D beats later unless the layer ends first
+            issue.lastuse.eq(Cat(*[act[j] & (le_d | (eq_d1 & (s_tail <= j))) for j in range(K)])),
         ]
         q = Signal(meta_layout)
         with m.If(en):
             m.d.sync += q.eq(issue)
             with m.If(issue.valid):
-                m.d.sync += [rem.eq(b_rem - K), t.eq(Mux(b_t == D, D, b_t + 1)),
-                             cur_bank.eq(issue.bank), cur_active.eq(~issue.last)]
+                # the next beat's flags, compared before the start/continue mux
+                m.d.sync += [bl.eq(s_bl - 1),
+                             flags.eq(Mux(start_new, second_flags[nxt_bank], Cat(bl == 2, bl <= D + 1, bl == D + 2))),
+                             ctail.eq(s_tail), t.eq(Mux(s_t == D, D, s_t + 1)),
+                             cur_bank.eq(issue.bank), cur_active.eq(~last)]
             with m.If(start_new):
                 m.d.sync += [started.bit_select(nxt_bank, 1).eq(1), nxt_bank.eq(~nxt_bank)]
         for j in range(K):
@@ -216,11 +248,17 @@ class Decoder(wiring.Component):
         r0 = stage("r0", x=32)
         r1 = stage("r1", hi=32 - M, slot=M, therm=max(S - 1, 1))
         r2 = stage("r2", hi=32 - M, slot=M)
-        r3 = stage("r3", hi=32 - M, f=M + 1, r=M, s=SB)
-        r4 = stage("r4", p=32, r=M, s=SB)
+        L = p.mul_split                             # x >> M = hh * 2**L + hl; DSP: f * hh
+        r3 = stage("r3", hl=max(L, 1), f=M + 1, r=M, s=SB)
+        r4 = stage("r4", q=M + 2 + L, s=SB)
         r5 = stage("r5", x=32, rn=1, s=SB)
         r2s = stage("r2", s=SB)["s"]
 
+        mul = []
+        for j in range(K):
+            mul.append(Multiplier(32 - M - L, M + 1, p.multiplier))
+            m.submodules[f"mul{j}"] = mul[j]
+            m.d.comb += [mul[j].a.eq(r2["hi"][j][L:]), mul[j].b.eq(fc_r[j].data.f), mul[j].ce.eq(en)]
         need = [Signal(name=f"need{j}") for j in range(K)]
         xn = [Signal(32, name=f"xn{j}") for j in range(K)]
         for j in range(K):
@@ -243,29 +281,53 @@ class Decoder(wiring.Component):
                 if p.lookup == "compare" and S > 1:
                     m.d.sync += r1["therm"][j].eq(therm)
                 m.d.sync += [r2["hi"][j].eq(r1["hi"][j]), r2["slot"][j].eq(r1["slot"][j]), r2s[j].eq(s1)]
-                # S2: f and slot - c into registers that feed the multiplier
-                m.d.sync += [r3["hi"][j].eq(r2["hi"][j]), r3["f"][j].eq(fc.f),
-                             r3["r"][j].eq(r2["slot"][j] - fc.c), r3["s"][j].eq(r2s[j])]
-                # S3: multiply
-                m.d.sync += [r4["p"][j].eq(r3["hi"][j] * r3["f"][j]), r4["r"][j].eq(r3["r"][j]),
-                             r4["s"][j].eq(r3["s"][j])]
+                # S2: f and x >> M into the multiplier's input registers; slot - c
+                m.d.sync += [r3["f"][j].eq(fc.f), r3["r"][j].eq(r2["slot"][j] - fc.c), r3["s"][j].eq(r2s[j])]
+                if L:
+                    m.d.sync += r3["hl"][j].eq(r2["hi"][j][:L])
+                # S3: the DSP multiplies; the fabric adds the low partial products and slot - c
+                q = r3["r"][j]
+                for k in range(L):
+                    q = q + Mux(r3["hl"][j][k], r3["f"][j] << k, 0)
+                m.d.sync += [r4["q"][j].eq(q), r4["s"][j].eq(r3["s"][j])]
                 # S4: add, renormalisation decision
-                x1 = (r4["p"][j] + r4["r"][j])[:32]
+                x1 = ((mul[j].p << L) + r4["q"][j])[:32]
                 m.d.sync += [r5["x"][j].eq(x1), r5["rn"][j].eq(x1[16:] == 0), r5["s"][j].eq(r4["s"][j])]
             m.d.comb += need[j].eq(r5m.valid & r5m.act[j] & r5["rn"][j])
 
-        # S5: renormalise from the word window; lane j takes the word after those of lanes < j
+        # S5: renormalise from the word window; lane j takes the word after those of lanes < j.
+        # Each word carries its layer's bank as a tag: a lane reaching a word of the next
+        # layer, or needing one after its layer's payload was all delivered, is an overrun.
         total = Signal(range(K + 1))
+        overrun = Signal()
         prefix = Const(0, range(K + 1))
+        ovr = []
         for j in range(K):
             word = Array([win.head[k] for k in range(j + 1)])[prefix] if j else win.head[0]
-            m.d.comb += xn[j].eq(Mux(need[j], Cat(word, r5["x"][j][:16]), r5["x"][j]))
+            m.d.comb += xn[j].eq(Mux(need[j], Cat(word[:16], r5["x"][j][:16]), r5["x"][j]))
+            here = prefix < win.level
+            ovr.append(need[j] & Mux(here, word[16] != r5m.bank, fe.pay_done.bit_select(r5m.bank, 1)))
             prefix = prefix + need[j]
-        m.d.comb += total.eq(prefix)
+        m.d.comb += [total.eq(prefix), overrun.eq(Cat(*ovr).any())]
+        # after the layer's last beat nothing of it may remain: no word with its tag left
+        # in the window, and none still to come from the parser
+        nxt_word = Array([win.head[k] for k in range(K + 1)])[total]
+        underrun = ((total < win.level) & (nxt_word[16] == r5m.bank)) | ~fe.pay_done.bit_select(r5m.bank, 1)
 
-        m.submodules.out_fifo = ofifo = SyncFIFOBuffered(width=Shape.cast(output_layout(p)).width,
-                                                         depth=OUTPUT_FIFO_DEPTH)
-        m.d.comb += en.eq(~halt & ofifo.w_rdy & (total <= win.level))
+        m.submodules.out_buf = obuf = OutputBuffer(output_layout(p))
+        # `en` is a register (it drives every stage's clock enable), computed a clock ahead
+        # for both outcomes of this clock (advance or stall), selected by `en` itself last.
+        # A beat may enter S5 when its words are surely there: at least K words in the
+        # window, or every word of its layer already pushed (a shortfall is then an overrun,
+        # flagged below). `pay_done` is a clock old here, which can only delay, never hurry.
+        n_in = Mux(fe.push.valid & fe.push.ready, fe.push.payload.n, 0)
+        level_go = win.level - total + n_in
+        level_stall = win.level + n_in
+        ok_go = ~r4m.valid | (level_go >= K) | fe.pay_done.bit_select(r4m.bank, 1)
+        ok_stall = ~r5m.valid | (level_stall >= K) | fe.pay_done.bit_select(r5m.bank, 1)
+        room_go = Mux(r5m.valid, obuf.room_if_write, obuf.room_if_idle)
+        halt_next = halt | (fe.error != ErrorCode.NONE) | (dp_error_r != ErrorCode.NONE)
+        m.d.sync += en.eq(~halt_next & Mux(en, room_go & ok_go, obuf.room_if_idle & ok_stall))
         m.d.comb += win.take.eq(Mux(en, total, 0))
 
         # ring closure, with extra delay when the stream has more ways than the pipeline
@@ -280,16 +342,12 @@ class Decoder(wiring.Component):
                 m.d.sync += r0["x"][j].eq(ring)
 
         # checks: final states, payload length
-        wl = Signal(32)
-        wl_cur = Signal(32)
-        m.d.comb += wl_cur.eq(Mux(r5m.first, npay[r5m.bank], wl))
         bad_final = Cat(*[r5m.lastuse[j] & (xn[j] != RANS_L) for j in range(K)]).any()
-        with m.If(r5m.valid & ((total > wl_cur) | (r5m.last & (wl_cur != total)))):
+        with m.If(r5m.valid & (overrun | (en & r5m.last & underrun))):
             m.d.comb += dp_error.eq(ErrorCode.PAYLOAD_LENGTH)
         with m.Elif(en & r5m.valid & bad_final):
             m.d.comb += dp_error.eq(ErrorCode.FINAL_STATE)
         with m.If(en & r5m.valid):
-            m.d.sync += wl.eq(wl_cur - total)
             with m.If(r5m.last):                    # layer retired: its bank is free
                 m.d.sync += [valid.bit_select(r5m.bank, 1).eq(0), started.bit_select(r5m.bank, 1).eq(0)]
 
@@ -298,8 +356,8 @@ class Decoder(wiring.Component):
         for j in range(K):
             m.d.comb += beat.codes[j].eq(r5["s"][j] + base[r5m.bank])
         m.d.comb += [beat.count.eq(r5m.count), beat.last.eq(r5m.last),
-                     ofifo.w_data.eq(beat), ofifo.w_en.eq(en & r5m.valid),
-                     self.o.valid.eq(ofifo.r_rdy), self.o.payload.eq(ofifo.r_data), ofifo.r_en.eq(self.o.ready)]
+                     obuf.w_data.eq(beat), obuf.w_en.eq(en & r5m.valid)]
+        wiring.connect(m, obuf.o, wiring.flipped(self.o))
 
         # status
         busy = Signal()

@@ -33,7 +33,8 @@ class Frontend(wiring.Component):
     i : In(stream.Signature(input_layout(word_width)))
         Stream words; a 32-bit beat carries two (first in bits 0..15).
     push : Out(stream.Signature(WordWindow.push_layout))
-        Payload words, a whole beat per clock.
+        Payload words, a whole beat per clock, each with its layer's bank as a tag
+        in bit 16.
     bank_busy : In(2)
     shadow_busy : In(1)
     halt : In(1)
@@ -41,7 +42,9 @@ class Frontend(wiring.Component):
     fields, freq, slot, state : Out(...)
         Write strobes (``we``) with the bank and the value.
     ready : Out(StructLayout({"we": 1, "bank": 1}))
-        Layer header complete and its check word correct: the bank may decode.
+        Layer header complete: the bank may decode.
+    pay_done : Out(2)
+        Bit ``b``: every payload word of the layer in bank ``b`` has been pushed.
     error : Out(ErrorCode)
         A parse error, for one clock.
     stream_start, stream_end : Out(1)
@@ -58,8 +61,7 @@ class Frontend(wiring.Component):
         self.p = p = params
         M = p.prob_bits
         self.fill_bits = p.fill_rate.bit_length() - 1
-        self.fields_layout = data.StructLayout({"we": 1, "bank": 1, "count": 32, "npay": 32,
-                                                "base": signed(16)})
+        self.fields_layout = data.StructLayout({"we": 1, "bank": 1, "count": 32, "base": signed(16)})
         super().__init__({
             "i": In(stream.Signature(input_layout(p.word_width))),
             "push": Out(stream.Signature(push_layout)),
@@ -74,6 +76,7 @@ class Frontend(wiring.Component):
             "state": Out(data.StructLayout({"we": 1, "bank": 1, "lane": range(p.lanes),
                                             "way": range(p.ways), "x": 32})),
             "ready": Out(data.StructLayout({"we": 1, "bank": 1})),
+            "pay_done": Out(2),
             "error": Out(ErrorCode),
             "stream_start": Out(1),
             "stream_end": Out(1),
@@ -85,37 +88,54 @@ class Frontend(wiring.Component):
         p = self.p
         M, K, D, S = p.prob_bits, p.lanes, p.ways, p.max_symbols
         wide = p.word_width == 32
+        wpb = p.words_per_beat
 
         half = Signal()                        # 32-bit bus: which half is the current word
         word = Signal(16)
         beat = self.i.payload
         m.d.comb += word.eq(Mux(half, beat.data[16:32], beat.data[0:16]) if wide else beat.data)
 
-        cnt = Signal(13)                       # word index inside a section
+        # Timing: every decision of the FSM is a registered flag or a small counter compare;
+        # checks only raise error flags, registered and encoded a clock later.
+        pos = Signal(3)                        # word index in the fixed-size headers
+        left = Signal(13)                      # words left in a table / states section
+        lastw = Signal()                       # ... and this word is its last (left == 1)
         chk = Signal(16)                       # running check sum
-        nlayers = Signal(16)
-        layer = Signal(16)
+        layers_left = Signal(16)               # layers after the current one
+        last_layer = Signal()
+        no_layers = Signal()
         bank = Signal()
-        nsym = Signal(range(256))
+        nsym = Signal(8)
+        top_base = Signal(signed(17))          # largest base whose codes still fit code_bits
         base = Signal(signed(16))
         count = Signal(32)
         npay = Signal(32)
+        ns_zero = Signal()                     # count == 0: no initial states
+        npay_zero = Signal()
+        nstates2 = Signal(13)                  # 2 * min(count, lanes * ways)
+        idx = Signal(8)                        # symbol of the current frequency word
         cum = Signal(M + 1)
+        room = Signal(M + 1)                   # 2**M - cum: keeps the table checks to one compare
         fill = Signal(M + 1)                   # slots of the symbol filled (lookup="table")
         lo = Signal(16)                        # low half of a state
         lane = Signal(range(K))
         way = Signal(range(D))
-        rem = Signal(32)
-        nstates2 = Signal(13)                  # 2 * min(count, lanes * ways)
+        rem = Signal(32)                       # payload words left to push
+        pay_last = Signal()                    # rem <= words per beat
+        pay_done = Signal(2)
+        m.d.comb += self.pay_done.eq(pay_done)
 
-        took = Signal()                        # the current word is consumed this clock
-        to_end = Signal()                      # ... and it is the stream's final word
-        err = Signal(ErrorCode)
-        m.d.comb += self.error.eq(err)
+        to_end = Signal()                      # the word taken now is the stream's final word
+        errs = Signal(len(ErrorCode))          # raised conditions, one bit per code
+        errs_r = Signal(len(ErrorCode))
+        with m.If(~self.halt):
+            m.d.sync += errs_r.eq(errs)
+        for code in reversed(list(ErrorCode)[1:]):   # lowest code wins
+            with m.If(errs_r[code.value]):
+                m.d.comb += self.error.eq(code)
 
         def take():
             """Consume the current word (and the beat, when it is the beat's last word)."""
-            m.d.comb += took.eq(1)
             if wide:
                 m.d.comb += self.i.ready.eq(half)
                 m.d.sync += half.eq(~half)
@@ -123,48 +143,64 @@ class Frontend(wiring.Component):
                 m.d.comb += self.i.ready.eq(1)
 
         def fail(code):
-            m.d.comb += err.eq(code)
+            m.d.comb += errs[code.value].eq(1)
+
+        def load(n):
+            m.d.sync += [left.eq(n), lastw.eq(n == 1)]
+
+        def step():
+            m.d.sync += [left.eq(left - 1), lastw.eq(left == 2)]
+
+        def next_layer():
+            m.d.sync += [bank.eq(~bank), layers_left.eq(layers_left - 1), last_layer.eq(layers_left == 1),
+                         pay_done.bit_select(bank, 1).eq(1)]
+            with m.If(last_layer):
+                m.d.comb += to_end.eq(1)
+                m.next = "END"
+            with m.Else():
+                m.next = "WAIT"
 
         v = self.i.valid
         cw = fmt.StreamConfig(M, K, D).word()
         # A beat with `last` must end the stream; the stream's last beat must carry it.
-        with m.If(self.i.valid & self.i.ready & ~self.halt):
+        with m.If(self.i.valid & self.i.ready):
             with m.If(beat.last & ~to_end):
                 fail(ErrorCode.TRUNCATED)
             with m.If(to_end & ~beat.last):
                 fail(ErrorCode.TRAILING)
 
         def drain_on_error():
-            with m.If(self.halt | (err != ErrorCode.NONE)):
+            with m.If(self.halt):
                 m.next = "DRAIN"
 
         with m.FSM(name="parse"):
             with m.State("HDR"):
                 with m.If(v):
                     take()
-                    m.d.sync += [cnt.eq(cnt + 1), chk.eq(chk + word)]
-                    with m.If(cnt == 0):
-                        m.d.comb += self.stream_start.eq(1)
-                        m.d.sync += chk.eq(fmt.CHECK_SEED + word)
-                        with m.If(word != fmt.MAGIC):
-                            fail(ErrorCode.BAD_MAGIC)
-                    with m.Elif(cnt == 1):
-                        with m.If(word != fmt.VERSION):
-                            fail(ErrorCode.BAD_VERSION)
-                    with m.Elif(cnt == 2):
-                        with m.If(word != cw):
-                            fail(ErrorCode.CONFIG_MISMATCH)
-                    with m.Elif(cnt == 3):
-                        m.d.sync += [nlayers.eq(word), layer.eq(0)]
-                    with m.Elif(cnt == 5):
-                        m.d.sync += cnt.eq(0)
-                        with m.If(word != chk):
-                            fail(ErrorCode.HEADER_CHECK)
-                        with m.Elif(nlayers == 0):
-                            m.d.comb += to_end.eq(1)
-                            m.next = "END"
-                        with m.Else():
-                            m.next = "WAIT"
+                    m.d.sync += [pos.eq(pos + 1), chk.eq(chk + word)]
+                    with m.Switch(pos):
+                        with m.Case(0):
+                            m.d.comb += self.stream_start.eq(1)
+                            m.d.sync += chk.eq(fmt.CHECK_SEED + word)
+                            with m.If(word != fmt.MAGIC):
+                                fail(ErrorCode.BAD_MAGIC)
+                        with m.Case(1):
+                            with m.If(word != fmt.VERSION):
+                                fail(ErrorCode.BAD_VERSION)
+                        with m.Case(2):
+                            with m.If(word != cw):
+                                fail(ErrorCode.CONFIG_MISMATCH)
+                        with m.Case(3):
+                            m.d.sync += [layers_left.eq(word - 1), last_layer.eq(word == 1),
+                                         no_layers.eq(word == 0)]
+                        with m.Case(5):
+                            with m.If(word != chk):
+                                fail(ErrorCode.HEADER_CHECK)
+                            with m.If(no_layers):
+                                m.d.comb += to_end.eq(1)
+                                m.next = "END"
+                            with m.Else():
+                                m.next = "WAIT"
                 drain_on_error()
 
             with m.State("WAIT"):              # for the bank (and shadow table) to be free
@@ -172,27 +208,26 @@ class Frontend(wiring.Component):
                 if p.lookup == "compare":
                     free &= ~self.shadow_busy
                 with m.If(free):
-                    m.d.sync += [cnt.eq(0), chk.eq(fmt.CHECK_SEED)]
+                    m.d.sync += [pos.eq(0), chk.eq(fmt.CHECK_SEED), pay_done.bit_select(bank, 1).eq(0)]
                     m.next = "FIELDS"
                 drain_on_error()
 
             with m.State("FIELDS"):
                 with m.If(v):
                     take()
-                    m.d.sync += [cnt.eq(cnt + 1), chk.eq(chk + word)]
-                    with m.Switch(cnt):
+                    m.d.sync += [pos.eq(pos + 1), chk.eq(chk + word)]
+                    with m.Switch(pos):
                         with m.Case(0):
-                            m.d.sync += nsym.eq(word[:8])
+                            m.d.sync += [nsym.eq(word[:8]), top_base.eq((1 << (p.code_bits - 1)) - word[:8])]
+                            load(word[:8])
                             with m.If((word == 0) | (word[8:] != 0)):
                                 fail(ErrorCode.BAD_TABLE)
                             with m.Elif(word > S):
                                 fail(ErrorCode.UNSUPPORTED)
                         with m.Case(1):
                             m.d.sync += base.eq(word)
-                            lo_code = -(1 << (p.code_bits - 1))
-                            hi_code = (1 << (p.code_bits - 1)) - 1
-                            with m.If((word.as_signed() < lo_code) |
-                                      (word.as_signed() + nsym - 1 > hi_code)):
+                            with m.If((word.as_signed() < -(1 << (p.code_bits - 1))) |
+                                      (word.as_signed() > top_base)):
                                 fail(ErrorCode.UNSUPPORTED)
                         with m.Case(2):
                             m.d.sync += count[:16].eq(word)
@@ -201,53 +236,53 @@ class Frontend(wiring.Component):
                         with m.Case(4):
                             m.d.sync += npay[:16].eq(word)
                         with m.Case(5):
-                            m.d.sync += [npay[16:].eq(word), cnt.eq(0), cum.eq(0), fill.eq(0)]
-                            m.d.sync += nstates2.eq(Mux(count >= K * D, 2 * K * D, count[:13] << 1))
+                            m.d.sync += [npay[16:].eq(word), cum.eq(0), room.eq(1 << M), fill.eq(0), idx.eq(0),
+                                         nstates2.eq(Mux(count >= K * D, 2 * K * D, count[:13] << 1)),
+                                         ns_zero.eq(count == 0), npay_zero.eq((npay[:16] == 0) & (word == 0))]
                             m.d.comb += [self.fields.we.eq(1), self.fields.bank.eq(bank),
-                                         self.fields.count.eq(count), self.fields.npay.eq(Cat(npay[:16], word)),
-                                         self.fields.base.eq(base)]
+                                         self.fields.count.eq(count), self.fields.base.eq(base)]
                             m.next = "FREQ"
                 drain_on_error()
 
             with m.State("FREQ"):
-                last_sym = cnt == nsym - 1
-                m.d.comb += [self.freq.bank.eq(bank), self.freq.index.eq(cnt),
+                m.d.comb += [self.freq.bank.eq(bank), self.freq.index.eq(idx),
                              self.freq.f.eq(word), self.freq.c.eq(cum)]
                 fill_done = Const(1)
                 if p.lookup == "table":
-                    # Slots [cum, cum + f) get symbol `cnt`, up to R per clock: the part of the
+                    # Slots [cum, cum + f) get symbol `idx`, up to R per clock: the part of the
                     # run that falls into one R-slot word of the slot table.
                     R, rb = p.fill_rate, self.fill_bits
-                    pos = Signal(M + 1)
-                    room = Signal(range(R + 1))        # slots left in this table word
+                    fpos = Signal(M + 1)
+                    space = Signal(range(R + 1))       # slots left in this table word
                     n = Signal(range(R + 1))           # slots written this clock
-                    m.d.comb += [pos.eq(cum + fill), room.eq(R - pos[:rb] if rb else 1),
-                                 n.eq(Mux(word - fill < room, word - fill, room))]
-                    m.d.comb += [self.slot.bank.eq(bank), self.slot.index.eq(pos[rb:M]), self.slot.sym.eq(cnt),
-                                 self.slot.mask.eq((((Const(1, R + 1) << n) - 1) << pos[:rb])[:R] if rb else 1)]
+                    m.d.comb += [fpos.eq(cum + fill), space.eq(R - fpos[:rb] if rb else 1),
+                                 n.eq(Mux(word - fill < space, word - fill, space))]
+                    m.d.comb += [self.slot.bank.eq(bank), self.slot.index.eq(fpos[rb:M]), self.slot.sym.eq(idx),
+                                 self.slot.mask.eq((((Const(1, R + 1) << n) - 1) << fpos[:rb])[:R] if rb else 1)]
                     fill_done = (word == 0) | (fill + n == word)
                 with m.If(v):
-                    with m.If(cum + word > (1 << M)):
+                    with m.If(word > room):
                         fail(ErrorCode.BAD_TABLE)
-                    with m.Else():
-                        if p.lookup == "table":
-                            m.d.comb += self.slot.we.eq(word != 0)
-                            m.d.sync += fill.eq(fill + n)
-                        with m.If(fill_done):
-                            take()
-                            m.d.comb += self.freq.we.eq(1)
-                            m.d.sync += [cnt.eq(cnt + 1), chk.eq(chk + word), cum.eq(cum + word),
-                                         fill.eq(0)]
-                            with m.If(last_sym):
-                                m.d.sync += [cnt.eq(0), lane.eq(0), way.eq(0)]
-                                with m.If(cum + word != (1 << M)):
-                                    fail(ErrorCode.BAD_TABLE)
-                                with m.Elif(nstates2 != 0):
-                                    m.next = "STATES"
-                                with m.Elif(nsym[0] == 0):
-                                    m.next = "PAD"
-                                with m.Else():
-                                    m.next = "CHECK"
+                    if p.lookup == "table":
+                        m.d.comb += self.slot.we.eq((word != 0) & (word <= room))
+                        m.d.sync += fill.eq(fill + n)
+                    with m.If(fill_done):
+                        take()
+                        step()
+                        m.d.comb += self.freq.we.eq(1)
+                        m.d.sync += [idx.eq(idx + 1), chk.eq(chk + word), cum.eq(cum + word), room.eq(room - word),
+                                     fill.eq(0)]
+                        with m.If(lastw):
+                            m.d.sync += [lane.eq(0), way.eq(0)]
+                            load(nstates2)
+                            with m.If(word != room):
+                                fail(ErrorCode.BAD_TABLE)
+                            with m.If(~ns_zero):
+                                m.next = "STATES"
+                            with m.Elif(nsym[0] == 0):
+                                m.next = "PAD"
+                            with m.Else():
+                                m.next = "CHECK"
                 drain_on_error()
 
             with m.State("STATES"):
@@ -255,17 +290,18 @@ class Frontend(wiring.Component):
                              self.state.x.eq(Cat(lo, word))]
                 with m.If(v):
                     take()
-                    m.d.sync += [cnt.eq(cnt + 1), chk.eq(chk + word), lo.eq(word)]
-                    with m.If(cnt[0]):
+                    step()
+                    m.d.sync += [chk.eq(chk + word), lo.eq(word)]
+                    with m.If(left[0]):                 # odd number of words left: a high half
                         m.d.comb += self.state.we.eq(1)
                         m.d.sync += lane.eq(lane + 1)
                         with m.If(lane == K - 1):
                             m.d.sync += [lane.eq(0), way.eq(way + 1)]
-                        with m.If(cnt == nstates2 - 1):
-                            with m.If(nsym[0] == 0):
-                                m.next = "PAD"
-                            with m.Else():
-                                m.next = "CHECK"
+                    with m.If(lastw):
+                        with m.If(nsym[0] == 0):
+                            m.next = "PAD"
+                        with m.Else():
+                            m.next = "CHECK"
                 drain_on_error()
 
             with m.State("PAD"):
@@ -278,65 +314,49 @@ class Frontend(wiring.Component):
             with m.State("CHECK"):
                 with m.If(v):
                     take()
-                    last_layer = layer == nlayers - 1
                     with m.If(word != chk):
                         fail(ErrorCode.HEADER_CHECK)
+                    m.d.comb += [self.ready.we.eq(1), self.ready.bank.eq(bank)]
+                    m.d.sync += [rem.eq(npay), pay_last.eq(npay <= wpb)]
+                    with m.If(npay_zero):
+                        next_layer()
                     with m.Else():
-                        m.d.comb += [self.ready.we.eq(1), self.ready.bank.eq(bank)]
-                        m.d.sync += rem.eq(npay)
-                        with m.If(npay != 0):
-                            m.next = "PAY"
-                        with m.Else():
-                            m.d.sync += [bank.eq(~bank), layer.eq(layer + 1)]
-                            with m.If(last_layer):
-                                m.d.comb += to_end.eq(1)
-                                m.next = "END"
-                            with m.Else():
-                                m.next = "WAIT"
+                        m.next = "PAY"
                 drain_on_error()
 
             with m.State("PAY"):
-                wpb = p.words_per_beat
-                n = Mux(rem >= wpb, wpb, rem[:2]) if wide else 1
+                n = Mux(pay_last, rem[:2], wpb) if wide else Const(1)
                 m.d.comb += [self.push.valid.eq(v), self.push.payload.n.eq(n)]
                 for k in range(wpb):
-                    m.d.comb += self.push.payload.data[k].eq(beat.data[16 * k:16 * k + 16])
+                    m.d.comb += self.push.payload.data[k].eq(Cat(beat.data[16 * k:16 * k + 16], bank))
                 with m.If(v & self.push.ready):
                     m.d.comb += self.i.ready.eq(1)
-                    m.d.sync += rem.eq(rem - n)
-                    with m.If(rem <= wpb):
+                    # unless this is the last beat, n == wpb: compare before subtracting
+                    m.d.sync += [rem.eq(rem - n), pay_last.eq(rem <= 2 * wpb)]
+                    with m.If(pay_last):
                         if not wide:
                             with m.If(npay[0]):
                                 m.next = "PPAD"
                             with m.Else():
-                                self._next_layer(m, bank, layer, nlayers, to_end)
+                                next_layer()
                         else:
-                            self._next_layer(m, bank, layer, nlayers, to_end)
+                            next_layer()
                 drain_on_error()
 
             if not wide:
                 with m.State("PPAD"):
                     with m.If(v):
                         take()
-                        self._next_layer(m, bank, layer, nlayers, to_end)
+                        next_layer()
                     drain_on_error()
 
             with m.State("END"):
                 with m.If(self.drained):
                     m.d.comb += self.stream_end.eq(1)
-                    m.d.sync += [cnt.eq(0), half.eq(0)]
+                    m.d.sync += [pos.eq(0), half.eq(0)]
                     m.next = "HDR"
                 drain_on_error()
 
             with m.State("DRAIN"):               # after an error: swallow everything until reset
                 m.d.comb += self.i.ready.eq(1)
         return m
-
-    @staticmethod
-    def _next_layer(m, bank, layer, nlayers, to_end):
-        m.d.sync += [bank.eq(~bank), layer.eq(layer + 1)]
-        with m.If(layer == nlayers - 1):
-            m.d.comb += to_end.eq(1)
-            m.next = "END"
-        with m.Else():
-            m.next = "WAIT"

@@ -56,6 +56,10 @@ class DecoderParams:
         header is loaded).
     ways : int >= PIPELINE_DEPTH
         Interleaved states per lane; must equal the stream's.
+    multiplier : "generic" or "ecp5"
+        How the lane multiplier is built (`subbit.hw.mul.Multiplier`): portable
+        Verilog, or an ECP5 ``MULT18X18D`` with its registers enabled. Cycle
+        behaviour is identical.
     """
     lanes: int = 1
     prob_bits: int = 12
@@ -63,6 +67,7 @@ class DecoderParams:
     word_width: int = 16
     lookup: str = "compare"
     ways: int = PIPELINE_DEPTH
+    multiplier: str = "generic"
 
     def __post_init__(self):
         if self.lanes not in rans.LANES_ALLOWED:
@@ -76,6 +81,8 @@ class DecoderParams:
             raise SubbitError(f"word_width must be 16 or 32, not {self.word_width!r}")
         if self.lookup not in LOOKUPS:
             raise SubbitError(f"lookup must be 'compare' or 'table', not {self.lookup!r}")
+        if self.multiplier not in ("generic", "ecp5"):
+            raise SubbitError(f"multiplier must be 'generic' or 'ecp5', not {self.multiplier!r}")
         if not (isinstance(self.ways, int) and PIPELINE_DEPTH <= self.ways <= rans.MAX_WAYS):
             raise SubbitError(f"ways must be an integer in {PIPELINE_DEPTH}..{rans.MAX_WAYS} (the "
                               f"datapath loop is {PIPELINE_DEPTH} clocks deep), not {self.ways!r}")
@@ -115,9 +122,14 @@ class DecoderParams:
 
     @property
     def window_depth(self) -> int:
-        """Payload word buffer: room for a full beat of demand plus two input beats."""
-        need = self.lanes + 2 * self.words_per_beat
-        return 1 << (need - 1).bit_length()
+        """Payload word buffer: a beat of demand, an input beat, and one word of slack so the
+        input keeps flowing while lanes take words."""
+        return self.lanes + self.words_per_beat + 1
+
+    @property
+    def mul_split(self) -> int:
+        """Low bits of ``x >> M`` multiplied in the fabric, so the DSP operand is <= 18 bits."""
+        return max(0, 32 - self.prob_bits - 18)
 
     @property
     def states(self) -> int:

@@ -12,7 +12,7 @@ __all__ = ["WordWindow"]
 
 
 class WordWindow(wiring.Component):
-    """Shift-register FIFO of 16-bit words with a ``K``-word head.
+    """Shift-register FIFO of words with a ``K + 1``-word head.
 
     Words enter through ``push`` (up to ``words_per_beat`` per clock) and leave
     from the head: ``head[j]`` is the ``j``-th oldest word, ``level`` the number
@@ -27,13 +27,15 @@ class WordWindow(wiring.Component):
     lanes : int
         Width of the head (and the most words taken per clock).
     words_per_beat : 1 or 2
+    width : int
+        Bits per word (the decoder stores a 16-bit word and its layer tag).
 
     Members
     -------
-    push : In(stream.Signature(StructLayout({"data": ArrayLayout(16, words_per_beat), "n": range(words_per_beat + 1)})))
+    push : In(stream.Signature(StructLayout({"data": ArrayLayout(width, words_per_beat), "n": range(words_per_beat + 1)})))
         ``n`` words of ``data`` (oldest first). ``ready`` depends only on
         ``level`` (``level <= depth - words_per_beat``).
-    head : Out(ArrayLayout(16, lanes))
+    head : Out(ArrayLayout(width, lanes + 1))
     level : Out(range(depth + 1))
     take : In(range(lanes + 1))
 
@@ -42,18 +44,18 @@ class WordWindow(wiring.Component):
     out per clock.
     """
 
-    def __init__(self, depth: int, lanes: int, words_per_beat: int = 1):
+    def __init__(self, depth: int, lanes: int, words_per_beat: int = 1, width: int = 16):
         if words_per_beat not in (1, 2):
             raise SubbitError(f"words_per_beat must be 1 or 2, not {words_per_beat!r}")
         if not isinstance(depth, int) or depth < lanes + words_per_beat:
             raise SubbitError(f"window depth must be >= lanes + words_per_beat = "
                               f"{lanes + words_per_beat}, not {depth!r}")
-        self.depth, self.lanes, self.wpb = depth, lanes, words_per_beat
-        self.push_layout = data.StructLayout({"data": data.ArrayLayout(unsigned(16), words_per_beat),
+        self.depth, self.lanes, self.wpb, self.width = depth, lanes, words_per_beat, width
+        self.push_layout = data.StructLayout({"data": data.ArrayLayout(unsigned(width), words_per_beat),
                                               "n": range(words_per_beat + 1)})
         super().__init__({
             "push": In(stream.Signature(self.push_layout)),
-            "head": Out(data.ArrayLayout(unsigned(16), lanes)),
+            "head": Out(data.ArrayLayout(unsigned(width), lanes + 1)),
             "level": Out(range(depth + 1)),
             "take": In(range(lanes + 1)),
         })
@@ -61,10 +63,10 @@ class WordWindow(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         B, K = self.depth, self.lanes
-        buf = [Signal(16, name=f"w{i}") for i in range(B)]
+        buf = [Signal(self.width, name=f"w{i}") for i in range(B)]
         level = Signal(range(B + 1))
         m.d.comb += self.level.eq(level)
-        for j in range(K):
+        for j in range(K + 1):
             m.d.comb += self.head[j].eq(buf[j])
 
         m.d.comb += self.push.ready.eq(level <= B - self.wpb)

@@ -86,7 +86,7 @@ class Build:
 
 def _tag(params: DecoderParams) -> str:
     return (f"K{params.lanes}_M{params.prob_bits}_S{params.max_symbols}_W{params.word_width}_"
-            f"{params.lookup}_D{params.ways}")
+            f"{params.lookup}_D{params.ways}_{params.multiplier}")
 
 
 def build(params: DecoderParams, simulator: str = "verilator", *, waves: bool = False) -> Build:
@@ -105,8 +105,14 @@ def build(params: DecoderParams, simulator: str = "verilator", *, waves: bool = 
     with _locked(d):
         stamp = os.path.join(d, "built.ok")
         if not os.path.exists(stamp):
-            with open(os.path.join(d, f"{TOP}.v"), "w") as fh:
+            sources = [os.path.join(d, f"{TOP}.v")]
+            with open(sources[0], "w") as fh:
                 fh.write(src)
+            if params.multiplier == "ecp5":          # vendor primitive: behavioural model
+                from ..hw.mul import MULT18X18D_SIM
+                sources.append(os.path.join(d, "mult18x18d_sim.v"))
+                with open(sources[1], "w") as fh:
+                    fh.write(MULT18X18D_SIM)
             from cocotb_tools.runner import get_runner
             runner = get_runner(simulator)
             kw = {"build_args": ["-Wno-fatal", "-Wno-lint", "-Wno-style"]} if simulator == "verilator" else \
@@ -114,7 +120,7 @@ def build(params: DecoderParams, simulator: str = "verilator", *, waves: bool = 
             log = os.path.join(d, "build.log")
             try:
                 with _patched_environ(env):
-                    runner.build(sources=[os.path.join(d, f"{TOP}.v")], hdl_toplevel=TOP, build_dir=d,
+                    runner.build(sources=sources, hdl_toplevel=TOP, build_dir=d,
                                  waves=waves, log_file=log, **kw)
             except (SystemExit, Exception) as e:   # cocotb raises CalledProcessError / SystemExit
                 raise SimError(f"{simulator} build failed ({type(e).__name__}); see {log}") from None

@@ -1,0 +1,56 @@
+"""``subbit verilog``: write the decoder's Verilog."""
+
+from __future__ import annotations
+
+import sys
+
+from .mul import MULTIPLIERS
+from .params import LOOKUPS, PIPELINE_DEPTH
+
+
+def add_decoder_args(p):
+    """Decoder parameters shared by the hardware commands."""
+    p.add_argument("--lanes", "-K", type=int, default=1, help="weights per clock: 1, 2, 4 or 8 (default 1)")
+    p.add_argument("--prob-bits", "-M", type=int, default=12, help="rANS probability bits 8..15 (default 12)")
+    p.add_argument("--max-symbols", "-S", type=int, default=15,
+                   help="largest alphabet accepted, 1..255 (default 15: up to 4-bit layers)")
+    p.add_argument("--word-width", type=int, choices=[16, 32], default=16, help="input bus width (default 16)")
+    p.add_argument("--lookup", choices=LOOKUPS, default="compare",
+                   help="symbol lookup: comparators (small alphabets) or slot table in BRAM (default compare)")
+    p.add_argument("--ways", type=int, default=PIPELINE_DEPTH,
+                   help=f"interleaved states per lane (default {PIPELINE_DEPTH}, the pipeline depth)")
+    p.add_argument("--multiplier", choices=MULTIPLIERS, default="generic",
+                   help="lane multiplier: portable Verilog, or an ECP5 MULT18X18D with its registers (default generic)")
+
+
+def params_from_args(args):
+    from .params import DecoderParams
+    return DecoderParams(lanes=args.lanes, prob_bits=args.prob_bits, max_symbols=args.max_symbols,
+                         word_width=args.word_width, lookup=args.lookup, ways=args.ways,
+                         multiplier=args.multiplier)
+
+
+def register(sub):
+    p = sub.add_parser("verilog", help="write the decoder as synthesizable Verilog",
+                       description="Generate the streaming rANS decoder as Verilog (top module "
+                       "`subbit_decoder`, ports in docs/decoder.md).")
+    add_decoder_args(p)
+    p.add_argument("-o", "--output", required=True, help="output .v file ('-' for stdout)")
+    p.set_defaults(func=cmd_verilog)
+
+
+def cmd_verilog(args):
+    from ..model.sbw import atomic_write
+    from .decoder import output_layout
+    from .verilog import TOP, generate_params
+    params = params_from_args(args)
+    src = generate_params(params)
+    if args.output == "-":
+        sys.stdout.write(src)
+        return
+    atomic_write(args.output, src.encode())
+    from amaranth.hdl import Shape
+    print(f"{args.output}: module {TOP}, lanes={params.lanes} M={params.prob_bits} ways={params.ways} "
+          f"max_symbols={params.max_symbols} ({params.code_bits}-bit codes) word_width={params.word_width} "
+          f"lookup={params.lookup}; i__payload {params.word_width + 1} bits, "
+          f"o__payload {Shape.cast(output_layout(params)).width} bits, status 6 bits", file=sys.stderr)
