@@ -6,8 +6,10 @@ from __future__ import annotations
 def register(sub):
     from subbit import bench, demo
     from subbit.fpga import cli as fpga_cli
+    from subbit.hw import cli as hw_cli
     bench.register(sub)
     demo.register(sub)
     fpga_cli.register(sub)
+    hw_cli.register(sub)
     from subbit import train
     train.register(sub)
