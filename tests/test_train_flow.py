@@ -139,6 +139,7 @@ def bad_checkpoint(tmp_path):
     (["--init-bits", "9"], r"--init-bits must be in 2..8 \(--max-bits\), not 9"),
     (["--epochs", "0"], "model resnet8 has no pretrained weights: give --checkpoint or --epochs >= 1"),
     (["--ways", "0"], "ways must be an integer in 1..255, not 0"),
+    (["--batch-size", "5000"], "--batch-size 5000 exceeds the 1167 training samples"),
     (["--out", "{ckpt}/x"], "cannot create the output directory {ckpt}/x: {ckpt} is not a writable directory"),
 ])
 def test_bad_input_is_a_clear_error_and_writes_nothing(tmp_path, capsys, bad_checkpoint, args, msg):

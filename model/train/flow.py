@@ -240,9 +240,13 @@ def run(cfg: TrainConfig, log=_log) -> dict:
         ckpt = ccexam_weights()
     if ckpt:
         load_checkpoint(fp32, ckpt)
+    if c.batch_size > len(data.train):
+        raise ConfigError(f"--batch-size {c.batch_size} exceeds the {len(data.train)} training samples")
     nweights = sum(p.numel() for k, p in fp32.named_parameters() if p.dim() >= 2)
     timings = {}
     with runtime(c.seed, c.threads, c.progress, log) as rt:
+        if c.batch_size < rt.world:
+            raise ConfigError(f"--batch-size {c.batch_size} is smaller than the {rt.world} processes")
         rt.say(f"{c.dataset}: {data.sizes()} from {data.source}; model {c.model} "
                f"({nweights} coded weights); world size {rt.world}")
         hist = {}
