@@ -13,6 +13,8 @@ import importlib
 import json
 import multiprocessing
 import os
+import re
+import subprocess
 import sys
 import time
 
@@ -117,7 +119,7 @@ def _fmt(v, spec=""):
     return "" if v is None else format(v, spec)
 
 
-def rtl_markdown(rows: list[dict], *, command: str, plot_file: str | None = None) -> str:
+def rtl_markdown(rows: list[dict], *, command: str, source: str | None = None, plot_file: str | None = None) -> str:
     """The results section: calibration line, one table row per configuration, definitions."""
     ref = next((r for r in rows if r.get("design") == "counter"), None)
     dec = [r for r in rows if r.get("design", "decoder") == "decoder"]
@@ -128,8 +130,8 @@ def rtl_markdown(rows: list[dict], *, command: str, plot_file: str | None = None
     freq = f"nextpnr `--freq {ok['freq_target_mhz']:g}`" if ok.get("freq_target_mhz") else "no place and route"
     out = ["## RTL decoder: area, Fmax, throughput, latency (`subbit bench rtl`)", "",
            f"Command: `{command}`. Target: {ok.get('device', '?')}; {tools}; {freq}. "
-           f"Decoder {fixed_s}. Every figure comes from a tool's report (docs/fpga.md says what each "
-           "column counts)."]
+           f"Decoder {fixed_s}" + (f", source: {source}" if source else "") + ". Every figure comes from a "
+           "tool's report (docs/fpga.md says what each column counts)."]
     if ref is not None:
         if "error" in ref:
             out += ["", f"Calibration (32-bit counter, same flow): failed: {' '.join(ref['error'].split())}"]
@@ -145,7 +147,7 @@ def rtl_markdown(rows: list[dict], *, command: str, plot_file: str | None = None
     for r in dec:
         head = f"| {r['lanes']} | {r['prob_bits']} | {r['lookup']} "
         if "error" in r:
-            notes.append(" ".join(r["error"].split()))
+            notes.append(re.sub(r"\(log: .*/([^/]+/[^/]+)\)$", r"(log: <build-dir>/\1)", " ".join(r["error"].split())))
             out.append(head + f"| failed [{len(notes)}] |" + " |" * 13)
             continue
         wps = r.get("weights_per_s")
@@ -200,22 +202,20 @@ def plot(rows: list[dict], path: str) -> str:
     return path
 
 
-def cmd_bench_rtl(args):
-    from subbit import results
-    if args.quick:
-        args.lanes, args.prob_bits, args.lookup = [1], [12], ["compare"]
-    points = [{"design": "counter"}] + [
-        {"design": "decoder", "lanes": k, "prob_bits": m, "lookup": lk, "max_symbols": args.max_symbols,
-         "word_width": args.word_width, "ways": args.ways}
-        for k in args.lanes for m in args.prob_bits for lk in args.lookup]
-    measure = measure_function() is not None and not args.no_measure
-    if not measure:
-        why = "--no-measure" if args.no_measure else f"{MEASURE} is not available yet"
-        print(f"subbit bench rtl: weights/cycle and latency columns stay empty ({why})", file=sys.stderr)
-    t0 = time.monotonic()
-    rows = sweep(points, target=args.target, build_root=args.build_dir, jobs=args.jobs, freq_mhz=args.freq,
-                 seed=args.seed, measure=measure,
-                 progress=lambda m: print(f"subbit bench rtl: {m}", file=sys.stderr, flush=True))
+def source_state() -> str | None:
+    """The decoder source measured: ``commit <hash>`` of this checkout, noting uncommitted changes
+    under hw/ (None outside a git checkout)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        git = lambda *a: subprocess.run(["git", "-C", root, *a], capture_output=True, text=True,  # noqa: E731
+                                        check=True).stdout.strip()
+        head, dirty = git("rev-parse", "--short", "HEAD"), git("status", "--porcelain", "--", "hw")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return f"commit {head}" + (" with uncommitted changes in hw/" if dirty else "")
+
+
+def _command(args):
     cmd = ["subbit bench rtl", f"--target {args.target}"]
     if args.quick:
         cmd.append("--quick")
@@ -229,19 +229,43 @@ def cmd_bench_rtl(args):
                      ("--ways", args.ways), ("--freq", args.freq), ("--seed", args.seed if args.seed != 1 else None)):
         if val is not None:
             cmd.append(f"{opt} {val:g}" if isinstance(val, float) else f"{opt} {val}")
-    os.makedirs(args.build_dir, exist_ok=True)
-    with open(os.path.join(args.build_dir, "rows.json"), "w") as fh:
-        json.dump(rows, fh, indent=1)
-    png_name = "rtl_sweep.png"
+    return " ".join(cmd)
+
+
+def cmd_bench_rtl(args):
+    from subbit import results
+    t0 = time.monotonic()
+    if args.redraw:
+        with open(args.redraw) as fh:
+            run = json.load(fh)
+    else:
+        if args.quick:
+            args.lanes, args.prob_bits, args.lookup = [1], [12], ["compare"]
+        points = [{"design": "counter"}] + [
+            {"design": "decoder", "lanes": k, "prob_bits": m, "lookup": lk, "max_symbols": args.max_symbols,
+             "word_width": args.word_width, "ways": args.ways}
+            for k in args.lanes for m in args.prob_bits for lk in args.lookup]
+        measure = measure_function() is not None and not args.no_measure
+        if not measure:
+            why = "--no-measure" if args.no_measure else f"{MEASURE} is not available yet"
+            print(f"subbit bench rtl: weights/cycle and latency columns stay empty ({why})", file=sys.stderr)
+        run = {"command": _command(args), "source": source_state()}
+        run["rows"] = sweep(points, target=args.target, build_root=args.build_dir, jobs=args.jobs,
+                            freq_mhz=args.freq, seed=args.seed, measure=measure,
+                            progress=lambda m: print(f"subbit bench rtl: {m}", file=sys.stderr, flush=True))
+        os.makedirs(args.build_dir, exist_ok=True)
+        with open(os.path.join(args.build_dir, "sweep.json"), "w") as fh:
+            json.dump(run, fh, indent=1)
     png_dir = os.path.dirname(results.RESULTS) if not args.no_write else args.build_dir
-    png = plot(rows, os.path.join(png_dir, png_name))
-    md = rtl_markdown(rows, command=" ".join(cmd), plot_file=png_name)
+    png = plot(run["rows"], os.path.join(png_dir, "rtl_sweep.png"))
+    md = rtl_markdown(run["rows"], command=run["command"], source=run.get("source"), plot_file="rtl_sweep.png")
     print(md)
-    print(f"\nplot: {png}; rows: {os.path.join(args.build_dir, 'rows.json')}; {time.monotonic() - t0:.0f} s")
+    print(f"\nplot: {png}; " + ("" if args.redraw else f"rows: {os.path.join(args.build_dir, 'sweep.json')}; ")
+          + f"{time.monotonic() - t0:.0f} s")
     if not args.no_write:
         print(f"written to {results.update_section('rtl', md)}")
-    failed = [r for r in rows if "error" in r]
-    if failed and len(failed) == len(rows):
+    failed = [r for r in run["rows"] if "error" in r]
+    if failed and len(failed) == len(run["rows"]):
         raise SubbitError(f"every configuration failed; first error: {failed[0]['error']}")
 
 
@@ -265,6 +289,8 @@ def register(bsub):
     b.add_argument("--build-dir", default=os.path.join("build", "bench-rtl"), help="default build/bench-rtl")
     b.add_argument("--no-measure", action="store_true", help="skip the cycle-accurate simulation")
     b.add_argument("--quick", action="store_true", help="K=1, M=12, compare only (for tests)")
+    b.add_argument("--redraw", metavar="SWEEP.json", default=None,
+                   help="do not synthesize: redraw the table and plot from a previous run's <build-dir>/sweep.json")
     b.add_argument("--no-write", action="store_true",
                    help="print only (the plot goes to the build directory), do not update docs/")
     b.set_defaults(func=cmd_bench_rtl)

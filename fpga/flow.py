@@ -17,8 +17,8 @@ Targets
     own cells only (yosys keeps it a separate module); the wrapper's cells are under ``wrapper``;
     nextpnr's ``logic_cells`` and Fmax are of the whole, placed design.
 ``generic``
-    ``synth -flatten -lut 4``: technology-independent 4-input LUTs and flip-flops, no place and
-    route, hence no Fmax.
+    ``synth -flatten -lut 4``: technology-independent 4-input LUTs and flip-flops (memories of
+    64 words or more stay whole, see ``synth_generic.ys``), no place and route, hence no Fmax.
 
 What the keys count
 -------------------

@@ -244,6 +244,13 @@ def test_bench_rtl_quick(tmp_path, capsys, monkeypatch):
     assert "Calibration: a 32-bit counter" in out and "| 1 | 12 | compare | " in out
     assert "`subbit bench rtl --target generic --quick`" in out and "are empty" in out
     assert (tmp_path / "rtl_sweep.png").stat().st_size > 1000
+    run = load(tmp_path / "sweep.json")
+    assert run["command"] == "subbit bench rtl --target generic --quick" and len(run["rows"]) == 2
+    (tmp_path / "rtl_sweep.png").unlink()
+    assert main(["bench", "rtl", "--redraw", str(tmp_path / "sweep.json"), "--no-write",
+                 "--build-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.split("\nplot:")[0] == out.split("\nplot:")[0]
+    assert (tmp_path / "rtl_sweep.png").exists()
 
 
 def test_rtl_markdown_and_plot(tmp_path):
@@ -254,15 +261,18 @@ def test_rtl_markdown_and_plot(tmp_path):
             {**base, "lanes": 1, "prob_bits": 12, "lookup": "compare", "luts": 100, "fmax_mhz": 100.0,
              "weights_per_cycle": 0.5, "first_weight_latency_cycles": 40, "layer_switch_bubbles": 0},
             {**base, "lanes": 2, "prob_bits": 12, "lookup": "compare", "luts": 200, "fmax_mhz": 90.0},
-            {**base, "lanes": 8, "prob_bits": 14, "lookup": "table", "error": "nextpnr-ecp5: does not fit"}]
+            {**base, "lanes": 8, "prob_bits": 14, "lookup": "table",
+             "error": "nextpnr-ecp5: does not fit (log: /x/build/K8-M14-table/ecp5_nextpnr.log)"}]
     for r in rows[1:3]:
         if "weights_per_cycle" in r:
             r["weights_per_s"] = r["weights_per_cycle"] * r["fmax_mhz"] * 1e6
             r["weights_per_s_per_lut"] = r["weights_per_s"] / r["luts"]
-    md = bench.rtl_markdown(rows, command="subbit bench rtl", plot_file="p.png")
+    md = bench.rtl_markdown(rows, command="subbit bench rtl", source="commit abc1234", plot_file="p.png")
     assert "reaches **270.0 MHz** with 33 LUT4 sites" in md
     assert "| 1 | 12 | compare | 100 | 10 | 1 | 1 | 0 | 0 | 120 | 9 | 100.0 | 0.500 | 50.0 | 500000 | 40 | 0 |" in md
-    assert "| 8 | 14 | table | failed [1] |" in md and "[1] nextpnr-ecp5: does not fit" in md
+    assert "| 8 | 14 | table | failed [1] |" in md
+    assert "[1] nextpnr-ecp5: does not fit (log: <build-dir>/K8-M14-table/ecp5_nextpnr.log)" in md
+    assert ", source: commit abc1234." in md
     assert "come from cycle-accurate simulation" in md and "![" in md
     assert os.path.getsize(bench.plot(rows, str(tmp_path / "p.png"))) > 1000
 
