@@ -300,7 +300,7 @@ def run(cfg: TrainConfig, log=_log) -> dict:
         # -- ternary QAT baseline, fixed-length coded ------------------------------------------
         if c.ternary_epochs:
             t = time.perf_counter()
-            qt, rt_res = _compress(fp32, None, c, data, rt, "ternary", ternary=True)
+            qt, _ = _compress(fp32, None, c, data, rt, "ternary", ternary=True)
             timings["ternary_qat"] = time.perf_counter() - t
             tacc = evaluate(qt.quantized_model(), data.test, rt)
             tcodes = [cd for _, cd in qt.export()]

@@ -222,7 +222,7 @@ def train_qat(qnet: QuantNet, train: Split, val: Split, rt: Runtime, *, target_b
     total = epochs * spe
     ctrl = LambdaController(target_bits, lam=lam0, gain=gain, ramp=round(ramp * total)) if target_bits else None
     eval_at = {max(1, round(spe * (k + 1) / evals_per_epoch)) for k in range(evals_per_epoch)}
-    res, best_state, best_key, step, ratio = QatResult(), None, None, 0, 1.0
+    res, best_state, best_key, step = QatResult(), None, None, 0
     for ep in range(epochs):
         qnet.train()
         t0, run_ce, nb = time.perf_counter(), 0.0, 0
