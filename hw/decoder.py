@@ -26,15 +26,20 @@ def output_layout(params: DecoderParams) -> data.StructLayout:
 
 
 def _encode_thermometer(therm, width):
-    """Index of the highest set bit + 1 of a thermometer code ``therm[0..n-1]`` (0 if none)."""
+    """Number of set bits of a thermometer code ``therm[0..n-1]`` (ones first).
+
+    Bit ``b`` of the count is set when the count lies in ``[m * 2**b, (m + 1) * 2**b)`` for an
+    odd ``m``: one AND-NOT term per odd ``m``, so a shallow OR tree.
+    """
     n = len(therm)
-    onehot = [therm[k] & ~(therm[k + 1] if k + 1 < n else Const(0)) for k in range(n)]
+
+    def at_least(v):                             # count >= v
+        return therm[v - 1] if v <= n else Const(0)
     bits = []
     for b in range(width):
-        terms = [onehot[k] for k in range(n) if (k + 1) >> b & 1]
         bit = Const(0)
-        for t in terms:
-            bit = bit | t
+        for mm in range(1, (n >> b) + 1, 2):
+            bit = bit | (at_least(mm << b) & ~at_least((mm + 1) << b))
         bits.append(bit)
     return Cat(*bits)
 
@@ -101,13 +106,15 @@ class Decoder(wiring.Component):
 
         en = Signal()                               # the whole datapath advances (a register)
         error = Signal(ErrorCode)
-        dp_error = Signal(ErrorCode)
+        dp_flags = Signal(2)                        # (payload length, final state) checks
         halt = Signal()
         m.d.comb += [halt.eq(error != ErrorCode.NONE), fe.halt.eq(halt)]
-        # The datapath's checks are registered before the sticky error register (the
+        # The datapath's check flags are registered before the sticky error register (the
         # parser's already are): keeps them off the paths into `halt` and `en`.
-        dp_error_r = Signal(ErrorCode)
-        m.d.sync += dp_error_r.eq(dp_error)
+        dp_flags_r = Signal(2)
+        m.d.sync += dp_flags_r.eq(dp_flags)
+        dp_error_r = Mux(dp_flags_r[0], ErrorCode.PAYLOAD_LENGTH,
+                         Mux(dp_flags_r[1], ErrorCode.FINAL_STATE, ErrorCode.NONE))
         with m.If(~halt):
             with m.If(fe.error != ErrorCode.NONE):
                 m.d.sync += error.eq(fe.error)
@@ -151,7 +158,9 @@ class Decoder(wiring.Component):
         fc_w = fc_mem.write_port()
         m.d.comb += [fc_w.addr.eq(Cat(freq.index, freq.bank)), fc_w.data.f.eq(freq.f),
                      fc_w.data.c.eq(freq.c), fc_w.en.eq(freq.we)]
-        fc_r = [fc_mem.read_port() for _ in range(K)]
+        # compare: the symbol index is registered in R2 and f/c read asynchronously from it
+        # (LUT RAM) in S2; table: a synchronous read issued in S1 (block RAM for big alphabets)
+        fc_r = [fc_mem.read_port(domain="comb" if p.lookup == "compare" else "sync") for _ in range(K)]
 
         state_r = []
         for j in range(K):
@@ -178,7 +187,7 @@ class Decoder(wiring.Component):
             active_mask = Signal(S)
             shadow_busy = Signal()
             m.d.comb += fe.shadow_busy.eq(shadow_busy)
-            with m.If(fe.fields.we):
+            with m.If(fields.we):
                 m.d.sync += shadow_mask.eq(0)
             with m.If(freq.we):
                 m.d.sync += [Array(shadow)[freq.index].eq(freq.c),
@@ -200,8 +209,10 @@ class Decoder(wiring.Component):
         flags = Signal(3)                            # (bl == 1, bl <= D, bl == D + 1) for the next beat
         ctail = Signal(range(K + 1))
         t = Signal(range(D + 1))                     # beat index, saturating at D
+        # nxt_rdy: bank nxt_bank holds a loaded layer not yet started (kept as a register)
+        nxt_rdy = Signal()
         start_new = Signal()
-        m.d.comb += start_new.eq(~cur_active & valid.bit_select(nxt_bank, 1) & ~started.bit_select(nxt_bank, 1))
+        m.d.comb += start_new.eq(~cur_active & nxt_rdy)
         s_bl = Mux(start_new, beats[nxt_bank], bl)
         s_flags = Mux(start_new, first_flags[nxt_bank], flags)
         s_tail = Mux(start_new, tail[nxt_bank], ctail)
@@ -232,8 +243,16 @@ class Decoder(wiring.Component):
                              cur_bank.eq(issue.bank), cur_active.eq(~last)]
             with m.If(start_new):
                 m.d.sync += [started.bit_select(nxt_bank, 1).eq(1), nxt_bank.eq(~nxt_bank)]
+        # the other bank is either in flight (started), free, or loaded now or earlier
+        other_rdy = ((valid.bit_select(~nxt_bank, 1) | (ready.we & (ready.bank != nxt_bank)))
+                     & ~started.bit_select(~nxt_bank, 1))
+        with m.If(en & start_new):
+            m.d.sync += nxt_rdy.eq(other_rdy)
+        with m.Elif(ready.we & (ready.bank == nxt_bank)):
+            m.d.sync += nxt_rdy.eq(1)
         for j in range(K):
-            m.d.comb += [state_r[j].addr.eq(Cat(q.way, q.bank)), state_r[j].en.eq(en)]
+            # read a clock ahead: the initial state joins the ring as the beat enters R0
+            m.d.comb += [state_r[j].addr.eq(Cat(issue.way, issue.bank)), state_r[j].en.eq(en)]
         if p.lookup == "compare":
             with m.If(en & q.valid & q.first):
                 m.d.sync += [Cat(*active).eq(Cat(*shadow)), active_mask.eq(shadow_mask), shadow_busy.eq(0)]
@@ -262,7 +281,7 @@ class Decoder(wiring.Component):
         need = [Signal(name=f"need{j}") for j in range(K)]
         xn = [Signal(32, name=f"xn{j}") for j in range(K)]
         for j in range(K):
-            x0 = Mux(r0m.init, state_r[j].data, r0["x"][j])
+            x0 = r0["x"][j]
             slot0, hi0 = x0[:M], x0[M:]
             # S0: symbol lookup, part 1
             if p.lookup == "compare":
@@ -271,14 +290,17 @@ class Decoder(wiring.Component):
                 m.d.comb += [slot_r[j].addr.eq(Cat(slot0[rb:], r0m.bank)), slot_r[j].en.eq(en)]
             # S1: symbol index, f/c read issued
             if p.lookup == "compare":
-                s1 = _encode_thermometer([r1["therm"][j][k] for k in range(S - 1)], SB) if S > 1 else Const(0, SB)
+                s1 = _encode_thermometer(r1["therm"][j], SB) if S > 1 else Const(0, SB)
             else:
                 s1 = slot_r[j].data.word_select(r1["slot"][j][:rb], SB) if rb else slot_r[j].data
-            m.d.comb += [fc_r[j].addr.eq(Cat(s1, r1m.bank)), fc_r[j].en.eq(en)]
+            if p.lookup == "compare":
+                m.d.comb += fc_r[j].addr.eq(Cat(r2s[j], r2m.bank))
+            else:
+                m.d.comb += [fc_r[j].addr.eq(Cat(s1, r1m.bank)), fc_r[j].en.eq(en)]
             fc = fc_r[j].data
             with m.If(en):
                 m.d.sync += [r1["hi"][j].eq(hi0), r1["slot"][j].eq(slot0)]
-                if p.lookup == "compare" and S > 1:
+                if p.lookup == "compare":
                     m.d.sync += r1["therm"][j].eq(therm)
                 m.d.sync += [r2["hi"][j].eq(r1["hi"][j]), r2["slot"][j].eq(r1["slot"][j]), r2s[j].eq(s1)]
                 # S2: f and x >> M into the multiplier's input registers; slot - c
@@ -286,13 +308,17 @@ class Decoder(wiring.Component):
                 if L:
                     m.d.sync += r3["hl"][j].eq(r2["hi"][j][:L])
                 # S3: the DSP multiplies; the fabric adds the low partial products and slot - c
-                q = r3["r"][j]
+                acc = r3["r"][j]
                 for k in range(L):
-                    q = q + Mux(r3["hl"][j][k], r3["f"][j] << k, 0)
-                m.d.sync += [r4["q"][j].eq(q), r4["s"][j].eq(r3["s"][j])]
-                # S4: add, renormalisation decision
-                x1 = ((mul[j].p << L) + r4["q"][j])[:32]
-                m.d.sync += [r5["x"][j].eq(x1), r5["rn"][j].eq(x1[16:] == 0), r5["s"][j].eq(r4["s"][j])]
+                    acc = acc + Mux(r3["hl"][j][k], r3["f"][j] << k, 0)
+                m.d.sync += [r4["q"][j].eq(acc), r4["s"][j].eq(r3["s"][j])]
+                # S4: add; renormalise when x1 < 2**16, decided from the low 16-bit carry and
+                # zero tests of the high bits instead of the full 32-bit sum
+                pl, q4 = mul[j].p << L, r4["q"][j]
+                x1 = (pl + q4)[:32]
+                low_carry = (pl[:16] + q4[:16])[16]
+                rn = (pl[16:32] == 0) & (q4[16:] == 0 if len(q4) > 16 else Const(1)) & ~low_carry
+                m.d.sync += [r5["x"][j].eq(x1), r5["rn"][j].eq(rn), r5["s"][j].eq(r4["s"][j])]
             m.d.comb += need[j].eq(r5m.valid & r5m.act[j] & r5["rn"][j])
 
         # S5: renormalise from the word window; lane j takes the word after those of lanes < j.
@@ -302,9 +328,12 @@ class Decoder(wiring.Component):
         overrun = Signal()
         prefix = Const(0, range(K + 1))
         ovr = []
+        at_l = []
         for j in range(K):
             word = Array([win.head[k] for k in range(j + 1)])[prefix] if j else win.head[0]
             m.d.comb += xn[j].eq(Mux(need[j], Cat(word[:16], r5["x"][j][:16]), r5["x"][j]))
+            # the new state is L = 2**16 exactly: tested on the sources of the mux above
+            at_l.append(Mux(need[j], (r5["x"][j][:16] == 1) & (word[:16] == 0), r5["x"][j] == RANS_L))
             here = prefix < win.level
             ovr.append(need[j] & Mux(here, word[16] != r5m.bank, fe.pay_done.bit_select(r5m.bank, 1)))
             prefix = prefix + need[j]
@@ -315,19 +344,17 @@ class Decoder(wiring.Component):
         underrun = ((total < win.level) & (nxt_word[16] == r5m.bank)) | ~fe.pay_done.bit_select(r5m.bank, 1)
 
         m.submodules.out_buf = obuf = OutputBuffer(output_layout(p))
-        # `en` is a register (it drives every stage's clock enable), computed a clock ahead
-        # for both outcomes of this clock (advance or stall), selected by `en` itself last.
-        # A beat may enter S5 when its words are surely there: at least K words in the
-        # window, or every word of its layer already pushed (a shortfall is then an overrun,
-        # flagged below). `pay_done` is a clock old here, which can only delay, never hurry.
-        n_in = Mux(fe.push.valid & fe.push.ready, fe.push.payload.n, 0)
-        level_go = win.level - total + n_in
-        level_stall = win.level + n_in
-        ok_go = ~r4m.valid | (level_go >= K) | fe.pay_done.bit_select(r4m.bank, 1)
-        ok_stall = ~r5m.valid | (level_stall >= K) | fe.pay_done.bit_select(r5m.bank, 1)
-        room_go = Mux(r5m.valid, obuf.room_if_write, obuf.room_if_idle)
-        halt_next = halt | (fe.error != ErrorCode.NONE) | (dp_error_r != ErrorCode.NONE)
-        m.d.sync += en.eq(~halt_next & Mux(en, room_go & ok_go, obuf.room_if_idle & ok_stall))
+        # `en` is a register (it drives every stage's clock enable), so whether the next
+        # clock may advance is decided now, from registers only:
+        # - the output buffer holds at most one beat (room for one more after this clock);
+        # - the beat that will sit in S5 has its words: the window holds 2K words now (at
+        #   least K after this clock's take) if we advance, K if we stall; or every word of
+        #   its layer is already pushed (a shortfall is then an overrun, flagged below).
+        #   `pay_done` is a clock old here, which can only delay, never hurry.
+        ok_go = ~r4m.valid | (win.level >= 2 * K) | fe.pay_done.bit_select(r4m.bank, 1)
+        ok_stall = ~r5m.valid | (win.level >= K) | fe.pay_done.bit_select(r5m.bank, 1)
+        halt_next = halt | (fe.error != ErrorCode.NONE) | dp_flags_r.any()
+        m.d.sync += en.eq(~halt_next & obuf.room & Mux(en, ok_go, ok_stall))
         m.d.comb += win.take.eq(Mux(en, total, 0))
 
         # ring closure, with extra delay when the stream has more ways than the pipeline
@@ -339,14 +366,12 @@ class Decoder(wiring.Component):
                     m.d.sync += reg.eq(ring)
                 ring = reg
             with m.If(en):
-                m.d.sync += r0["x"][j].eq(ring)
+                m.d.sync += r0["x"][j].eq(Mux(q.init, state_r[j].data, ring))
 
         # checks: final states, payload length
-        bad_final = Cat(*[r5m.lastuse[j] & (xn[j] != RANS_L) for j in range(K)]).any()
-        with m.If(r5m.valid & (overrun | (en & r5m.last & underrun))):
-            m.d.comb += dp_error.eq(ErrorCode.PAYLOAD_LENGTH)
-        with m.Elif(en & r5m.valid & bad_final):
-            m.d.comb += dp_error.eq(ErrorCode.FINAL_STATE)
+        bad_final = Cat(*[r5m.lastuse[j] & ~at_l[j] for j in range(K)]).any()
+        m.d.comb += dp_flags.eq(Cat(r5m.valid & (overrun | (en & r5m.last & underrun)),
+                                    en & r5m.valid & bad_final))
         with m.If(en & r5m.valid):
             with m.If(r5m.last):                    # layer retired: its bank is free
                 m.d.sync += [valid.bit_select(r5m.bank, 1).eq(0), started.bit_select(r5m.bank, 1).eq(0)]

@@ -122,9 +122,10 @@ class DecoderParams:
 
     @property
     def window_depth(self) -> int:
-        """Payload word buffer: a beat of demand, an input beat, and one word of slack so the
-        input keeps flowing while lanes take words."""
-        return self.lanes + self.words_per_beat + 1
+        """Payload word buffer: two beats of demand (the registered clock enable looks one beat
+        ahead) plus an input beat; with several lanes a third beat of demand absorbs the
+        clocks where many lanes renormalise at once."""
+        return (2 if self.lanes == 1 else 3) * self.lanes + self.words_per_beat
 
     @property
     def mul_split(self) -> int:
