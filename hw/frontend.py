@@ -126,12 +126,16 @@ class Frontend(wiring.Component):
         m.d.comb += self.pay_done.eq(pay_done)
 
         to_end = Signal()                      # the word taken now is the stream's final word
-        errs = Signal(len(ErrorCode))          # raised conditions, one bit per code
-        errs_r = Signal(len(ErrorCode))
+        # Raised conditions, one signal per code (separate signals, not bits of one vector: a
+        # comb vector whose bits are partly constant becomes an ``always @*`` without inputs in
+        # the generated Verilog, which Icarus never evaluates).
+        codes = list(ErrorCode)[1:]
+        errs = {c: Signal(name=f"err_{c.name.lower()}") for c in codes}
+        errs_r = {c: Signal(name=f"err_{c.name.lower()}_r") for c in codes}
         with m.If(~self.halt):
-            m.d.sync += errs_r.eq(errs)
-        for code in reversed(list(ErrorCode)[1:]):   # lowest code wins
-            with m.If(errs_r[code.value]):
+            m.d.sync += [errs_r[c].eq(errs[c]) for c in codes]
+        for code in reversed(codes):           # lowest code wins
+            with m.If(errs_r[code]):
                 m.d.comb += self.error.eq(code)
 
         def take():
@@ -143,7 +147,7 @@ class Frontend(wiring.Component):
                 m.d.comb += self.i.ready.eq(1)
 
         def fail(code):
-            m.d.comb += errs[code.value].eq(1)
+            m.d.comb += errs[code].eq(1)
 
         def load(n):
             m.d.sync += [left.eq(n), lastw.eq(n == 1)]

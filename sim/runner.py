@@ -116,7 +116,11 @@ def build(params: DecoderParams, simulator: str = "verilator", *, waves: bool = 
             from cocotb_tools.runner import get_runner
             runner = get_runner(simulator)
             kw = {"build_args": ["-Wno-fatal", "-Wno-lint", "-Wno-style"]} if simulator == "verilator" else \
-                {"timescale": ("1ns", "1ps")}
+                {"timescale": ("1ns", "1ps"),
+                 # Yosys' Verilog wakes every ``always @*`` once through a ``reg x = 0`` declaration;
+                 # under -g2012 (cocotb's default) Icarus initialises such regs without an event,
+                 # so combinational blocks whose inputs never change stay X. -g2005 keeps the event.
+                 "build_args": ["-g2005"]}
             log = os.path.join(d, "build.log")
             try:
                 with _patched_environ(env):

@@ -70,6 +70,7 @@ class TB:
         d = self.dut
         d.rst.value = 1
         d.i__valid.value = 0
+        d.i__payload.value = 0          # a defined bus: 4-state simulators would carry X otherwise
         d.o__ready.value = 0
         await ClockCycles(d.clk, 2)
         d.rst.value = 0
