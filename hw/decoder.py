@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Shape
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -100,9 +102,31 @@ class Decoder(wiring.Component):
         WB = max(1, (D - 1).bit_length())          # way index bits
 
         m.submodules.window = win = WordWindow(p.window_depth, K, p.words_per_beat, width=17)
-        m.submodules.frontend = fe = Frontend(p, win.push_layout)
+        m.submodules.frontend = fe = Frontend(p)
         wiring.connect(m, wiring.flipped(self.i), fe.i)
-        wiring.connect(m, fe.push, win.push)
+
+        # Payload path: parser -> prefetch FIFO (optional) -> word window. Words are tagged
+        # with their layer's bank; `pay_done[b]` says the end of bank b's payload (its last
+        # beat, or an empty marker beat) has reached the window.
+        beat_layout = fe.push.payload.shape()
+        if p.prefetch:
+            m.submodules.prefetch = pf = SyncFIFOBuffered(width=Shape.cast(beat_layout).width,
+                                                          depth=p.prefetch // p.words_per_beat)
+            m.d.comb += [pf.w_data.eq(fe.push.payload), pf.w_en.eq(fe.push.valid), fe.push.ready.eq(pf.w_rdy)]
+            src_valid, src, src_ready = pf.r_rdy, data.View(beat_layout, pf.r_data), pf.r_en
+        else:
+            src_valid, src, src_ready = fe.push.valid, fe.push.payload, fe.push.ready
+        # an empty marker beat is always taken, so a full window never blocks the end of a layer
+        marker = src.n == 0
+        m.d.comb += [win.push.valid.eq(src_valid & ~marker), win.push.payload.n.eq(src.n),
+                     src_ready.eq(win.push.ready | marker)]
+        for k in range(p.words_per_beat):
+            m.d.comb += win.push.payload.data[k].eq(Cat(src.data[k], src.tag))
+        pay_done = Signal(2)
+        with m.If(fe.loading.we):
+            m.d.sync += pay_done.bit_select(fe.loading.bank, 1).eq(0)
+        with m.If(src_valid & src_ready & src.end):
+            m.d.sync += pay_done.bit_select(src.tag, 1).eq(1)
 
         en = Signal()                               # the whole datapath advances (a register)
         error = Signal(ErrorCode)
@@ -335,24 +359,28 @@ class Decoder(wiring.Component):
             # the new state is L = 2**16 exactly: tested on the sources of the mux above
             at_l.append(Mux(need[j], (r5["x"][j][:16] == 1) & (word[:16] == 0), r5["x"][j] == RANS_L))
             here = prefix < win.level
-            ovr.append(need[j] & Mux(here, word[16] != r5m.bank, fe.pay_done.bit_select(r5m.bank, 1)))
+            ovr.append(need[j] & Mux(here, word[16] != r5m.bank, pay_done.bit_select(r5m.bank, 1)))
             prefix = prefix + need[j]
         m.d.comb += [total.eq(prefix), overrun.eq(Cat(*ovr).any())]
-        # after the layer's last beat nothing of it may remain: no word with its tag left
-        # in the window, and none still to come from the parser
+        # after the layer's last beat no word of it may remain (its last beat only proceeds
+        # once the end of its payload has reached the window, see `en` below)
         nxt_word = Array([win.head[k] for k in range(K + 1)])[total]
-        underrun = ((total < win.level) & (nxt_word[16] == r5m.bank)) | ~fe.pay_done.bit_select(r5m.bank, 1)
+        underrun = (total < win.level) & (nxt_word[16] == r5m.bank)
 
         m.submodules.out_buf = obuf = OutputBuffer(output_layout(p))
         # `en` is a register (it drives every stage's clock enable), so whether the next
         # clock may advance is decided now, from registers only:
         # - the output buffer holds at most one beat (room for one more after this clock);
         # - the beat that will sit in S5 has its words: the window holds 2K words now (at
-        #   least K after this clock's take) if we advance, K if we stall; or every word of
-        #   its layer is already pushed (a shortfall is then an overrun, flagged below).
-        #   `pay_done` is a clock old here, which can only delay, never hurry.
-        ok_go = ~r4m.valid | (win.level >= 2 * K) | fe.pay_done.bit_select(r4m.bank, 1)
-        ok_stall = ~r5m.valid | (win.level >= K) | fe.pay_done.bit_select(r5m.bank, 1)
+        #   least K after this clock's take) if we advance, K if we stall; or the end of its
+        #   layer's payload is in the window (a shortfall is then an overrun, flagged
+        #   below). A layer's last beat always waits for that end, so a layer never retires
+        #   before its payload is complete. `pay_done` is a clock old here: can only delay.
+        def ok(r, words):
+            done = pay_done.bit_select(r.bank, 1)
+            return ~r.valid | done | (words & ~r.last)
+        ok_go = ok(r4m, win.level >= 2 * K)
+        ok_stall = ok(r5m, win.level >= K)
         halt_next = halt | (fe.error != ErrorCode.NONE) | dp_flags_r.any()
         m.d.sync += en.eq(~halt_next & obuf.room & Mux(en, ok_go, ok_stall))
         m.d.comb += win.take.eq(Mux(en, total, 0))
@@ -370,7 +398,7 @@ class Decoder(wiring.Component):
 
         # checks: final states, payload length
         bad_final = Cat(*[r5m.lastuse[j] & ~at_l[j] for j in range(K)]).any()
-        m.d.comb += dp_flags.eq(Cat(r5m.valid & (overrun | (en & r5m.last & underrun)),
+        m.d.comb += dp_flags.eq(Cat(r5m.valid & (overrun | (r5m.last & underrun)),
                                     en & r5m.valid & bad_final))
         with m.If(en & r5m.valid):
             with m.If(r5m.last):                    # layer retired: its bank is free

@@ -9,13 +9,20 @@ from amaranth.lib.wiring import In, Out
 from ..model import stream as fmt
 from .params import DecoderParams, ErrorCode
 
-__all__ = ["Frontend", "input_layout"]
+__all__ = ["Frontend", "input_layout", "payload_layout"]
 
 
 def input_layout(word_width: int) -> data.StructLayout:
     """Payload of the decoder's input stream: ``word_width`` bits of stream words, ``last`` on
     the stream's final beat."""
     return data.StructLayout({"data": unsigned(word_width), "last": 1})
+
+
+def payload_layout(words_per_beat: int) -> data.StructLayout:
+    """A beat of payload words: ``n`` valid words, ``end`` on the layer's last beat (an empty
+    beat with ``n = 0`` ends a layer without payload), ``tag``: the layer's bank."""
+    return data.StructLayout({"data": data.ArrayLayout(unsigned(16), words_per_beat),
+                              "n": range(words_per_beat + 1), "end": 1, "tag": 1})
 
 
 class Frontend(wiring.Component):
@@ -32,9 +39,10 @@ class Frontend(wiring.Component):
     -------
     i : In(stream.Signature(input_layout(word_width)))
         Stream words; a 32-bit beat carries two (first in bits 0..15).
-    push : Out(stream.Signature(WordWindow.push_layout))
-        Payload words, a whole beat per clock, each with its layer's bank as a tag
-        in bit 16.
+    push : Out(stream.Signature(payload_layout(words_per_beat)))
+        Payload words, a whole beat per clock, with the layer's bank as ``tag``;
+        ``end`` marks the layer's last payload beat (or an empty beat for a
+        layer without payload).
     bank_busy : In(2)
     shadow_busy : In(1)
     halt : In(1)
@@ -43,8 +51,8 @@ class Frontend(wiring.Component):
         Write strobes (``we``) with the bank and the value.
     ready : Out(StructLayout({"we": 1, "bank": 1}))
         Layer header complete: the bank may decode.
-    pay_done : Out(2)
-        Bit ``b``: every payload word of the layer in bank ``b`` has been pushed.
+    loading : Out(StructLayout({"we": 1, "bank": 1}))
+        The parser starts writing bank ``bank``.
     error : Out(ErrorCode)
         A parse error, for one clock.
     stream_start, stream_end : Out(1)
@@ -57,14 +65,14 @@ class Frontend(wiring.Component):
     (up to ``fill_rate`` slots written per clock).
     """
 
-    def __init__(self, params: DecoderParams, push_layout):
+    def __init__(self, params: DecoderParams):
         self.p = p = params
         M = p.prob_bits
         self.fill_bits = p.fill_rate.bit_length() - 1
         self.fields_layout = data.StructLayout({"we": 1, "bank": 1, "count": 32, "base": signed(16)})
         super().__init__({
             "i": In(stream.Signature(input_layout(p.word_width))),
-            "push": Out(stream.Signature(push_layout)),
+            "push": Out(stream.Signature(payload_layout(p.words_per_beat))),
             "bank_busy": In(2),
             "shadow_busy": In(1),
             "halt": In(1),
@@ -76,7 +84,7 @@ class Frontend(wiring.Component):
             "state": Out(data.StructLayout({"we": 1, "bank": 1, "lane": range(p.lanes),
                                             "way": range(p.ways), "x": 32})),
             "ready": Out(data.StructLayout({"we": 1, "bank": 1})),
-            "pay_done": Out(2),
+            "loading": Out(data.StructLayout({"we": 1, "bank": 1})),
             "error": Out(ErrorCode),
             "stream_start": Out(1),
             "stream_end": Out(1),
@@ -122,8 +130,6 @@ class Frontend(wiring.Component):
         way = Signal(range(D))
         rem = Signal(32)                       # payload words left to push
         pay_last = Signal()                    # rem <= words per beat
-        pay_done = Signal(2)
-        m.d.comb += self.pay_done.eq(pay_done)
 
         to_end = Signal()                      # the word taken now is the stream's final word
         # Raised conditions, one signal per code (separate signals, not bits of one vector: a
@@ -156,8 +162,7 @@ class Frontend(wiring.Component):
             m.d.sync += [left.eq(left - 1), lastw.eq(left == 2)]
 
         def next_layer():
-            m.d.sync += [bank.eq(~bank), layers_left.eq(layers_left - 1), last_layer.eq(layers_left == 1),
-                         pay_done.bit_select(bank, 1).eq(1)]
+            m.d.sync += [bank.eq(~bank), layers_left.eq(layers_left - 1), last_layer.eq(layers_left == 1)]
             with m.If(last_layer):
                 m.d.comb += to_end.eq(1)
                 m.next = "END"
@@ -212,7 +217,8 @@ class Frontend(wiring.Component):
                 if p.lookup == "compare":
                     free &= ~self.shadow_busy
                 with m.If(free):
-                    m.d.sync += [pos.eq(0), chk.eq(fmt.CHECK_SEED), pay_done.bit_select(bank, 1).eq(0)]
+                    m.d.comb += [self.loading.we.eq(1), self.loading.bank.eq(bank)]
+                    m.d.sync += [pos.eq(0), chk.eq(fmt.CHECK_SEED)]
                     m.next = "FIELDS"
                 drain_on_error()
 
@@ -323,16 +329,24 @@ class Frontend(wiring.Component):
                     m.d.comb += [self.ready.we.eq(1), self.ready.bank.eq(bank)]
                     m.d.sync += [rem.eq(npay), pay_last.eq(npay <= wpb)]
                     with m.If(npay_zero):
-                        next_layer()
+                        m.d.comb += to_end.eq(last_layer)   # the check word ends the stream
+                        m.next = "MARK"
                     with m.Else():
                         m.next = "PAY"
                 drain_on_error()
 
+            with m.State("MARK"):                  # end-of-payload marker of an empty payload
+                m.d.comb += [self.push.valid.eq(1), self.push.payload.end.eq(1), self.push.payload.tag.eq(bank)]
+                with m.If(self.push.ready):
+                    next_layer()
+                drain_on_error()
+
             with m.State("PAY"):
                 n = Mux(pay_last, rem[:2], wpb) if wide else Const(1)
-                m.d.comb += [self.push.valid.eq(v), self.push.payload.n.eq(n)]
+                m.d.comb += [self.push.valid.eq(v), self.push.payload.n.eq(n),
+                             self.push.payload.end.eq(pay_last), self.push.payload.tag.eq(bank)]
                 for k in range(wpb):
-                    m.d.comb += self.push.payload.data[k].eq(Cat(beat.data[16 * k:16 * k + 16], bank))
+                    m.d.comb += self.push.payload.data[k].eq(beat.data[16 * k:16 * k + 16])
                 with m.If(v & self.push.ready):
                     m.d.comb += self.i.ready.eq(1)
                     # unless this is the last beat, n == wpb: compare before subtracting

@@ -56,6 +56,9 @@ class DecoderParams:
         header is loaded).
     ways : int >= PIPELINE_DEPTH
         Interleaved states per lane; must equal the stream's.
+    prefetch : 0 or a power of two in 16..4096
+        Payload words the parser may run ahead of the lanes (a FIFO, block RAM),
+        so the next layer's header is parsed before the current layer ends.
     multiplier : "generic" or "ecp5"
         How the lane multiplier is built (`subbit.hw.mul.Multiplier`): portable
         Verilog, or an ECP5 ``MULT18X18D`` with its registers enabled. Cycle
@@ -68,6 +71,7 @@ class DecoderParams:
     lookup: str = "compare"
     ways: int = PIPELINE_DEPTH
     multiplier: str = "generic"
+    prefetch: int = 256
 
     def __post_init__(self):
         if self.lanes not in rans.LANES_ALLOWED:
@@ -81,6 +85,9 @@ class DecoderParams:
             raise SubbitError(f"word_width must be 16 or 32, not {self.word_width!r}")
         if self.lookup not in LOOKUPS:
             raise SubbitError(f"lookup must be 'compare' or 'table', not {self.lookup!r}")
+        if not (self.prefetch == 0 or (isinstance(self.prefetch, int) and 16 <= self.prefetch <= 4096
+                                       and self.prefetch & (self.prefetch - 1) == 0)):
+            raise SubbitError(f"prefetch must be 0 or a power of two in 16..4096, not {self.prefetch!r}")
         if self.multiplier not in ("generic", "ecp5"):
             raise SubbitError(f"multiplier must be 'generic' or 'ecp5', not {self.multiplier!r}")
         if not (isinstance(self.ways, int) and PIPELINE_DEPTH <= self.ways <= rans.MAX_WAYS):

@@ -157,9 +157,12 @@ def metrics(r, lanes):
         return {"cycles": 0, "weights": n, "weights_per_cycle": 0.0}
     cycles = oc[-1] - r["first_in_cycle"] + 1
     span = oc[-1] - oc[0] + 1
+    d = np.diff(oc)
+    gaps = [(int(k + 1), int(g - 1)) for k in np.flatnonzero(d > 1)[:32] for g in [d[k]]]
     return {"cycles": cycles, "weights": n, "weights_per_cycle": n / cycles,
             "first_weight_latency_cycles": oc[0] - r["first_in_cycle"],
-            "output_beats": len(oc), "output_bubbles": span - len(oc)}
+            "output_beats": len(oc), "output_bubbles": span - len(oc),
+            "output_gaps": gaps}     # (output beats before the gap, idle clocks), the first 32
 
 
 def check(r, job):
