@@ -6,7 +6,7 @@ from amaranth.hdl import Const, Instance, Module, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..model.errors import SubbitError
+from .params import rejected
 
 __all__ = ["MULTIPLIERS", "Multiplier"]
 
@@ -40,9 +40,9 @@ class Multiplier(wiring.Component):
 
     def __init__(self, a_width: int, b_width: int, kind: str = "generic"):
         if kind not in MULTIPLIERS:
-            raise SubbitError(f"multiplier must be one of {MULTIPLIERS}, not {kind!r}")
+            raise rejected(self, f"multiplier must be one of {MULTIPLIERS}, not {kind!r}")
         if kind == "ecp5" and (a_width > 18 or b_width > 18):
-            raise SubbitError(f"an ECP5 MULT18X18D takes at most 18x18 bits, not {a_width}x{b_width}")
+            raise rejected(self, f"an ECP5 MULT18X18D takes at most 18x18 bits, not {a_width}x{b_width}")
         self.kind = kind
         super().__init__({"a": In(a_width), "b": In(b_width), "ce": In(1),
                           "p": Out(a_width + b_width)})

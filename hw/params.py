@@ -10,7 +10,14 @@ from ..model import rans
 from ..model.errors import SubbitError
 from ..model.stream import StreamConfig
 
-__all__ = ["PIPELINE_DEPTH", "LOOKUPS", "DecoderParams", "ErrorCode"]
+__all__ = ["PIPELINE_DEPTH", "LOOKUPS", "DecoderParams", "ErrorCode", "rejected"]
+
+
+def rejected(component, message: str) -> SubbitError:
+    """The error for a component whose parameters are invalid; the half-built component is
+    marked used so Amaranth does not also warn that it was never elaborated."""
+    component._MustUse__used = True
+    return SubbitError(message)
 
 #: Loop latency of the rANS datapath in clocks: state -> symbol lookup -> f/c read ->
 #: multiply -> add -> renormalise -> state (see docs/architecture.md). A lane needs at

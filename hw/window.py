@@ -6,7 +6,7 @@ from amaranth.hdl import Array, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..model.errors import SubbitError
+from .params import rejected
 
 __all__ = ["WordWindow"]
 
@@ -46,9 +46,9 @@ class WordWindow(wiring.Component):
 
     def __init__(self, depth: int, lanes: int, words_per_beat: int = 1, width: int = 16):
         if words_per_beat not in (1, 2):
-            raise SubbitError(f"words_per_beat must be 1 or 2, not {words_per_beat!r}")
+            raise rejected(self, f"words_per_beat must be 1 or 2, not {words_per_beat!r}")
         if not isinstance(depth, int) or depth < lanes + words_per_beat:
-            raise SubbitError(f"window depth must be >= lanes + words_per_beat = "
+            raise rejected(self, f"window depth must be >= lanes + words_per_beat = "
                               f"{lanes + words_per_beat}, not {depth!r}")
         self.depth, self.lanes, self.wpb, self.width = depth, lanes, words_per_beat, width
         self.push_layout = data.StructLayout({"data": data.ArrayLayout(unsigned(width), words_per_beat),
