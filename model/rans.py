@@ -207,6 +207,8 @@ def encode(symbols, freqs, prob_bits: int, lanes: int = 1, ways: int = 1):
     f = _check_table(freqs, prob_bits)
     sym = np.asarray(symbols).ravel()
     n = sym.size
+    if n and not np.issubdtype(sym.dtype, np.integer):
+        raise SubbitError(f"symbols must be integers, not {sym.dtype}")
     if n and (sym.min() < 0 or sym.max() >= len(f)):
         raise SubbitError(f"symbol out of range 0..{len(f) - 1}: {int(sym.min())}..{int(sym.max())}")
     c = [int(v) for v in cumulative(f)]
@@ -260,27 +262,45 @@ def decode(states, words, freqs, prob_bits: int, count: int, lanes: int = 1, way
     DecodeError
         Wrong number of states, payload overrun (a word was needed past the
         end), unread words, or a final state other than ``L``. The message
-        names ``layer`` if given.
+        names ``layer`` if given; ``DecodeError.word`` is the payload word index
+        where the error was found.
     SubbitError
         Bad parameters or table.
     """
     check_params(prob_bits, lanes, ways)
-    where = f"layer {layer}: " if layer is not None else ""
     N = lanes * ways
     nstates = min(count, N)
     X = [int(v) for v in np.asarray(states).ravel()]
     if len(X) != nstates:
-        raise DecodeError(f"{where}expected {nstates} initial states, got {len(X)}")
+        raise DecodeError(f"expected {nstates} initial states, got {len(X)}", layer=layer, word=0)
     for j, x in enumerate(X):
         if not RANS_L <= x < 1 << STATE_BITS:
-            raise DecodeError(f"{where}initial state {j} = {x:#x} outside [2**16, 2**32)")
+            raise DecodeError(f"initial state {j} = {x:#x} outside [2**16, 2**32)", layer=layer, word=0)
     S, F, B = (a.tolist() for a in decode_table(freqs, prob_bits))
     W = np.asarray(words).ravel().tolist()
     nw = len(W)
     M = prob_bits
     mask = (1 << M) - 1
     L = RANS_L
-    out = [0] * count
+    if max(F) == 1 << M:
+        # One symbol has probability 1: D(x) = x, no word is ever read. Same verdicts as the
+        # loop below, without count iterations (a declared count can be 2**32 - 1).
+        if nw:
+            raise DecodeError(f"payload has {nw} words but decoding read 0", layer=layer, word=0)
+        for j, x in enumerate(X):
+            if x != L:
+                raise DecodeError(f"final state of state {j} (lane {j % lanes}, way {j // lanes}) "
+                                  f"is {x:#x}, expected {L:#x}: corrupted payload", layer=layer, word=0)
+        return _alloc(count, layer, fill=S[0])
+    # Otherwise f[s] < 2**M for every s, and a decode step lowers the state by at least
+    # x >> M >= x / 2**(M+1) (x - D(x) = (x >> M) * (2**M - f[s]) + c[s]): from below 2**32
+    # to below L takes fewer than 2**(M+1) * ln(2**16) < 23 * 2**M steps. Each state
+    # starts once and restarts once per word, so a longer layer overruns its payload;
+    # say so before allocating (an adversarial count field is up to 2**32 - 1).
+    if count > (nw + nstates) * 23 << M:
+        raise DecodeError(f"payload overrun: {count} symbols cannot be coded by {nstates} states "
+                          f"and {nw} words", layer=layer, word=nw)
+    out = _alloc(count, layer)
     p = 0
     # Hot loops: one round of N symbols at a time keeps the state index simple;
     # a single state gets a flat loop (the same arithmetic, ~2x faster in CPython).
@@ -308,12 +328,20 @@ def decode(states, words, freqs, prob_bits: int, count: int, lanes: int = 1, way
                         p += 1
                     X[j] = x
     except IndexError:
-        raise DecodeError(f"{where}payload overrun: symbol {base + j} needs word {p}, "
-                          f"but the payload has {nw} words") from None
+        raise DecodeError(f"payload overrun: symbol {base + j} needs word {p}, "
+                          f"but the payload has {nw} words", layer=layer, word=nw) from None
     if p != nw:
-        raise DecodeError(f"{where}payload has {nw} words but decoding read {p}")
+        raise DecodeError(f"payload has {nw} words but decoding read {p}", layer=layer, word=p)
     for j in range(nstates):
         if X[j] != L:
-            raise DecodeError(f"{where}final state of state {j} (lane {j % lanes}, way {j // lanes}) "
-                              f"is {X[j]:#x}, expected {L:#x}: corrupted payload")
+            raise DecodeError(f"final state of state {j} (lane {j % lanes}, way {j // lanes}) "
+                              f"is {X[j]:#x}, expected {L:#x}: corrupted payload", layer=layer, word=nw)
     return np.array(out, dtype=np.int64)
+
+
+def _alloc(count, layer, fill=None):
+    try:
+        return [0] * count if fill is None else np.full(count, fill, dtype=np.int64)
+    except (MemoryError, OverflowError, ValueError):     # numpy: "array is too big"
+        raise SubbitError((f"layer {layer}: " if layer is not None else "")
+                          + f"{count} weights do not fit in memory") from None

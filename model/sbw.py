@@ -88,6 +88,7 @@ class SbwFile:
     hw: list[stream.HwLayer]
     side: dict[str, np.ndarray] = field(default_factory=dict)
     info: dict = field(default_factory=dict)      # free-form provenance (producer, source, ...)
+    stream_offset: int = field(default=0, compare=False)   # byte offset of the word stream in its file
 
     def words(self) -> np.ndarray:
         """The hardware word stream."""
@@ -97,7 +98,8 @@ class SbwFile:
         """Golden-decode every layer (with the final-state check) to shaped int codes."""
         out = {}
         for meta, hw in zip(self.layers, self.hw):
-            out[meta.name] = stream.decode_codes(hw, self.config, name=f"'{meta.name}'").reshape(meta.shape)
+            out[meta.name] = stream.decode_codes(hw, self.config, name=f"'{meta.name}'",
+                                                 byte_offset=self.stream_offset).reshape(meta.shape)
         return out
 
     def state_dict(self, codes: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
@@ -260,7 +262,7 @@ def from_bytes(data: bytes, *, source: str = "<bytes>") -> SbwFile:
         if h.base < -qmax or h.base + h.nsym - 1 > qmax:
             raise FormatError(f"codes {h.base}..{h.base + h.nsym - 1} exceed the {m.levels}-level "
                               f"quantizer", offset=wbase + 2 * h.offset, layer=label)
-    return SbwFile(config=config, layers=layers, hw=hw, side=side, info=info)
+    return SbwFile(config=config, layers=layers, hw=hw, side=side, info=info, stream_offset=wbase)
 
 
 def read_sbw(path) -> SbwFile:

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import rans
-from .errors import FormatError, SubbitError
+from .errors import DecodeError, FormatError, SubbitError
 
 __all__ = [
     "MAGIC", "VERSION", "CHECK_SEED", "StreamConfig", "HwLayer",
@@ -138,10 +138,23 @@ def encode_codes(codes, config: StreamConfig) -> HwLayer:
     return HwLayer(nsym=nsym, base=lo, count=int(q.size), freqs=freqs, states=states, payload=payload)
 
 
-def decode_codes(layer: HwLayer, config: StreamConfig, *, name: str | None = None) -> np.ndarray:
-    """Golden decode of one layer to its signed weight codes (int64)."""
-    sym = rans.decode(layer.states, layer.payload, layer.freqs, config.prob_bits, layer.count,
-                      config.lanes, config.ways, layer=name)
+def decode_codes(layer: HwLayer, config: StreamConfig, *, name: str | None = None,
+                 byte_offset: int = 0) -> np.ndarray:
+    """Golden decode of one layer to its signed weight codes (int64).
+
+    Raises
+    ------
+    DecodeError
+        From the final-state check, naming ``name`` and the byte offset of the
+        payload word where decoding failed (``byte_offset`` is where the word
+        stream starts in its file; ``layer.offset`` places the layer in it).
+    """
+    try:
+        sym = rans.decode(layer.states, layer.payload, layer.freqs, config.prob_bits, layer.count,
+                          config.lanes, config.ways, layer=name)
+    except DecodeError as e:
+        word = layer.offset + len(layer.header_words()) + (e.word or 0)
+        raise DecodeError(e.message, layer=name, offset=byte_offset + 2 * word, word=e.word) from None
     return sym + layer.base
 
 
@@ -221,8 +234,10 @@ def parse(words, *, byte_offset: int = 0, names: list[str] | None = None):
     r.pos = STREAM_HEADER_WORDS - 1
     r.check(0, "stream header")
     cw = int(head[2])
-    if cw & 0xC0 or head[4]:
+    if cw & 0xC0:
         raise r.error(f"reserved stream header bits set (config {cw:#06x})", 2)
+    if head[4]:
+        raise r.error(f"reserved stream header word is {int(head[4]):#06x}, not zero", 4)
     try:
         config = StreamConfig(prob_bits=cw & 0xF, lanes=1 << ((cw >> 4) & 3), ways=cw >> 8)
     except SubbitError as e:
