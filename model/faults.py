@@ -1,0 +1,375 @@
+"""Fault injection: the corrupted, truncated and adversarial word streams of the reliability suite.
+
+The fault model and the measured detection figures are in ``docs/reliability.md``.
+Every fault is built from a *reference* stream (:func:`reference_codes`) by one
+operation on its 16-bit words:
+
+``truncate``   the stream ends early, at a header field boundary or mid-payload
+``flip``       one bit inverted (header, table, states, check word, payload, pads)
+``burst``      2..48 consecutive bits inverted (a burst may span words)
+``trailing``   words after the last layer
+``swap``       two layers exchanged (each is still self-consistent)
+``edit``       a field rewritten *and its check word recomputed*: a buggy or
+               adversarial writer rather than a channel error (bad tables,
+               zero-frequency symbols that occur anyway, maximal sizes, wrong
+               version, zero-length layers that declare a payload, ...)
+
+:func:`golden` is the software reader: it parses and decodes the whole
+stream, so it raises a `SubbitError` (with layer and byte offset) exactly when
+the golden model rejects the stream. Pure numpy, like the rest of
+`subbit.model`; the RTL side is `subbit.sim.faults`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import stream
+from .errors import SubbitError
+
+__all__ = ["Fault", "reference_codes", "golden", "regions", "cases", "flip", "random_flips", "outcome"]
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One corrupted stream.
+
+    Members
+    -------
+    name : str
+        Unique, human readable (``flip L0 payload w57 b3``).
+    kind, region : str
+        The operation (see the module docstring) and the stream region it hits
+        (``stream header``, ``layer fields``, ``table``, ``states``, ``pad``,
+        ``check``, ``payload``, ``payload pad``, ``end``, ``layers``).
+    layer : int or None
+        The layer the fault hits.
+    words : uint16 array
+        The corrupted stream.
+    at : int
+        Index of the first word the fault changes (``len(words)`` for a
+        truncation: the word that is missing).
+    truncated : bool
+        The stream ends before its end (a bus signals ``last`` early).
+    stream_detectable : bool
+        False for faults that leave a consistent stream (swapped layers, a
+        rewritten ``base``): only the ``.sbw`` container's CRC and metadata can
+        catch them.
+    """
+    name: str
+    kind: str
+    region: str
+    layer: int | None
+    words: np.ndarray
+    at: int
+    truncated: bool = False
+    stream_detectable: bool = True
+
+
+def reference_codes(config: stream.StreamConfig, seed: int = 0) -> list[np.ndarray]:
+    """Layers with every corner a fault can hit: weight-like, one weight, empty, one symbol,
+    just past ``lanes*ways`` states, a zero-frequency symbol inside the alphabet, a minimum-
+    probability symbol. Codes stay in -7..7 (a decoder with ``max_symbols = 15`` accepts them)."""
+    rng = np.random.default_rng(seed)
+    levels = np.arange(-3, 4)
+    probs = np.exp(-np.abs(levels))
+    minp = np.zeros(1 << config.prob_bits, dtype=np.int64)
+    minp[[5, 1000 % minp.size]] = 1
+    return [
+        rng.choice(levels, 700, p=probs / probs.sum()),
+        np.array([2]),
+        np.zeros(0, dtype=np.int64),
+        np.full(40, -1),
+        rng.choice([-1, 0, 1], 2 * config.states + 3),
+        rng.choice([-2, 2], 300),                    # nsym 5: symbols 1..3 have frequency 0
+        minp,
+    ]
+
+
+def golden(words, *, names: list[str] | None = None, byte_offset: int = 0) -> list[np.ndarray]:
+    """Parse and decode a word stream; the codes of every layer.
+
+    Raises
+    ------
+    FormatError, DecodeError
+        Naming the layer and byte offset, exactly as `subbit.model.sbw` reports them.
+    """
+    config, hw = stream.parse(words, byte_offset=byte_offset, names=names)
+    out = []
+    for k, h in enumerate(hw):
+        label = f"{k}" + (f" '{names[k]}'" if names else "")
+        out.append(stream.decode_codes(h, config, name=label, byte_offset=byte_offset))
+    return out
+
+
+def regions(words) -> list[tuple[int, int, str, int | None]]:
+    """``(start, end, region, layer)`` spans of a valid stream, in order, covering every word."""
+    config, hw = stream.parse(words)
+    spans = [(0, stream.STREAM_HEADER_WORDS, "stream header", None)]
+    for k, h in enumerate(hw):
+        s = h.offset
+        t = s + stream.LAYER_FIXED_WORDS
+        spans.append((s, t, "layer fields", k))
+        spans.append((t, t + h.nsym, "table", k))
+        t += h.nsym
+        st = 2 * min(h.count, config.states)
+        if st:
+            spans.append((t, t + st, "states", k))
+        t += st
+        if h.nsym % 2 == 0:
+            spans.append((t, t + 1, "pad", k))
+            t += 1
+        spans.append((t, t + 1, "check", k))
+        t += 1
+        if len(h.payload):
+            spans.append((t, t + len(h.payload), "payload", k))
+            t += len(h.payload)
+        if len(h.payload) % 2:
+            spans.append((t, t + 1, "payload pad", k))
+    return spans
+
+
+def flip(words, bits) -> np.ndarray:
+    """A copy of ``words`` with the given stream bit positions (``16 * word + bit``) inverted."""
+    out = np.array(words, dtype=np.uint16)
+    for b in bits:
+        out[b // 16] ^= np.uint16(1 << (b % 16))
+    return out
+
+
+def random_flips(words, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` distinct random single-bit positions, uniform over the stream."""
+    rng = np.random.default_rng(seed)
+    total = 16 * len(words)
+    return rng.choice(total, size=min(n, total), replace=False)
+
+
+def _refix(words, h: stream.HwLayer):
+    """Recompute layer ``h``'s check word in place, for its header as stored in ``words``."""
+    n = len(h.header_words())
+    words[h.offset + n - 1] = stream.check_word(words[h.offset:h.offset + n - 1])
+
+
+def _edited(words, h, field, value):
+    w = np.array(words, dtype=np.uint16)
+    w[h.offset + field] = value
+    _refix(w, h)
+    return w
+
+
+def cases(config: stream.StreamConfig, seed: int = 0, *, payload_bits: int = 3) -> list[Fault]:
+    """The deterministic fault-injection suite on the reference stream of ``config``.
+
+    ``payload_bits`` bits (spread over the word) are flipped in the first, middle
+    and last payload word of every layer; every other region gets all 16 bits of
+    its first and last word.
+    """
+    codes = reference_codes(config, seed)
+    hw = [stream.encode_codes(c, config) for c in codes]
+    words = stream.build(hw, config)
+    n = len(words)
+    out: list[Fault] = []
+
+    def add(name, kind, region, layer, w, at, **kw):
+        out.append(Fault(name, kind, region, layer, np.asarray(w, dtype=np.uint16), at, **kw))
+
+    spans = regions(words)
+    # truncation: every header word boundary, the start, middle and last word of each payload
+    cuts = set()
+    for s, e, region, k in spans:
+        if region == "payload":
+            cuts.update({s, (s + e) // 2, e - 1})
+        else:
+            cuts.update(range(s, e))
+    for c in sorted(cuts):
+        region, k = next((r, k) for s, e, r, k in spans if s <= c < e)
+        add(f"truncate {c}/{n} ({region} L{k})", "truncate", region, k, words[:c], c, truncated=True)
+    # single-bit flips
+    for s, e, region, k in spans:
+        if region == "payload":
+            picks = [(w, b) for w in sorted({s, (s + e) // 2, e - 1})
+                     for b in np.linspace(0, 15, payload_bits).astype(int).tolist()]
+        else:
+            picks = [(w, b) for w in sorted({s, e - 1}) for b in range(16)]
+        for w, b in picks:
+            add(f"flip L{k} {region} w{w} b{b}", "flip", region, k, flip(words, [16 * w + b]), w)
+    # bursts: 2, 5, 16, 17, 48 bits starting mid-word, so most span two or more words
+    for s, e, region, k in spans:
+        for length in (2, 5, 16, 17, 48):
+            start = 16 * s + 9
+            if start + length > 16 * n:
+                continue
+            add(f"burst{length} L{k} {region} w{s}", "burst", region, k,
+                flip(words, range(start, start + length)), s)
+    # trailing garbage
+    add("trailing 2 zero words", "trailing", "end", None, np.append(words, [0, 0]), n)
+    add("trailing 2 words 0x5342", "trailing", "end", None, np.append(words, [0x5342, 0x0001]), n)
+    add("trailing copy of layer 1", "trailing", "end", None,
+        np.concatenate([words, words[hw[1].offset:hw[2].offset]]), n)
+    # swapped layers (each still valid: caught by the .sbw CRC / metadata, not by the stream)
+    for a in (0, 4):
+        b = a + 1
+        blocks = [words[hw[i].offset:(hw[i + 1].offset if i + 1 < len(hw) else n)] for i in range(len(hw))]
+        blocks[a], blocks[b] = blocks[b], blocks[a]
+        add(f"swap layers {a} and {b}", "swap", "layers", a, np.concatenate([words[:6]] + blocks),
+            hw[a].offset, stream_detectable=False)
+    # adversarial edits with check words recomputed
+    head = np.array(words, dtype=np.uint16)
+
+    def stream_edit(name, idx, value, **kw):
+        w = head.copy()
+        w[idx] = value
+        w[5] = stream.check_word(w[:5])
+        add(name, "edit", "stream header", None, w, idx, **kw)
+
+    add("wrong version 2", "edit", "stream header", None, np.concatenate([[words[0], 2], words[2:]]), 1)
+    stream_edit("wrong version 2, check fixed", 1, 2)
+    other = stream.StreamConfig(config.prob_bits + 1 if config.prob_bits < 15 else 8, config.lanes, config.ways)
+    stream_edit(f"config word for M={other.prob_bits}, check fixed", 2, other.word())
+    stream_edit("reserved stream word set, check fixed", 4, 1)
+    stream_edit("65535 layers (maximal), check fixed", 3, 0xFFFF)
+    stream_edit("one layer fewer, check fixed", 3, len(hw) - 1)
+    stream_edit("zero layers, check fixed", 3, 0)
+    h0, h1, h2, h5 = hw[0], hw[1], hw[2], hw[5]
+    edits = [
+        ("alphabet size 0", h0, 0, 0, True),
+        (f"alphabet size 255 (maximal) in a {h0.nsym}-symbol layer", h0, 0, 255, True),
+        ("count 2**16-1 low word (maximal)", h0, 2, 0xFFFF, True),
+        ("count high word 0xFFFF (maximal)", h0, 3, 0xFFFF, True),
+        ("payload length low word 0xFFFF (maximal)", h0, 4, 0xFFFF, True),
+        ("payload length high word 0xFFFF (maximal)", h0, 5, 0xFFFF, True),
+        ("payload length one short", h0, 4, len(h0.payload) - 1, True),
+        ("payload length one long", h0, 4, len(h0.payload) + 1, True),
+        ("count one more", h0, 2, h0.count + 1, True),
+        ("count one less", h0, 2, h0.count - 1, True),
+        ("table sums to 2**M + 1", h0, 6, int(h0.freqs[0]) + 1, True),
+        ("state below L", h0, 6 + h0.nsym + 1, 0, True),
+        ("base moved by one (a consistent stream)", h0, 1, (h0.base + 1) & 0xFFFF, False),
+        ("empty layer declares 2 payload words", h2, 4, 2, True),
+        ("one-weight layer: state below L", h1, 6 + h1.nsym + 1, 0, True),
+    ]
+    if h0.nsym % 2 == 0:
+        edits.append(("non-zero header pad word", h0, 6 + h0.nsym + 2 * config.states, 1, True))
+    for name, h, field, value, det in edits:
+        k = hw.index(h)
+        add(f"edit L{k}: {name}", "edit", "layer fields" if field < 6 else "table" if field < 6 + h.nsym
+            else "states", k, _edited(words, h, field, value), h.offset + field, stream_detectable=det)
+    # zero-frequency symbols that occur anyway: layer 5 codes {-2, 2} (symbols 0 and 4; 1..3
+    # have frequency 0). Symbol 4 loses its frequency, so the payload holds a symbol the
+    # table cannot produce: given to symbol 0 the slots change and the final-state check
+    # fails; given to the unused symbol 3 only the labels of the same slots change, which
+    # no payload check can see (a consistent stream; the .sbw CRC catches it).
+    f = h5.freqs
+    assert f[1] == f[2] == f[3] == 0 and f[4] > 0
+    for to, det in ((0, True), (3, False)):
+        w = np.array(words, dtype=np.uint16)
+        w[h5.offset + 6 + to] += np.uint16(f[4])
+        w[h5.offset + 6 + 4] = 0
+        _refix(w, h5)
+        add(f"edit L5: occurring symbol 4 given frequency 0, its share to symbol {to}", "edit", "table", 5, w,
+            h5.offset + 6 + min(to, 4), stream_detectable=det)
+    # every fault must actually change the stream
+    for fault in out:
+        assert not np.array_equal(fault.words, words), fault.name
+    return out
+
+
+def outcome(words, expected: list[np.ndarray]) -> tuple[str, SubbitError | None]:
+    """Classify the golden reader's verdict on a corrupted stream.
+
+    ``"detected"`` (a `SubbitError` naming a byte offset), ``"same"`` (decodes to the
+    reference: a harmless fault), or ``"miss"`` (decodes without error to other codes).
+    """
+    try:
+        got = golden(words)
+    except SubbitError as e:
+        return "detected", e
+    same = len(got) == len(expected) and all(np.array_equal(a, b) for a, b in zip(got, expected))
+    return ("same" if same else "miss"), None
+
+
+
+def flip_detection(hw: list[stream.HwLayer], config: stream.StreamConfig, flips: int, seed: int = 0) -> dict:
+    """Detection rate of ``flips`` random single-bit flips, uniform over the word stream of ``hw``.
+
+    A flip is *detected* when the golden reader raises a `SubbitError`; a *miss*
+    decodes without error to other codes. Payload flips decode only their layer
+    (the other layers are untouched), every other flip reads the whole stream.
+
+    Returns
+    -------
+    dict
+        ``flips``, ``detected``, ``missed``, per-region ``{region: [tried, detected]}``
+        and ``misses``: ``(word, bit, region, layer)`` of every missed flip.
+    """
+    words = stream.build(hw, config)
+    expected = [stream.decode_codes(h, config) for h in hw]
+    spans = regions(words)
+    starts = [s for s, _, _, _ in spans]
+    per_region: dict[str, list[int]] = {}
+    misses = []
+    for pos in random_flips(words, flips, seed).tolist():
+        w, b = divmod(pos, 16)
+        s, e, region, k = spans[int(np.searchsorted(starts, w, side="right")) - 1]
+        if region == "payload":
+            h = hw[k]
+            bad = stream.HwLayer(h.nsym, h.base, h.count, h.freqs, h.states, flip(h.payload, [16 * (w - s) + b]),
+                                 offset=h.offset)
+            try:
+                got = stream.decode_codes(bad, config)
+                verdict = "same" if np.array_equal(got, expected[k]) else "miss"
+            except SubbitError:
+                verdict = "detected"
+        else:
+            verdict, _ = outcome(flip(words, [pos]), expected)
+        tally = per_region.setdefault(region, [0, 0])
+        tally[0] += 1
+        tally[1] += verdict == "detected"
+        if verdict != "detected":
+            misses.append((w, b, region, k))
+    n = sum(t for t, _ in per_region.values())
+    det = sum(d for _, d in per_region.values())
+    return {"flips": n, "detected": det, "missed": n - det, "per_region": per_region, "misses": misses}
+
+
+def _main(argv=None):
+    import argparse
+    import json
+    ap = argparse.ArgumentParser(prog="python -m subbit.model.faults",
+                                 description="Fault-injection suite and random single-bit-flip detection rate "
+                                             "of the golden reader (docs/reliability.md).")
+    ap.add_argument("--stream", choices=["reference", "ccexam"], default="reference",
+                    help="reference: the suite's edge-case layers; ccexam: the MNIST CNN at 3-bit RTN")
+    ap.add_argument("--prob-bits", type=int, default=12)
+    ap.add_argument("--lanes", type=int, default=1)
+    ap.add_argument("--ways", type=int, default=6)
+    ap.add_argument("--flips", type=int, default=2000)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    config = stream.StreamConfig(a.prob_bits, a.lanes, a.ways)
+    if a.stream == "ccexam":
+        from .checkpoint import load_state_dict
+        from .compress import is_coded
+        from .data import ccexam_weights
+        from .quant import quantize_rtn
+        codes = [quantize_rtn(w, 3)[0] for k, w in load_state_dict(ccexam_weights()).items() if is_coded(k, w)]
+    else:
+        codes = reference_codes(config, a.seed)
+    hw = [stream.encode_codes(c, config) for c in codes]
+    suite = {}
+    if a.stream == "reference":
+        for f in cases(config, a.seed):
+            verdict, err = outcome(f.words, codes)
+            key = f"{f.kind}: {verdict}" + ("" if f.stream_detectable else " (consistent stream)")
+            suite[key] = suite.get(key, 0) + 1
+            if verdict == "detected" and err.offset is None:
+                raise AssertionError(f"{f.name}: error without an offset: {err}")
+    res = flip_detection(hw, config, a.flips, a.seed)
+    print(json.dumps({"stream": a.stream, "config": [config.prob_bits, config.lanes, config.ways],
+                      "suite": suite, **res}, indent=1))
+
+
+if __name__ == "__main__":
+    _main()
