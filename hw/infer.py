@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from amaranth.back import verilog
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Shape
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from ..model.errors import SubbitError
@@ -16,6 +17,7 @@ from .params import DecoderParams
 __all__ = ["TOP", "InferTop", "mac_params_for", "generate"]
 
 TOP = "subbit_infer"
+QUEUE_DEPTH = 4      #: decoded beats queued between the decoder and the engine
 
 
 def mac_params_for(decoder: DecoderParams, *, act_depth: int = 1 << 14, max_positions: int = 64) -> MacParams:
@@ -40,8 +42,9 @@ class InferTop(wiring.Component):
 
     Throughput: the decoder makes ``lanes`` weights per clock; the engine takes
     ``lanes / positions`` per clock, so it never waits for weights once the decoder runs
-    (``status.mac.waiting`` measures it). Latency: the decoder's (~10 clocks to the first
-    weight) plus one clock. Backpressure: ``o.ready`` low stalls the engine, which stalls
+    (``status.mac.waiting`` measures it); a :data:`QUEUE_DEPTH`-beat FIFO between them hides
+    the decoder's restart after the engine paused. Latency: the decoder's (~10 clocks to the
+    first weight) plus two clocks (FIFO, output register). Backpressure: ``o.ready`` low stalls the engine, which stalls
     the decoder, which stops taking ``i``. Errors: each block's, on ``status``.
     """
 
@@ -65,7 +68,11 @@ class InferTop(wiring.Component):
         m.submodules.decoder = dec = Decoder(self.decoder_params)
         m.submodules.mac = mac = MacEngine(self.mac_params)
         wiring.connect(m, wiring.flipped(self.i), dec.i)
-        wiring.connect(m, dec.o, mac.i)
+        # A short FIFO between the blocks: beats decoded while the engine waits for the host
+        # (activation loads) are queued, so the decoder's restart never starves the engine.
+        m.submodules.queue = q = SyncFIFOBuffered(width=Shape.cast(dec.o.payload.shape()).width, depth=QUEUE_DEPTH)
+        m.d.comb += [q.w_data.eq(dec.o.payload), q.w_en.eq(dec.o.valid), dec.o.ready.eq(q.w_rdy),
+                     mac.i.payload.eq(q.r_data), mac.i.valid.eq(q.r_rdy), q.r_en.eq(mac.i.ready)]
         wiring.connect(m, mac.o, wiring.flipped(self.o))
         wiring.connect(m, wiring.flipped(self.act), mac.act)
         m.d.comb += [mac.cfg.eq(self.cfg), mac.start.eq(self.start),

@@ -13,3 +13,5 @@ def register(sub):
     hw_cli.register(sub)
     from subbit import train
     train.register(sub)
+    from subbit import infer
+    infer.register(sub)

@@ -1,0 +1,140 @@
+"""cocotb bench of the inference top (`subbit.hw.infer.InferTop`, run through `subbit.sim.infer_runner`).
+
+The job (pickle named by ``$SUBBIT_TB_IN``) holds an `subbit.model.infer.IntegerNet`, int8
+images and the weight stream's input beats. Per image the bench feeds the whole stream into
+the decoder and runs the integer forward pass with the RTL supplying every layer's
+accumulators: activations are written into the engine's memory, the layer started, its int32
+outputs collected. Each layer's accumulators must equal `subbit.model.infer.matmul` and each
+image's logits the numpy reference's. Measurements go to ``$SUBBIT_TB_OUT``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, RisingEdge, Timer
+
+from ..model.infer import matmul
+from .tb import PATTERNS
+
+
+def load_job():
+    with open(os.environ["SUBBIT_TB_IN"], "rb") as fh:
+        return pickle.load(fh)
+
+
+def save_result(key, value):
+    path = os.environ["SUBBIT_TB_OUT"]
+    res = {}
+    if os.path.exists(path):
+        with open(path) as fh:
+            res = json.load(fh)
+    res[key] = value
+    with open(path, "w") as fh:
+        json.dump(res, fh)
+
+
+class InferTB:
+    """Clock, reset, stream source and layer driver of one inference top."""
+
+    def __init__(self, dut, job):
+        self.dut = dut
+        self.addr_bits = int(job["addr_bits"])
+        self.cycle = 0
+        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+
+    async def reset(self):
+        d = self.dut
+        d.rst.value = 1
+        for s in (d.i__valid, d.i__payload, d.o__ready, d.act__valid, d.act__payload, d.cfg, d.start):
+            s.value = 0
+        await ClockCycles(d.clk, 2)
+        d.rst.value = 0
+
+    async def source(self, beats):
+        """Feed the stream's beats (``last`` included) whenever the decoder takes them."""
+        d = self.dut
+        for b in beats:
+            d.i__valid.value = 1
+            d.i__payload.value = int(b)
+            while True:
+                await RisingEdge(d.clk)
+                if d.i__ready.value:
+                    break
+        d.i__valid.value = 0
+
+    async def layer(self, x, rows, backpressure):
+        """Load ``x`` (positions, cols), run the layer; returns (acc (rows, positions), stats)."""
+        d = self.dut
+        positions, cols = x.shape
+        for k, v in enumerate(np.asarray(x, dtype=np.int8).ravel()):
+            d.act__valid.value = 1
+            d.act__payload.value = k | (int(v) & 0xFF) << self.addr_bits
+            await RisingEdge(d.clk)
+        d.act__valid.value = 0
+        d.cfg.value = cols | positions << 16
+        d.start.value = 1
+        await RisingEdge(d.clk)
+        d.start.value = 0
+        out, cycles, waits, done = [], 0, 0, False
+        limit = 64 * rows * positions * cols + 10000
+        while cycles < limit:
+            ready = 0 if next(backpressure) else 1
+            d.o__ready.value = ready
+            await Timer(1, unit="ns")                    # sample settled values before the edge
+            st, valid = int(d.status.value), bool(d.o__valid.value)
+            assert st >> 2 & 15 == 0, f"decoder error {st >> 2 & 15}"
+            assert st >> 9 & 3 == 0, f"MAC engine error {st >> 9 & 3}"
+            done |= bool(st >> 7 & 1)                    # a one-clock pulse, with the last output
+            if done and not valid:
+                break
+            waits += st >> 8 & 1
+            payload = int(d.o__payload.value) if ready and valid else None
+            await RisingEdge(d.clk)
+            cycles += 1
+            if payload is not None:
+                out.append(payload & 0xFFFFFFFF)
+        assert done, f"layer {rows}x{cols} ({positions} positions) did not finish in {limit} clocks"
+        acc = np.array(out, dtype=np.uint32).view(np.int32)
+        assert acc.size == rows * positions, f"{acc.size} accumulators, expected {rows * positions}"
+        return acc.reshape(rows, positions), {"cycles": cycles, "wait_cycles": waits}
+
+
+@cocotb.test()
+@cocotb.parametrize(backpressure=["none", "random"])
+async def infer(dut, backpressure):
+    """Every job image through the network, layers in RTL: accumulators and logits bit-exact."""
+    job = load_job()
+    net, beats = job["net"], job["beats"]
+    tb = InferTB(dut, job)
+    await tb.reset()
+    layers = {q.index: q for q in net.ordered()}
+    classes, cycles, waits = [], [], []
+    for n, xq in enumerate(job["images"]):
+        src = cocotb.start_soon(tb.source(beats))
+        gen = net.forward(np.asarray(xq, dtype=np.int8))
+        c = w = 0
+        try:
+            k, xm = next(gen)
+            while True:
+                q = layers[k]
+                acc, st = await tb.layer(xm, q.rows, PATTERNS[backpressure]())
+                ref = matmul(q.codes, xm)
+                bad = np.argwhere(acc != ref)
+                assert not len(bad), f"image {n} layer {q.name}: acc{tuple(bad[0])} RTL " \
+                    f"{acc[tuple(bad[0])]}, reference {ref[tuple(bad[0])]}"
+                c, w = c + st["cycles"], w + st["wait_cycles"]
+                k, xm = gen.send(acc)
+        except StopIteration as e:
+            logits = e.value
+        assert np.array_equal(logits, job["logits"][n]), f"image {n}: logits differ from the reference"
+        await src
+        classes.append(int(np.argmax(logits)))
+        cycles.append(c)
+        waits.append(w)
+    save_result(backpressure, {"classes": classes, "cycles": cycles, "wait_cycles": waits})
