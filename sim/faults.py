@@ -1,0 +1,173 @@
+"""Corrupted streams through the generated RTL: expected error codes, bounds, and the batch runner.
+
+The faults are `subbit.model.faults.cases`; the bench is `subbit.sim.faults_tb`
+(many cases per simulator start). :func:`verdict` checks one case against the
+golden model and the documented contract (``docs/decoder.md``,
+``docs/reliability.md``):
+
+* the decoder flags an error iff the golden reader rejects the stream, with
+  the code of :func:`expected_codes` where the class is determinable;
+* parse-class errors come ``<= PARSE_BOUND`` clocks after the beat that shows
+  them; payload-class errors come before the corrupted layer's ``last`` beat
+  leaves the decoder;
+* no layer whose ``last`` beat leaves before the error differs from the golden
+  model (never wrong weights without an error);
+* after a reset the next stream decodes bit-exactly (checked in the bench).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from ..hw.params import DecoderParams, ErrorCode
+from ..model import faults, stream
+from ..model.errors import SubbitError
+from .rtl_decode import pack_beats
+from .runner import Build, SimError, toolchain_env
+
+__all__ = ["PARSE_BOUND", "expected_codes", "rtl_cases", "make_job", "run_batch", "verdict"]
+
+TB_MODULE = "subbit.sim.faults_tb"
+PARSE_BOUND = 3                  #: clocks from accepting the offending beat to status.error (docs/decoder.md)
+PAYLOAD = {ErrorCode.FINAL_STATE, ErrorCode.PAYLOAD_LENGTH}
+ANY = set(ErrorCode) - {ErrorCode.NONE}
+_STREAM_HEADER = {0: {ErrorCode.BAD_MAGIC}, 1: {ErrorCode.BAD_VERSION}, 2: {ErrorCode.CONFIG_MISMATCH}}
+
+
+def expected_codes(f: faults.Fault) -> set[ErrorCode]:
+    """Error codes the decoder may raise for fault ``f`` (``{NONE}`` for a consistent stream)."""
+    if not f.stream_detectable:
+        return {ErrorCode.NONE}
+    if f.kind == "truncate":
+        return {ErrorCode.TRUNCATED}
+    if f.kind == "trailing":
+        return {ErrorCode.TRAILING}
+    if f.kind == "flip":
+        if f.region == "stream header":
+            return _STREAM_HEADER.get(f.at, {ErrorCode.HEADER_CHECK})
+        if f.region == "table":              # a frequency can overflow 2**M before the check word
+            return {ErrorCode.HEADER_CHECK, ErrorCode.BAD_TABLE}
+        if f.region in ("states", "pad", "check"):
+            return {ErrorCode.HEADER_CHECK}
+        if f.region == "payload":
+            return PAYLOAD
+    return ANY
+
+
+def _case_marks(f: faults.Fault, ref_words, n_words, wpb) -> list[int]:
+    """Beats: the first corrupted one, the one whose acceptance must raise the error within
+    `PARSE_BOUND` clocks (-1 if not determinable), the fault layer's last payload beat (-1: none)."""
+    offending = -1
+    if f.kind in ("truncate", "trailing"):
+        offending = (n_words - 1 if f.kind == "truncate" else f.at - 1)
+    elif f.kind == "flip" and f.region == "stream header":
+        offending = f.at if f.at <= 2 else 5
+    last_pay = -1
+    if f.layer is not None and f.kind != "swap":
+        spans = [s for s in faults.regions(ref_words) if s[3] == f.layer]
+        check = next(e - 1 for s, e, r, k in spans if r == "check")
+        last_pay = next((e - 1 for s, e, r, k in spans if r == "payload"), -1) // wpb
+        if f.kind == "flip" and f.region in ("table", "states", "pad", "check"):
+            offending = check
+    return [f.at // wpb if f.at < n_words else -1, offending // wpb if offending >= 0 else -1, last_pay]
+
+
+def rtl_cases(params: DecoderParams, seed: int = 0) -> list[faults.Fault]:
+    """`subbit.model.faults.cases` for this decoder, less the empty stream (a bus sends no beat)."""
+    return [f for f in faults.cases(params.stream_config, seed) if len(f.words)]
+
+
+def make_job(params: DecoderParams, cases: list[faults.Fault], ref_words, good_codes) -> dict:
+    """The bench job for ``cases`` (beats back to back) and a good stream of ``good_codes``."""
+    wpb = params.words_per_beat
+    beats, lasts, starts, budgets, marks = [], [], [0], [], []
+    for f in cases:
+        w = np.asarray(f.words, dtype=np.uint16)
+        if len(w) % wpb:
+            w = np.append(w, np.uint16(0))
+        b = pack_beats(w, params.word_width)
+        beats.append(b)
+        lasts.append(np.arange(len(b)) == len(b) - 1)
+        starts.append(starts[-1] + len(b))
+        # watchdog: generous against the worst traffic pattern (half the clocks idle, half stalled)
+        budgets.append(8 * (len(b) + 4096 // params.lanes + 64) + 4000)
+        marks.append(_case_marks(f, ref_words, len(w), wpb))
+    cfg = params.stream_config
+    hw = [stream.encode_codes(c, cfg) for c in good_codes]
+    gw = stream.build(hw, cfg)
+    gb = pack_beats(gw, params.word_width)
+    return {"beats": np.concatenate(beats), "lasts": np.concatenate(lasts), "starts": np.array(starts),
+            "budgets": np.array(budgets), "marks": np.array(marks), "good_beats": gb,
+            "good_expected": np.concatenate([np.asarray(c) for c in good_codes]),
+            "good_layer_ends": np.cumsum([len(c) for c in good_codes]),
+            "good_budget": 8 * (len(gb) + sum(len(c) for c in good_codes)) + 4000}
+
+
+def run_batch(b: Build, job: dict) -> list[dict]:
+    """Run the `faults_tb` bench on build ``b``; one result per case (raises `SimError` on a failure)."""
+    from cocotb_tools.runner import get_results, get_runner
+    from ..hw.verilog import TOP
+    from .runner import _patched_environ
+    runs = os.path.join(b.directory, "runs")
+    os.makedirs(runs, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="faults-", dir=runs)
+    inp, out, log = (os.path.join(work, n) for n in ("job.npz", "result.json", "sim.log"))
+    scalars = {"lanes": b.params.lanes, "word_width": b.params.word_width, "code_bits": b.params.code_bits,
+               "good_budget": int(job["good_budget"])}
+    np.savez(inp, __json__=json.dumps(scalars), **{k: v for k, v in job.items() if k != "good_budget"})
+    try:
+        with _patched_environ(toolchain_env()):
+            xml = get_runner(b.simulator).test(
+                test_module=TB_MODULE, hdl_toplevel=TOP, hdl_toplevel_lang="verilog", test_filter=r"\.faults$",
+                build_dir=b.directory, test_dir=work,
+                extra_env={"SUBBIT_TB_IN": inp, "SUBBIT_TB_OUT": out, "COCOTB_LOG_LEVEL": "WARNING"},
+                log_file=log)
+    except (SystemExit, Exception) as e:
+        raise SimError(f"{b.simulator} fault run failed ({type(e).__name__}); see {log}") from None
+    _, fails = get_results(xml)
+    if fails or not os.path.exists(out):
+        raise SimError(f"{b.simulator} fault bench failed; see {log}")
+    with open(out) as fh:
+        res = json.load(fh)["faults"]
+    shutil.rmtree(work, ignore_errors=True)
+    return res
+
+
+def verdict(f: faults.Fault, r: dict, ref_codes: list[np.ndarray]) -> dict:
+    """Check one case's RTL result; returns ``{"class", "error", "latency"}`` or raises AssertionError.
+
+    ``latency``: clocks from accepting the first corrupted beat (parse class) or the
+    layer's last payload beat (payload class) to the error.
+    """
+    try:
+        sw = faults.golden(f.words)
+    except SubbitError:
+        sw = None
+    err = ErrorCode(r["error"])
+    codes = np.asarray(r["codes"], dtype=np.int64)
+    ends = [0] + list(r["layer_ends"])
+    if sw is not None:                       # the golden model accepts it: RTL must decode it exactly
+        assert err == ErrorCode.NONE, f"{f.name}: RTL error {err.name}, golden model decodes the stream"
+        want = np.concatenate(sw) if sw else np.zeros(0, np.int64)
+        assert np.array_equal(codes, want), f"{f.name}: RTL codes differ from the golden model"
+        return {"class": "consistent", "error": err.name, "latency": None}
+    assert err != ErrorCode.NONE, f"{f.name}: golden model rejects the stream, RTL raised no error"
+    allowed = expected_codes(f)
+    assert err in allowed, f"{f.name}: RTL error {err.name}, expected one of {sorted(e.name for e in allowed)}"
+    # never wrong weights without an error: a layer completed before the error is intact
+    for k, t in enumerate(r["layer_end_cycles"]):
+        if t < r["error_cycle"]:
+            assert k < len(ref_codes) and np.array_equal(codes[ends[k]:ends[k + 1]], ref_codes[k]), \
+                f"{f.name}: layer {k} ended (clock {t}) with wrong weights before the error (clock {r['error_cycle']})"
+    first, offending, last_pay = r["mark_cycles"]
+    cls = "payload" if err in PAYLOAD else "parse"
+    ref = last_pay if cls == "payload" else offending if offending is not None else first
+    latency = None if ref is None else r["error_cycle"] - ref
+    if offending is not None and cls == "parse":
+        assert latency <= PARSE_BOUND, f"{f.name}: {err.name} {latency} clocks after the offending beat"
+    return {"class": cls, "error": err.name, "latency": latency}

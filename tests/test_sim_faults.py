@@ -1,0 +1,84 @@
+"""The fault-injection suite through the Verilated decoder (`subbit.sim.faults`): an error iff the
+golden model rejects the stream, the expected code, within the documented bound, no hang under any
+traffic pattern, never wrong weights without an error, and bit-exact decoding after reset."""
+
+from __future__ import annotations
+
+import collections
+import re
+
+import numpy as np
+import pytest
+
+from subbit.hw.params import DecoderParams
+from subbit.model import faults, stream
+from subbit.sim import faults as sim_faults
+from subbit.sim import runner
+
+CONFIGS = {
+    "K1-M12-compare": DecoderParams(lanes=1, prob_bits=12, max_symbols=15, word_width=16),
+    "K4-M10-w32-compare": DecoderParams(lanes=4, prob_bits=10, max_symbols=15, word_width=32),
+}
+
+# Contract violations of the current RTL found by this suite (docs/reliability.md, "Known RTL
+# issues"). Fixing the RTL must empty this list.
+KNOWN_RTL_ISSUES = [
+    # PAYLOAD_LENGTH / FINAL_STATE raised one clock after the corrupted layer's `last` beat was taken
+    re.compile(r"ended \(clock (\d+)\) with wrong weights before the error \(clock (\d+)\)"),
+    # stream header word 4 (reserved, zero) is not checked by the RTL; the golden model rejects it
+    re.compile(r"^reserved stream word set.*RTL raised no error"),
+    # a valid table whose last symbol has frequency 0: the golden model decodes, the RTL errors
+    re.compile(r"its share to symbol 3: RTL error \w+, golden model decodes the stream"),
+]
+
+
+def known_issue(msg: str) -> bool:
+    for rx in KNOWN_RTL_ISSUES:
+        m = rx.search(msg)
+        if m and (not m.groups() or int(m.group(2)) == int(m.group(1)) + 1):
+            return True
+    return False
+
+
+def run_suite(p: DecoderParams, step: int):
+    cfg = p.stream_config
+    ref = faults.reference_codes(cfg)
+    words = stream.build([stream.encode_codes(c, cfg) for c in ref], cfg)
+    cases = [f for k, f in enumerate(sim_faults.rtl_cases(p)) if k % step == 0 or f.kind in ("swap", "trailing", "edit")]
+    good = [c[:60] for c in ref[:5]]
+    res = sim_faults.run_batch(runner.build(p), sim_faults.make_job(p, cases, words, good))
+    assert len(res) == len(cases)
+    stats, failures = collections.defaultdict(list), []
+    for f, r in zip(cases, res):
+        try:
+            v = sim_faults.verdict(f, r, ref)
+        except AssertionError as e:
+            if not known_issue(str(e)):
+                failures.append(str(e))
+            continue
+        stats[v["class"]].append(v["latency"])
+    assert not failures, "\n".join(failures[:30])
+    return cases, stats
+
+
+@pytest.mark.parametrize("name", ["K1-M12-compare"])
+def test_fault_suite_subset(name):
+    """Every 8th flip, burst and truncation plus every edit, swap and trailing case (~170 streams)
+    under rotating traffic patterns."""
+    cases, stats = run_suite(CONFIGS[name], 8)
+    assert {f.kind for f in cases} == {"truncate", "flip", "burst", "trailing", "swap", "edit"}
+    assert stats["parse"] and stats["payload"] and stats["consistent"]     # bounds: in verdict()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_fault_suite_full(name):
+    run_suite(CONFIGS[name], 1)
+
+
+def test_expected_codes_cover_every_kind():
+    p = CONFIGS["K1-M12-compare"]
+    for f in sim_faults.rtl_cases(p):
+        assert sim_faults.expected_codes(f), f.name
+        assert len(f.words) > 0
+    assert np.all([len(f.words) for f in sim_faults.rtl_cases(p)])
