@@ -1,6 +1,6 @@
 # subbit: the two commands of the README.
 #   make demo   create .venv, install, run the main job on the embedded default (sklearn digits)
-#   make test   create .venv, install, run the whole test suite
+#   make test   create .venv, install, run the test suite (less the `slow` sweeps: pytest -m slow)
 # Every install step lives here, so a clean clone on a fresh machine needs nothing else.
 
 PYTHON ?= python3
@@ -27,7 +27,7 @@ demo: $(STAMP)
 	$(BIN)/subbit demo
 
 test: $(STAMP)
-	$(BIN)/pytest -n $(JOBS)
+	$(BIN)/pytest -n $(JOBS) -m "not slow"
 
 clean:
 	rm -rf build .pytest_cache

@@ -1,0 +1,201 @@
+"""Fuzz target of the weight-stream reader: any input gives codes or a `SubbitError`, nothing else.
+
+Run (atheris / libFuzzer, coverage guided)::
+
+    python -m subbit.model.fuzz --seconds 600            # on demand
+    python -m subbit.model.fuzz --seconds 20             # what CI runs (tests/test_fuzz.py)
+
+Without atheris (it has no wheel for some platforms) the same target runs on
+seeded random inputs (``--engine random``). Any exception other than a
+`SubbitError` is a crash: the fuzzer stops and prints the input that caused it
+(atheris also writes it to ``crash-*``). See ``docs/reliability.md``.
+
+The first input byte picks what the rest is:
+
+0. a ``.sbw`` file image (`subbit.model.sbw.from_bytes`, then the golden decode);
+1. a bare word stream (`subbit.model.stream.parse`, then the golden decode);
+2. an edit script on a valid reference stream: ``(word index, xor value)`` pairs
+   of 16-bit little-endian integers; with bit 7 of the first byte set, every
+   check word is recomputed afterwards, so tables, counts and payloads are
+   exercised past the header checks;
+3. an edit script ``(byte index, xor byte)`` on a valid ``.sbw`` image.
+
+Layers declaring more than ``MAX_FUZZ_WEIGHTS`` weights are parsed, not
+decoded: decoding time and memory are linear in the declared count (a valid
+one-symbol layer may declare 2**32 - 1 weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+from . import faults, sbw, stream
+from .errors import FormatError, SubbitError
+
+__all__ = ["MAX_FUZZ_WEIGHTS", "one_input", "seed_inputs", "main"]
+
+MAX_FUZZ_WEIGHTS = 1 << 16
+_CONFIG = stream.StreamConfig(prob_bits=10, lanes=2, ways=6)
+
+
+def _reference():
+    """Small valid reference stream and ``.sbw`` image (built once)."""
+    if not hasattr(_reference, "cache"):
+        codes = [c[:300] for c in faults.reference_codes(_CONFIG)]
+        hw = [stream.encode_codes(c, _CONFIG) for c in codes]
+        metas = [sbw.LayerMeta(name=f"l{k}", shape=(len(c),), bits=4, scale=[0.5]) for k, c in enumerate(codes)]
+        f = sbw.SbwFile(config=_CONFIG, layers=metas, hw=hw, side={"bias": np.arange(3, dtype=np.float32)})
+        _reference.cache = (stream.build(hw, _CONFIG), sbw.to_bytes(f))
+    return _reference.cache
+
+
+def _decode(config, hw, byte_offset=0):
+    for k, h in enumerate(hw):
+        if h.count <= MAX_FUZZ_WEIGHTS:
+            stream.decode_codes(h, config, name=str(k), byte_offset=byte_offset)
+
+
+def _words(raw: bytes) -> np.ndarray:
+    return np.frombuffer(raw[:len(raw) // 2 * 2], dtype="<u2").astype(np.uint16)
+
+
+def _fix_checks(w: np.ndarray) -> None:
+    """Recompute the stream and layer check words of ``w`` in place, as far as it parses."""
+    if len(w) < stream.STREAM_HEADER_WORDS:
+        return
+    w[5] = stream.check_word(w[:5])
+    try:
+        config = stream.StreamConfig(prob_bits=int(w[2]) & 0xF, lanes=1 << ((int(w[2]) >> 4) & 3),
+                                     ways=int(w[2]) >> 8)
+    except SubbitError:
+        return
+    pos = stream.STREAM_HEADER_WORDS
+    for _ in range(int(w[3])):
+        if pos + stream.LAYER_FIXED_WORDS > len(w):
+            return
+        nsym, count = int(w[pos]), int(w[pos + 2]) | int(w[pos + 3]) << 16
+        npay = int(w[pos + 4]) | int(w[pos + 5]) << 16
+        n = stream.LAYER_FIXED_WORDS + nsym + 2 * min(count, config.states) + (nsym % 2 == 0) + 1
+        if pos + n > len(w):
+            return
+        w[pos + n - 1] = stream.check_word(w[pos:pos + n - 1])
+        pos += n + npay + npay % 2
+
+
+def one_input(data: bytes) -> None:
+    """The fuzz target. Raises only for a bug: anything but a `SubbitError`."""
+    if not data:
+        return
+    mode, body = data[0], data[1:]
+    try:
+        if mode % 4 == 0:
+            f = sbw.from_bytes(body)
+            if sum(h.count for h in f.hw) <= MAX_FUZZ_WEIGHTS:
+                f.decode_codes()
+        elif mode % 4 == 1:
+            config, hw = stream.parse(_words(body))
+            _decode(config, hw)
+        elif mode % 4 == 2:
+            w = _reference()[0].copy()
+            edits = _words(body)
+            for k in range(0, len(edits) - 1, 2):
+                w[int(edits[k]) % len(w)] ^= edits[k + 1]
+            if mode & 0x80:
+                _fix_checks(w)
+            config, hw = stream.parse(w)
+            _decode(config, hw)
+        else:
+            img = bytearray(_reference()[1])
+            for k in range(0, len(body) - 2, 3):
+                img[int.from_bytes(body[k:k + 2], "little") % len(img)] ^= body[k + 2]
+            f = sbw.from_bytes(bytes(img))
+            f.decode_codes()
+    except FormatError as e:
+        if e.offset is None:
+            raise AssertionError(f"FormatError without a byte offset: {e}") from None
+    except SubbitError:
+        pass
+
+
+def seed_inputs() -> list[bytes]:
+    """A starting corpus: the reference stream and file, each in its mode, and empty edit scripts."""
+    words, image = _reference()
+    return [b"\x00" + image, b"\x01" + words.astype("<u2").tobytes(), b"\x02", b"\x82", b"\x03"]
+
+
+def _random_engine(seconds: float, seed: int) -> int:
+    """Fallback without atheris: mutated seeds and random bytes for ``seconds``."""
+    rng = np.random.default_rng(seed)
+    seeds = seed_inputs()
+    end = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < end:
+        if rng.random() < 0.3:
+            data = bytes([int(rng.integers(256))]) + rng.bytes(int(rng.integers(0, 200)))
+        else:
+            data = bytearray(seeds[int(rng.integers(len(seeds)))])
+            for _ in range(int(rng.integers(1, 8))):
+                data.append(int(rng.integers(256)))
+                if len(data) > 1:
+                    data[int(rng.integers(1, len(data)))] ^= int(rng.integers(1, 256))
+            if rng.random() < 0.2:
+                data = data[:int(rng.integers(1, len(data) + 1))]
+            data = bytes(data)
+        try:
+            one_input(data)
+        except Exception:
+            sys.stderr.write(f"crash on input {data.hex()}\n")
+            raise
+        n += 1
+    return n
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m subbit.model.fuzz", description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=60.0, help="run time (default 60)")
+    ap.add_argument("--engine", choices=["atheris", "random"], default=None,
+                    help="default: atheris if it imports, else random")
+    ap.add_argument("--corpus", default=None, help="atheris corpus directory (created, seeded)")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    engine = a.engine
+    if engine is None:
+        try:
+            import atheris  # noqa: F401
+            engine = "atheris"
+        except ImportError:
+            engine = "random"
+    if engine == "random":
+        n = _random_engine(a.seconds, a.seed)
+        print(f"random engine: {n} inputs in {a.seconds:g} s, 0 crashes")
+        return 0
+    import atheris
+    corpus = a.corpus or os.path.join(os.path.abspath(os.environ.get("SUBBIT_BUILD_DIR", "build")), "fuzz-corpus")
+    os.makedirs(corpus, exist_ok=True)
+    for k, s in enumerate(seed_inputs()):
+        with open(os.path.join(corpus, f"seed-{k}"), "wb") as fh:
+            fh.write(s)
+    from . import rans
+    for mod in (rans, stream, sbw):           # coverage feedback from the reader's own code
+        for name, obj in list(vars(mod).items()):
+            if getattr(obj, "__module__", None) != mod.__name__:
+                continue
+            if isinstance(obj, type):
+                for k, v in list(vars(obj).items()):
+                    if callable(v) and hasattr(v, "__code__"):
+                        setattr(obj, k, atheris.instrument_func(v))
+            elif callable(obj) and hasattr(obj, "__code__"):
+                setattr(mod, name, atheris.instrument_func(obj))
+    atheris.Setup([sys.argv[0], f"-max_total_time={max(1, int(a.seconds))}", f"-seed={a.seed + 1}",
+                   "-rss_limit_mb=2048", "-print_final_stats=1", corpus], one_input)
+    atheris.Fuzz()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
