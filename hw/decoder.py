@@ -77,13 +77,13 @@ class Decoder(wiring.Component):
     into the other bank while the current layer decodes). Input needed:
     about ``lanes * bits_per_weight / 16`` words per clock.
     Latency: the first weights leave ~10 clocks after the first layer's header
-    is complete (see ``docs/decoder.md`` for measured figures).
+    is complete (measured figures in ``docs/results.md``).
     Backpressure: any ``i.valid`` / ``o.ready`` pattern; ``o`` holds its
     payload while not ready; the whole datapath stalls together.
-    Errors: each per-layer check (tables, header check word, final states,
-    payload length) is flagged on ``status.error`` no later than the clock
-    the layer's ``last`` beat appears on ``o``; parse errors within one clock
-    of the offending word.
+    Errors: parse errors (header words, tables, check words, ``last``) are
+    flagged on ``status.error`` at most 3 clocks after the offending word is
+    accepted; the per-layer final-state and payload-length checks at most 2
+    clocks after the layer's ``last`` beat leaves ``o`` (``docs/decoder.md``).
     """
 
     def __init__(self, params: DecoderParams = DecoderParams()):
@@ -113,7 +113,14 @@ class Decoder(wiring.Component):
             m.submodules.prefetch = pf = SyncFIFOBuffered(width=Shape.cast(beat_layout).width,
                                                           depth=p.prefetch // p.words_per_beat)
             m.d.comb += [pf.w_data.eq(fe.push.payload), pf.w_en.eq(fe.push.valid), fe.push.ready.eq(pf.w_rdy)]
-            src_valid, src, src_ready = pf.r_rdy, data.View(beat_layout, pf.r_data), pf.r_en
+            # a register stage after the FIFO: block-RAM data (5.6 ns clock-to-out on ECP5
+            # without its output register) only ever reaches a flip-flop
+            src_valid, src, src_ready = Signal(), Signal(beat_layout, reset_less=True), Signal()
+            with m.If(pf.r_rdy & pf.r_en):
+                m.d.sync += [src_valid.eq(1), src.eq(pf.r_data)]
+            with m.Elif(src_ready):
+                m.d.sync += src_valid.eq(0)
+            m.d.comb += pf.r_en.eq(~src_valid | src_ready)
         else:
             src_valid, src, src_ready = fe.push.valid, fe.push.payload, fe.push.ready
         # an empty marker beat is always taken, so a full window never blocks the end of a layer

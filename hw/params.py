@@ -64,8 +64,11 @@ class DecoderParams:
     ways : int >= PIPELINE_DEPTH
         Interleaved states per lane; must equal the stream's.
     prefetch : 0 or a power of two in 16..4096
-        Payload words the parser may run ahead of the lanes (a FIFO, block RAM),
-        so the next layer's header is parsed before the current layer ends.
+        Payload words the parser may run ahead of the lanes (a FIFO), so the
+        next layer's header is parsed while the current layer still decodes.
+        32 (default) sits in LUT-RAM; from 512 words yosys uses block RAM, whose
+        5.6 ns clock-to-out on ECP5 then limits Fmax (measured 128 MHz at 256).
+        0: no FIFO (the parser waits for the window).
     multiplier : "generic" or "ecp5"
         How the lane multiplier is built (`subbit.hw.mul.Multiplier`): portable
         Verilog, or an ECP5 ``MULT18X18D`` with its registers enabled. Cycle
@@ -78,7 +81,7 @@ class DecoderParams:
     lookup: str = "compare"
     ways: int = PIPELINE_DEPTH
     multiplier: str = "generic"
-    prefetch: int = 256
+    prefetch: int = 32
 
     def __post_init__(self):
         if self.lanes not in rans.LANES_ALLOWED:
