@@ -25,7 +25,7 @@ __all__ = ["LANES", "PROB_BITS", "LOOKUPS", "measure_function", "run_point", "sw
 
 LANES, PROB_BITS, LOOKUPS = (1, 2, 4, 8), (10, 12, 14), ("compare", "table")
 MEASURE = "subbit.sim.rtl_decode.measure"
-MEASURED_KEYS = ("weights_per_cycle", "first_weight_latency_cycles", "layer_switch_bubbles")
+MEASURED_KEYS = ("weights_per_cycle", "first_weight_latency_cycles", "header_words", "layer_switch_bubbles")
 AREA_KEYS = ("luts", "ffs", "carry", "dsps", "brams", "lutram", "logic_cells", "lut_depth", "fmax_mhz")
 
 
@@ -119,13 +119,18 @@ def _fmt(v, spec=""):
     return "" if v is None else format(v, spec)
 
 
+def _first(r):
+    lat, hdr = r.get("first_weight_latency_cycles"), r.get("header_words")
+    return "" if lat is None else f"{lat} ({hdr} header words)" if hdr is not None else str(lat)
+
+
 def rtl_markdown(rows: list[dict], *, command: str, source: str | None = None, plot_file: str | None = None) -> str:
     """The results section: calibration line, one table row per configuration, definitions."""
     ref = next((r for r in rows if r.get("design") == "counter"), None)
     dec = [r for r in rows if r.get("design", "decoder") == "decoder"]
     ok = next((r for r in dec + rows if "error" not in r and "device" in r), {})
     tools = ", ".join(ok.get("tools", {}).values())
-    fixed = {k: dec[0].get(k) for k in ("max_symbols", "word_width", "ways")} if dec else {}
+    fixed = {k: dec[0].get(k) for k in ("max_symbols", "word_width", "ways", "multiplier", "prefetch")} if dec else {}
     fixed_s = ", ".join(f"{k}={'default (the pipeline depth)' if v is None else v}" for k, v in fixed.items())
     freq = f"nextpnr `--freq {ok['freq_target_mhz']:g}`" if ok.get("freq_target_mhz") else "no place and route"
     out = ["## RTL decoder: area, Fmax, throughput, latency (`subbit bench rtl`)", "",
@@ -154,17 +159,20 @@ def rtl_markdown(rows: list[dict], *, command: str, source: str | None = None, p
         out.append(head + f"| {r['luts']} | {r['ffs']} | {r['carry']} | {r['dsps']} | {r['brams']} | {r['lutram']} "
                    f"| {_fmt(r['logic_cells'])} | {r['lut_depth']} | {_fmt(r['fmax_mhz'], '.1f')} "
                    f"| {_fmt(r.get('weights_per_cycle'), '.3f')} | {_fmt(wps and wps / 1e6, '.1f')} "
-                   f"| {_fmt(r.get('weights_per_s_per_lut'), '.0f')} | {_fmt(r.get('first_weight_latency_cycles'))} "
-                   f"| {_fmt(r.get('layer_switch_bubbles'))} |")
+                   f"| {_fmt(r.get('weights_per_s_per_lut'), '.0f')} | {_first(r)} "
+                   f"| {_fmt(r.get('layer_switch_bubbles'), '.1f')} |")
         if r.get("measure_error"):
             notes.append(f"K={r['lanes']} M={r['prob_bits']} {r['lookup']}: simulation failed: "
                          + " ".join(r["measure_error"].split()))
     out += [""] + [f"[{i}] {n}" for i, n in enumerate(notes, 1)] + ([""] if notes else [])
     measured = any(r.get("weights_per_cycle") is not None for r in dec)
     out.append(
-        "weights/cycle, first-weight latency (clocks from the first input word to the first weight) and "
-        "layer-switch cycles come from cycle-accurate simulation (`subbit.sim.rtl_decode.measure`); "
-        "weights/s = weights/cycle x Fmax." if measured else
+        "weights/cycle, first-weight latency (clocks from the first input word to the first weight; the "
+        "stream and first layer headers are read at one word per clock) and layer-switch cycles (idle "
+        "output clocks per layer switch) come from cycle-accurate simulation in Verilator "
+        "(`subbit.sim.rtl_decode.measure`) of a real network stream checked bit-exact against the golden "
+        "model: the ccexam MNIST CNN quantized round-to-nearest at 3 bits, its 401k-weight fc1 cut to "
+        "32768 weights (52768 weights, 4 layers, 3 switches). weights/s = weights/cycle x Fmax." if measured else
         "weights/cycle and the latency columns are empty: the cycle-accurate measurement "
         "`subbit.sim.rtl_decode.measure` is not available yet.")
     if plot_file:
@@ -234,6 +242,7 @@ def _command(args):
 
 def cmd_bench_rtl(args):
     from subbit import results
+    from subbit.fpga.cli import default_multiplier
     t0 = time.monotonic()
     if args.redraw:
         with open(args.redraw) as fh:
@@ -243,7 +252,8 @@ def cmd_bench_rtl(args):
             args.lanes, args.prob_bits, args.lookup = [1], [12], ["compare"]
         points = [{"design": "counter"}] + [
             {"design": "decoder", "lanes": k, "prob_bits": m, "lookup": lk, "max_symbols": args.max_symbols,
-             "word_width": args.word_width, "ways": args.ways}
+             "word_width": args.word_width, "ways": args.ways,
+             "multiplier": args.multiplier or default_multiplier(args.target), "prefetch": args.prefetch}
             for k in args.lanes for m in args.prob_bits for lk in args.lookup]
         measure = measure_function() is not None and not args.no_measure
         if not measure:

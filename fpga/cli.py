@@ -12,7 +12,12 @@ from subbit.model.errors import SubbitError
 __all__ = ["register", "design_verilog", "format_report"]
 
 #: The decoder's generator parameters, in the order of ``subbit.hw.verilog.generate``.
-DECODER_PARAMS = ("lanes", "prob_bits", "max_symbols", "word_width", "lookup", "ways")
+DECODER_PARAMS = ("lanes", "prob_bits", "max_symbols", "word_width", "lookup", "ways", "multiplier", "prefetch")
+
+
+def default_multiplier(target: str) -> str:
+    """The lane multiplier for a target: the ECP5 DSP with its registers on ECP5, portable elsewhere."""
+    return "ecp5" if target == "ecp5" else "generic"
 COUNTER_WIDTH = 32
 
 
@@ -64,6 +69,10 @@ def format_report(r: dict) -> str:
 def cmd_synth(args):
     from subbit.fpga import flow, wrapper
     params = {k: getattr(args, k) for k in DECODER_PARAMS}
+    params["multiplier"] = params["multiplier"] or default_multiplier(args.target)
+    if params["multiplier"] == "ecp5" and args.target != "ecp5":
+        raise SubbitError(f"--multiplier ecp5 instantiates an ECP5 MULT18X18D; it cannot be built for "
+                          f"--target {args.target!r} (use --multiplier generic)")
     verilog, top = design_verilog(args.design, **params)
     tag = "counter" if args.design == "counter" else \
         "K{lanes}-M{prob_bits}-{lookup}-w{word_width}".format(**params)
@@ -102,6 +111,11 @@ def add_design_args(p):
                    help="nextpnr target frequency (default 200 on ECP5, 50 on iCE40); Fmax is what "
                    "nextpnr achieves, met or not")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    p.add_argument("--multiplier", choices=["generic", "ecp5"], default=None,
+                   help="lane multiplier (default: ecp5, a MULT18X18D with its registers, on the ecp5 "
+                   "target; generic elsewhere)")
+    p.add_argument("--prefetch", type=int, default=32, metavar="WORDS",
+                   help="payload prefetch FIFO depth in words: 0 or a power of two 16..4096 (default 32)")
 
 
 def register(sub):

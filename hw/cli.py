@@ -21,13 +21,16 @@ def add_decoder_args(p):
                    help=f"interleaved states per lane (default {PIPELINE_DEPTH}, the pipeline depth)")
     p.add_argument("--multiplier", choices=MULTIPLIERS, default="generic",
                    help="lane multiplier: portable Verilog, or an ECP5 MULT18X18D with its registers (default generic)")
+    p.add_argument("--prefetch", type=int, default=32, metavar="WORDS",
+                   help="payload words the parser may run ahead of the lanes: 0 or a power of two "
+                   "16..4096 (default 32: LUT-RAM; 512 and more use block RAM)")
 
 
 def params_from_args(args):
     from .params import DecoderParams
     return DecoderParams(lanes=args.lanes, prob_bits=args.prob_bits, max_symbols=args.max_symbols,
                          word_width=args.word_width, lookup=args.lookup, ways=args.ways,
-                         multiplier=args.multiplier)
+                         multiplier=args.multiplier, prefetch=args.prefetch)
 
 
 def register(sub):
@@ -52,5 +55,5 @@ def cmd_verilog(args):
     from amaranth.hdl import Shape
     print(f"{args.output}: module {TOP}, lanes={params.lanes} M={params.prob_bits} ways={params.ways} "
           f"max_symbols={params.max_symbols} ({params.code_bits}-bit codes) word_width={params.word_width} "
-          f"lookup={params.lookup}; i__payload {params.word_width + 1} bits, "
+          f"lookup={params.lookup} multiplier={params.multiplier} prefetch={params.prefetch}; i__payload {params.word_width + 1} bits, "
           f"o__payload {Shape.cast(output_layout(params)).width} bits, status 6 bits", file=sys.stderr)
