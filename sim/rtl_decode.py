@@ -9,7 +9,7 @@ from ..model import stream
 from ..model.sbw import SbwFile
 from .runner import build, run
 
-__all__ = ["pack_beats", "params_for", "decode_words", "decode_file"]
+__all__ = ["pack_beats", "params_for", "decode_words", "decode_file", "measure", "measure_stream"]
 
 COMPARE_MAX_SYMBOLS = 32      # default lookup: comparators up to this alphabet, slot table above
 
@@ -76,3 +76,43 @@ def decode_file(f: SbwFile, simulator: str = "verilator", *, lookup=None, word_w
         pos += m.size
     res["codes"] = codes
     return res
+
+
+#: Weights of the ccexam CNN's large fully-connected layer kept by :func:`measure` (the whole
+#: layer, 401408 weights, would only lengthen the simulation: the figures settle long before).
+MEASURE_FC_WEIGHTS = 32768
+
+
+def measure_stream(config: stream.StreamConfig, bits: int = 3):
+    """The stream :func:`measure` decodes: the ccexam MNIST CNN (see ../shared/DATA.md), every coded
+    layer quantized round-to-nearest at ``bits`` (2**bits - 1 levels), the 401k-weight ``fc1``
+    cut to its first ``MEASURE_FC_WEIGHTS`` weights. Returns (hw layers, words)."""
+    from ..model import checkpoint, quant
+    from ..model.compress import is_coded
+    from ..model.data import ccexam_weights
+    sd = checkpoint.load_state_dict(ccexam_weights())
+    codes = [quant.quantize_rtn(w, bits)[0].ravel()[:MEASURE_FC_WEIGHTS]
+             for k, w in sd.items() if is_coded(k, w)]
+    hw = [stream.encode_codes(c, config) for c in codes]
+    return hw, stream.build(hw, config)
+
+
+def measure(simulator: str = "verilator", **params) -> dict:
+    """Cycle-accurate throughput and latency of one decoder configuration (``subbit bench rtl``).
+
+    ``params``: :class:`DecoderParams` fields. Decodes :func:`measure_stream` (a real network,
+    several layers) with an always-ready sink and checks it bit-exactly against the golden model.
+    Returns ``weights_per_cycle``, ``first_weight_latency_cycles`` (clocks from the first input
+    word to the first weight), ``header_words`` (the words before the first payload word: stream
+    and first layer header), ``layer_switch_bubbles`` (idle output clocks per layer switch),
+    ``weights``, ``cycles``.
+    """
+    p = DecoderParams(**params)
+    hw, words = measure_stream(p.stream_config)
+    r = decode_words(words, hw, p.stream_config, p, simulator)
+    if not r["bit_exact"]:
+        raise RuntimeError(f"RTL decode of the measurement stream is not bit-exact (error code {r['error']})")
+    return {"weights_per_cycle": r["weights_per_cycle"], "first_weight_latency_cycles": r["first_weight_latency_cycles"],
+            "header_words": r["header_words_before_first_weight"],
+            "layer_switch_bubbles": r["layer_switch_bubbles_per_switch"], "weights": r["weights"],
+            "cycles": r["cycles"]}

@@ -114,7 +114,7 @@ class TB:
         idle = idle or never()
         backpressure = backpressure or never()
         self.cycle = 0
-        codes, layer_ends, out_cycles = [], [], []
+        codes, layer_ends, out_cycles, last_cycles = [], [], [], []
         err_cycle, err = None, 0
         src = cocotb.start_soon(self.source(beats, lasts, idle))
         limit = timeout_cycles or 50 * len(beats) + 20000
@@ -130,6 +130,7 @@ class TB:
                 out_cycles.append(self.cycle)
                 if last:
                     layer_ends.append(len(codes))
+                    last_cycles.append(self.cycle)
             st = self.status()
             if st["error"] and err_cycle is None:
                 err_cycle, err = self.cycle, st["error"]
@@ -145,6 +146,7 @@ class TB:
             "codes": codes, "layer_ends": layer_ends, "error": err, "error_cycle": err_cycle,
             "timed_out": timed_out, "beats_accepted": len(self.accepted),
             "accepted_cycles": self.accepted, "out_cycles": out_cycles, "first_in_cycle": first_in,
+            "last_cycles": last_cycles,
             "end_cycle": self.cycle,
         }
 
@@ -184,7 +186,7 @@ async def decode(dut):
     await tb.reset()
     r = await tb.run(job["beats"], timeout_cycles=job.get("timeout_cycles"))
     r.update(metrics(r, tb.K))
-    for k in ("accepted_cycles", "out_cycles"):
+    for k in ("accepted_cycles", "out_cycles", "last_cycles"):
         r.pop(k)
     save_result("decode", r)
 
@@ -217,7 +219,9 @@ async def error(dut):
         f"input blocked: {r['beats_accepted']} of {len(job['beats'])} beats accepted"
     bad = int(job["bad_beat"])
     latency = r["error_cycle"] - r["accepted_cycles"][bad] if bad >= 0 else None
-    save_result("error", {"error": r["error"], "latency": latency,
+    # clocks from the first layer's `last` beat leaving `o` to the error (negative: before it)
+    after_last = r["error_cycle"] - r["last_cycles"][0] if r["last_cycles"] else None
+    save_result("error", {"error": r["error"], "latency": latency, "after_first_last": after_last,
                           "outputs_after_error": sum(c > r["error_cycle"] for c in r["out_cycles"])})
     await tb.reset()
     good = {"expected": job["good_expected"], "layer_ends": job["good_layer_ends"]}

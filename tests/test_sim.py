@@ -162,6 +162,9 @@ def corrupt(kind, p: DecoderParams):
 
 
 ERRORS = [e.name for e in ErrorCode if e != ErrorCode.NONE]
+#: FINAL_STATE / PAYLOAD_LENGTH: clocks the error may follow the layer's `last` beat on `o`
+#: (docs/decoder.md)
+LAYER_CHECK_SLACK = 2
 
 
 @pytest.mark.parametrize("kind", ERRORS)
@@ -182,6 +185,11 @@ def test_errors_flagged_bounded_and_recoverable(name, kind):
     assert res["error"]["error"] == code.value
     if bad_word >= 0:                         # parse errors: flagged within 3 clocks of the word
         assert 0 <= res["error"]["latency"] <= 3, res
+    else:                                     # layer 0's checks: by its `last` beat (+ the documented slack)
+        # None: layer 0's `last` beat never left (the error stopped the output first)
+        after = res["error"]["after_first_last"]
+        assert after is None or after <= LAYER_CHECK_SLACK, res
+        print(kind, name, "error clocks after layer 0's last beat:", after)
     assert res["recovered"] == len(good["expected"])
 
 
