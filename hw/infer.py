@@ -8,11 +8,10 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from ..model.errors import SubbitError
 from .decoder import Decoder, status_layout as decoder_status_layout
 from .frontend import input_layout
 from .mac import MacEngine, MacParams, acc_layout, act_layout, cfg_layout, status_layout as mac_status_layout
-from .params import DecoderParams
+from .params import DecoderParams, rejected
 
 __all__ = ["TOP", "InferTop", "mac_params_for", "generate"]
 
@@ -51,7 +50,7 @@ class InferTop(wiring.Component):
     def __init__(self, decoder: DecoderParams, mac: MacParams | None = None):
         mac = mac_params_for(decoder) if mac is None else mac
         if (mac.lanes, mac.code_bits) != (decoder.lanes, decoder.code_bits):
-            raise SubbitError(f"the MAC engine takes {mac.lanes} codes of {mac.code_bits} bits per beat, the "
+            raise rejected(self, f"the MAC engine takes {mac.lanes} codes of {mac.code_bits} bits per beat, the "
                               f"decoder makes {decoder.lanes} of {decoder.code_bits}")
         self.decoder_params, self.mac_params = decoder, mac
         super().__init__({

@@ -10,6 +10,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..model.errors import SubbitError
+from .params import rejected
 
 __all__ = ["MacParams", "MacError", "MacEngine", "weight_layout", "act_layout", "acc_layout", "cfg_layout"]
 
@@ -117,7 +118,7 @@ class MacEngine(wiring.Component):
 
     def __init__(self, params: MacParams = MacParams()):
         if not isinstance(params, MacParams):
-            raise SubbitError(f"params must be a MacParams, not {params!r}")
+            raise rejected(self, f"params must be a MacParams, not {params!r}")
         self.p = params
         super().__init__({
             "i": In(stream.Signature(weight_layout(params))),

@@ -29,6 +29,11 @@ def test_mac_params_errors(kw, msg):
         MacParams(**kw)
 
 
+def test_engine_rejects_other_params():
+    with pytest.raises(SubbitError, match="params must be a MacParams, not 4"):
+        MacEngine(4)
+
+
 def test_infer_top_rejects_mismatched_engine():
     with pytest.raises(SubbitError, match="the MAC engine takes 2 codes of 4 bits per beat, the decoder makes 1 of 4"):
         InferTop(DecoderParams(lanes=1), MacParams(lanes=2, code_bits=4))
