@@ -47,7 +47,7 @@ def _encode_thermometer(therm, width):
 
 
 class Decoder(wiring.Component):
-    """Decodes a v1 weight stream into signed weight codes, ``lanes`` per clock.
+    """Decodes a v2 weight stream into signed weight codes, ``lanes`` per clock.
 
     Architecture (``docs/architecture.md``): a parser writes each layer's
     table and initial states into one of two banks while the previous layer

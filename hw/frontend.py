@@ -26,7 +26,7 @@ def payload_layout(words_per_beat: int) -> data.StructLayout:
 
 
 class Frontend(wiring.Component):
-    """Parses a v1 word stream (``docs/stream-format.md``), one header word per clock.
+    """Parses a v2 word stream (``docs/stream-format.md``), one header word per clock.
 
     It writes each layer's fields, frequency table (``c``, ``f``), slot table
     (``lookup="table"``) and initial states into bank ``bank`` (layers
@@ -102,6 +102,8 @@ class Frontend(wiring.Component):
         word = Signal(16)
         beat = self.i.payload
         m.d.comb += word.eq(Mux(half, beat.data[16:32], beat.data[0:16]) if wide else beat.data)
+        word_lo = beat.data[0:16]
+        word_hi = beat.data[16:32] if wide else word    # the payload check word's position
 
         # Timing: every decision of the FSM is a registered flag or a small counter compare;
         # checks only raise error flags, registered and encoded a clock later.
@@ -202,6 +204,9 @@ class Frontend(wiring.Component):
                         with m.Case(3):
                             m.d.sync += [layers_left.eq(word - 1), last_layer.eq(word == 1),
                                          no_layers.eq(word == 0)]
+                        with m.Case(4):                 # reserved: a later format would set it
+                            with m.If(word != 0):
+                                fail(ErrorCode.BAD_VERSION)
                         with m.Case(5):
                             with m.If(word != chk):
                                 fail(ErrorCode.HEADER_CHECK)
@@ -327,9 +332,8 @@ class Frontend(wiring.Component):
                     with m.If(word != chk):
                         fail(ErrorCode.HEADER_CHECK)
                     m.d.comb += [self.ready.we.eq(1), self.ready.bank.eq(bank)]
-                    m.d.sync += [rem.eq(npay), pay_last.eq(npay <= wpb)]
+                    m.d.sync += [rem.eq(npay), pay_last.eq(npay <= wpb), chk.eq(fmt.CHECK_SEED)]
                     with m.If(npay_zero):
-                        m.d.comb += to_end.eq(last_layer)   # the check word ends the stream
                         m.next = "MARK"
                     with m.Else():
                         m.next = "PAY"
@@ -338,8 +342,15 @@ class Frontend(wiring.Component):
             with m.State("MARK"):                  # end-of-payload marker of an empty payload
                 m.d.comb += [self.push.valid.eq(1), self.push.payload.end.eq(1), self.push.payload.tag.eq(bank)]
                 with m.If(self.push.ready):
-                    next_layer()
+                    m.next = "PCHK" if wide else "PPAD"
                 drain_on_error()
+
+            # after the payload: a zero pad word if its length is even, then the payload check
+            # word over payload and pad (on a 32-bit bus the check word is always a high half)
+            def payload_check(total):
+                with m.If(word_hi != total[:16]):
+                    fail(ErrorCode.PAYLOAD_CHECK)
+                next_layer()
 
             with m.State("PAY"):
                 n = Mux(pay_last, rem[:2], wpb) if wide else Const(1)
@@ -351,21 +362,40 @@ class Frontend(wiring.Component):
                     m.d.comb += self.i.ready.eq(1)
                     # unless this is the last beat, n == wpb: compare before subtracting
                     m.d.sync += [rem.eq(rem - n), pay_last.eq(rem <= 2 * wpb)]
-                    with m.If(pay_last):
-                        if not wide:
-                            with m.If(npay[0]):
-                                m.next = "PPAD"
+                    if wide:
+                        m.d.sync += chk.eq(chk + word_lo + Mux(n[1], word_hi, 0))
+                        with m.If(pay_last):
+                            with m.If(npay[0]):         # [last payload word, check word]
+                                payload_check(chk + word_lo)
                             with m.Else():
-                                next_layer()
-                        else:
-                            next_layer()
+                                m.next = "PCHK"
+                    else:
+                        m.d.sync += chk.eq(chk + word)
+                        with m.If(pay_last):
+                            with m.If(npay[0]):
+                                m.next = "PCHK"
+                            with m.Else():
+                                m.next = "PPAD"
                 drain_on_error()
 
-            if not wide:
+            if wide:
+                with m.State("PCHK"):               # [pad word, check word]
+                    with m.If(v):
+                        m.d.comb += self.i.ready.eq(1)
+                        payload_check(chk + word_lo)
+                    drain_on_error()
+            else:
                 with m.State("PPAD"):
                     with m.If(v):
                         take()
-                        next_layer()
+                        m.d.sync += chk.eq(chk + word)
+                        m.next = "PCHK"
+                    drain_on_error()
+
+                with m.State("PCHK"):
+                    with m.If(v):
+                        take()
+                        payload_check(chk)
                     drain_on_error()
 
             with m.State("END"):

@@ -31,7 +31,7 @@ class ErrorCode(enum.Enum, shape=4):
     """Value of ``status.error``; sticky until reset. See docs/decoder.md."""
     NONE = 0
     BAD_MAGIC = 1          #: stream header word 0 is not 0x5342
-    BAD_VERSION = 2        #: stream version is not 1
+    BAD_VERSION = 2        #: stream version is not 2, or the reserved header word is not 0
     CONFIG_MISMATCH = 3    #: stream M / lanes / ways differ from this decoder's
     HEADER_CHECK = 4       #: a header check word does not match
     BAD_TABLE = 5          #: alphabet size 0 or > 255, or frequencies not summing to 2**M
@@ -40,6 +40,7 @@ class ErrorCode(enum.Enum, shape=4):
     TRAILING = 8           #: the stream's final word came without `last`
     FINAL_STATE = 9        #: a rANS state did not end at L = 2**16 (corrupted payload)
     PAYLOAD_LENGTH = 10    #: a layer read more, or fewer, payload words than it declares
+    PAYLOAD_CHECK = 11     #: a payload check word does not match its payload
 
 
 @dataclass(frozen=True)

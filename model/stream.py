@@ -1,4 +1,4 @@
-"""Hardware word stream, format v1: what the decoder hardware consumes.
+"""Hardware word stream, format v2: what the decoder hardware consumes.
 
 READ ME FIRST
 =============
@@ -10,7 +10,7 @@ Full specification with diagrams: ``docs/stream-format.md``.
 Stream header (6 words)::
 
     0  MAGIC = 0x5342
-    1  VERSION = 1
+    1  VERSION = 2
     2  config: bits 0..3 M (probability bits), bits 4..5 log2(lanes),
                bits 6..7 zero, bits 8..15 ways
     3  number of layers
@@ -30,11 +30,15 @@ Then, for each layer, a *layer header* followed by its *payload*::
     .  zero pad word if nsym is even
     .  check word
     payload words (see `subbit.model.rans` for their order),
-    then one zero pad word if the payload length is odd
+    then one zero pad word if the payload length is even,
+    then the payload check word (over the payload and the pad word)
 
 Check word: ``(0xA5A5 + sum of the section's other words) mod 2**16``; the
-seed makes an all-zero section fail. The check covers headers only; the
-payload is protected by the rANS final-state check.
+seed makes an all-zero section fail. Any single-bit flip changes the sum, so
+every single flip in a header or a payload is detected; the rANS final-state
+check additionally catches most multi-word corruption of a payload.
+(v1 had no payload check word: its final-state check alone missed about one
+payload bit flip in a thousand.)
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ __all__ = [
 ]
 
 MAGIC = 0x5342
-VERSION = 1
+VERSION = 2
 CHECK_SEED = 0xA5A5
 STREAM_HEADER_WORDS = 6
 LAYER_FIXED_WORDS = 6
@@ -96,6 +100,12 @@ class HwLayer:
     states: np.ndarray
     payload: np.ndarray
     offset: int = field(default=0, compare=False)   # word offset of the header in the stream
+
+    def payload_tail(self) -> np.ndarray:
+        """What follows the payload: a zero pad word if its length is even, then its check word."""
+        pad = [0] if len(self.payload) % 2 == 0 else []
+        return np.array(pad + [check_word(np.concatenate([np.asarray(self.payload, dtype=np.uint16),
+                                                          np.array(pad, dtype=np.uint16)]))], dtype=np.uint16)
 
     def header_words(self) -> np.ndarray:
         """The layer header, check word included."""
@@ -159,7 +169,7 @@ def decode_codes(layer: HwLayer, config: StreamConfig, *, name: str | None = Non
 
 
 def build(layers: list[HwLayer], config: StreamConfig) -> np.ndarray:
-    """Serialise layers into a v1 word stream (uint16); sets each layer's ``offset``."""
+    """Serialise layers into a v2 word stream (uint16); sets each layer's ``offset``."""
     if len(layers) > MAX_LAYERS:
         raise SubbitError(f"a stream holds at most {MAX_LAYERS} layers, not {len(layers)}")
     head = [MAGIC, VERSION, config.word(), len(layers), 0]
@@ -168,10 +178,10 @@ def build(layers: list[HwLayer], config: StreamConfig) -> np.ndarray:
     for lay in layers:
         lay.offset = pos
         parts.append(lay.header_words())
-        pos += len(parts[-1]) + len(lay.payload) + len(lay.payload) % 2
+        tail = lay.payload_tail()
+        pos += len(parts[-1]) + len(lay.payload) + len(tail)
         parts.append(np.asarray(lay.payload, dtype=np.uint16))
-        if len(lay.payload) % 2:
-            parts.append(np.zeros(1, dtype=np.uint16))
+        parts.append(tail)
     return np.concatenate(parts)
 
 
@@ -206,7 +216,7 @@ class _Reader:
 
 
 def parse(words, *, byte_offset: int = 0, names: list[str] | None = None):
-    """Parse and validate a v1 word stream without decoding payloads.
+    """Parse and validate a v2 word stream without decoding payloads.
 
     Parameters
     ----------
@@ -275,10 +285,11 @@ def parse(words, *, byte_offset: int = 0, names: list[str] | None = None):
                               start + LAYER_FIXED_WORDS + nsym + 2 * j)
         if count == 0 and npay:
             raise r.error(f"empty layer declares {npay} payload words", start + 4)
+        pay_start = r.pos
         payload = r.take(npay, "payload").copy()
-        if npay % 2:
-            if r.take(1, "payload pad word")[0]:
-                raise r.error("non-zero payload pad word", r.pos - 1)
+        if npay % 2 == 0 and r.take(1, "payload pad word")[0]:
+            raise r.error("non-zero payload pad word", r.pos - 1)
+        r.check(pay_start, "payload")
         layers.append(HwLayer(nsym=nsym, base=base, count=count, freqs=freqs, states=states,
                               payload=payload, offset=start))
     r.layer = None

@@ -20,7 +20,7 @@ def pack_beats(words, word_width: int) -> np.ndarray:
     if word_width == 16:
         return w
     if len(w) % 2:
-        raise ValueError("a v1 stream has an even number of words")
+        raise ValueError("a word stream has an even number of words")
     return w[0::2] | w[1::2] << np.uint64(16)
 
 

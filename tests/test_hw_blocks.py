@@ -239,15 +239,28 @@ def test_parser_writes_what_the_golden_model_reads(name):
     assert tags == [i % 2 for i, h in enumerate(hw) for _ in h.payload]
 
 
+@pytest.mark.parametrize("config", ["K1-M12-w16", "K4-M10-w32"])
 @pytest.mark.parametrize("kind,code", [("magic", ErrorCode.BAD_MAGIC), ("version", ErrorCode.BAD_VERSION),
-                                       ("check", ErrorCode.HEADER_CHECK), ("table", ErrorCode.BAD_TABLE)])
-def test_parser_flags_header_errors_within_three_clocks(kind, code):
+                                       ("reserved", ErrorCode.BAD_VERSION), ("check", ErrorCode.HEADER_CHECK),
+                                       ("table", ErrorCode.BAD_TABLE), ("payload odd", ErrorCode.PAYLOAD_CHECK),
+                                       ("payload even", ErrorCode.PAYLOAD_CHECK),
+                                       ("payload pad", ErrorCode.PAYLOAD_CHECK)])
+def test_parser_flags_errors_within_three_clocks(config, kind, code):
     """The golden model rejects the same stream; the parser flags the documented code at most
-    three clocks after taking the offending word."""
-    p = PARSER_CONFIGS["K1-M12-w16"]
+    three clocks after taking the offending word (payload: its check word)."""
+    p = PARSER_CONFIGS[config]
     cfg = p.stream_config
-    hw = [stream.encode_codes(c, cfg) for c in layers_for(p)[:2]]
+    layers = layers_for(p)[:2]
+    hw = [stream.encode_codes(c, cfg) for c in layers]
+    if kind.startswith("payload"):            # a layer with an odd / even payload length
+        want_odd = kind == "payload odd"
+        n = 300
+        while (len(hw[0].payload) % 2 == 1) != want_odd:
+            n += 7
+            hw[0] = stream.encode_codes(np.resize(layers[0], n), cfg)
     words = stream.build(hw, cfg).copy()
+    pay = hw[0].offset + len(hw[0].header_words())
+    npay = len(hw[0].payload)
     if kind == "magic":
         bad = 0
         words[0] ^= 0x10
@@ -257,6 +270,17 @@ def test_parser_flags_header_errors_within_three_clocks(kind, code):
     elif kind == "check":
         bad = hw[0].offset + len(hw[0].header_words()) - 1
         words[bad] ^= 1
+    elif kind == "reserved":                # reserved stream header word set, check word fixed up
+        words[4] = 1
+        words[5] = stream.check_word(words[:5])
+        bad = 4
+    elif kind in ("payload odd", "payload even"):   # one payload bit: only the check word sees it
+        words[pay + npay // 2] ^= 0x0040
+        bad = pay + npay + (npay % 2 == 0)
+    elif kind == "payload pad":
+        assert npay % 2 == 0
+        words[pay + npay] = 1
+        bad = pay + npay + 1
     else:                                   # frequencies sum to 2**M + 1, check word fixed up
         h = hw[0]
         words[h.offset + 6] += 1
@@ -267,4 +291,22 @@ def test_parser_flags_header_errors_within_three_clocks(kind, code):
         stream.parse(words)
     out = parse(p, words)
     assert out["error"] == code
-    assert out["error_clock"] - out["consumed_at"][bad] <= 3
+    assert out["error_clock"] - out["consumed_at"][bad // p.words_per_beat] <= 3
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("name", ["K1-M12-w16", "K4-M10-w32"])
+def test_parser_accepts_random_valid_streams(name, seed):
+    """Odd and even payload lengths, check words that wrap around 2**16: no false error."""
+    p = PARSER_CONFIGS[name]
+    rng = np.random.default_rng(seed)
+    hw = []
+    while len(hw) < 4 or {len(h.payload) % 2 for h in hw} != {0, 1}:   # both payload parities
+        k = int(rng.integers(1, 8))
+        q = rng.dirichlet(np.full(2 * k + 1, 0.5))
+        hw.append(stream.encode_codes(rng.choice(np.arange(-k, k + 1), int(rng.integers(0, 3000)), p=q),
+                                      p.stream_config))
+    words = stream.build(hw, p.stream_config)
+    out = parse(p, words)
+    assert out["error"] == 0
+    assert out["beats_taken"] == len(words) // p.words_per_beat

@@ -107,6 +107,8 @@ def payload_flip(words, hw, config):
                 if "final state" in str(e):
                     out = words.copy()
                     out[start + w] ^= 1 << bit
+                    tail = len(lay.payload) + (len(lay.payload) % 2 == 0)   # the payload check word
+                    out[start + tail] = stream.check_word(out[start:start + tail])
                     return out, start + w
     raise AssertionError("no final-state flip found")
 
@@ -123,7 +125,7 @@ def corrupt(kind, p: DecoderParams):
         words[0] ^= 1
         return words, None, 0, ErrorCode.BAD_MAGIC
     if kind == "BAD_VERSION":
-        words[1] = 2
+        words[1] = stream.VERSION + 1
         return words, None, 1, ErrorCode.BAD_VERSION
     if kind == "CONFIG_MISMATCH":
         _, other = make_stream(DecoderParams.for_stream(stream.StreamConfig(p.prob_bits, p.lanes, p.ways + 1)),
@@ -150,6 +152,10 @@ def corrupt(kind, p: DecoderParams):
     if kind == "TRAILING":
         lasts = np.zeros(len(words), dtype=bool)        # the final word without `last`
         return words, lasts, len(words) - 1, ErrorCode.TRAILING
+    if kind == "PAYLOAD_CHECK":                   # one payload bit flipped: the check word's index
+        start = h0.offset + len(h0.header_words())
+        words[start + 3] ^= 0x0100
+        return words, None, start + len(h0.payload) + (len(h0.payload) % 2 == 0), ErrorCode.PAYLOAD_CHECK
     if kind == "FINAL_STATE":
         bad, k = payload_flip(words, hw, cfg)
         return bad, None, -1, ErrorCode.FINAL_STATE
