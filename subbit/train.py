@@ -205,6 +205,13 @@ def bench_markdown(rows: list[tuple[str, list[str], dict, tuple]]) -> str:
                    f"{100 * rep['baseline_accuracy']:.2f} % | {100 * rep['accuracy']:.2f} % | "
                    f"{100 * rep['accuracy_drop']:.2f} | {rep['bits_per_weight']:.4f} | "
                    f"{rep['entropy_bits_per_weight']:.4f} | {rep['side_bytes']} | {'yes' if met else '**no**'} |")
+    old = [(name, rep) for name, _, rep, _ in rows if rep.get("stream_version", 1) < 2]
+    if old:
+        out += ["", f"Run(s) {', '.join(name for name, _ in old)} were coded with word stream version 1, "
+                "before v2 added a payload check word: v2 costs at most 2 more words (32 bits) per layer, "
+                "so their v2 bits/weight is at most " + ", ".join(
+                    f"{name} {(rep['stream_bits'] + 32 * len(rep['layers'])) / rep['weights']:.4f}"
+                    for name, rep in old) + " (the accuracy is unchanged: the weights are the same)."]
     out += ["", "Baselines and sweep points of the same runs (test accuracy; fixed-length codes have no "
             "entropy coding):", "",
             "| run | method | bits/weight | accuracy |", "|---|---|---|---|"]

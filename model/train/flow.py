@@ -331,6 +331,7 @@ def run(cfg: TrainConfig, log=_log) -> dict:
             "baselines": points,
             "sweep": sweep,
             "stream": rep_s["config"],
+            "stream_version": _stream_version(),
             "data": {"source": data.source, "sizes": data.sizes(), **data.info},
             "history": hist,
             "config": {k: v for k, v in asdict(c).items() if k not in ("progress",)},
@@ -365,3 +366,8 @@ def _write(c: TrainConfig, report: dict, raw: bytes, sweep_raw: dict, points: li
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _stream_version() -> int:
+    from ..stream import VERSION
+    return VERSION
