@@ -5,14 +5,15 @@ Every fault is built from a *reference* stream (:func:`reference_codes`) by one
 operation on its 16-bit words:
 
 ``truncate``   the stream ends early, at a header field boundary or mid-payload
-``flip``       one bit inverted (header, table, states, check word, payload, pads)
+``flip``       one bit inverted (header, table, states, check words, payload, pads)
 ``burst``      2..48 consecutive bits inverted (a burst may span words)
 ``trailing``   words after the last layer
 ``swap``       two layers exchanged (each is still self-consistent)
 ``edit``       a field rewritten *and its check word recomputed*: a buggy or
                adversarial writer rather than a channel error (bad tables,
                zero-frequency symbols that occur anyway, maximal sizes, wrong
-               version, zero-length layers that declare a payload, ...)
+               version, zero-length layers that declare a payload, a payload bit
+               flipped with its payload check word recomputed, ...)
 
 :func:`golden` is the software reader: it parses and decodes the whole
 stream, so it raises a `SubbitError` (with layer and byte offset) exactly when
@@ -43,7 +44,8 @@ class Fault:
     kind, region : str
         The operation (see the module docstring) and the stream region it hits
         (``stream header``, ``layer fields``, ``table``, ``states``, ``pad``,
-        ``check``, ``payload``, ``payload pad``, ``end``, ``layers``).
+        ``check``, ``payload``, ``payload pad``, ``payload check``, ``end``,
+        ``layers``).
     layer : int or None
         The layer the fault hits.
     words : uint16 array
@@ -126,8 +128,10 @@ def regions(words) -> list[tuple[int, int, str, int | None]]:
         if len(h.payload):
             spans.append((t, t + len(h.payload), "payload", k))
             t += len(h.payload)
-        if len(h.payload) % 2:
+        if len(h.payload) % 2 == 0:
             spans.append((t, t + 1, "payload pad", k))
+            t += 1
+        spans.append((t, t + 1, "payload check", k))
     return spans
 
 
@@ -150,6 +154,14 @@ def _refix(words, h: stream.HwLayer):
     """Recompute layer ``h``'s check word in place, for its header as stored in ``words``."""
     n = len(h.header_words())
     words[h.offset + n - 1] = stream.check_word(words[h.offset:h.offset + n - 1])
+
+
+def refix_payload(words, h: stream.HwLayer) -> None:
+    """Recompute layer ``h``'s payload check word in place, over its payload and pad as stored
+    in ``words`` (so that only the rANS final-state check can see a payload change)."""
+    s = h.offset + len(h.header_words())
+    n = len(h.payload) + (len(h.payload) % 2 == 0)
+    words[s + n] = stream.check_word(words[s:s + n])
 
 
 def _edited(words, h, field, value):
@@ -176,7 +188,8 @@ def cases(config: stream.StreamConfig, seed: int = 0, *, payload_bits: int = 3) 
         out.append(Fault(name, kind, region, layer, np.asarray(w, dtype=np.uint16), at, **kw))
 
     spans = regions(words)
-    # truncation: every header word boundary, the start, middle and last word of each payload
+    # truncation: every header and payload-tail word boundary, the start, middle and last word
+    # of each payload
     cuts = set()
     for s, e, region, k in spans:
         if region == "payload":
@@ -224,8 +237,11 @@ def cases(config: stream.StreamConfig, seed: int = 0, *, payload_bits: int = 3) 
         w[5] = stream.check_word(w[:5])
         add(name, "edit", "stream header", None, w, idx, **kw)
 
-    add("wrong version 2", "edit", "stream header", None, np.concatenate([[words[0], 2], words[2:]]), 1)
-    stream_edit("wrong version 2, check fixed", 1, 2)
+    bad_version = stream.VERSION + 1
+    add(f"wrong version {bad_version}", "edit", "stream header", None,
+        np.concatenate([[words[0], bad_version], words[2:]]), 1)
+    stream_edit(f"wrong version {bad_version}, check fixed", 1, bad_version)
+    stream_edit(f"old version {stream.VERSION - 1}, check fixed", 1, stream.VERSION - 1)
     other = stream.StreamConfig(config.prob_bits + 1 if config.prob_bits < 15 else 8, config.lanes, config.ways)
     stream_edit(f"config word for M={other.prob_bits}, check fixed", 2, other.word())
     stream_edit("reserved stream word set, check fixed", 4, 1)
@@ -250,12 +266,14 @@ def cases(config: stream.StreamConfig, seed: int = 0, *, payload_bits: int = 3) 
         ("empty layer declares 2 payload words", h2, 4, 2, True),
         ("one-weight layer: state below L", h1, 6 + h1.nsym + 1, 0, True),
     ]
-    if h0.nsym % 2 == 0:
-        edits.append(("non-zero header pad word", h0, 6 + h0.nsym + 2 * config.states, 1, True))
+    hp = next(h for h in hw if h.nsym % 2 == 0)           # a layer with a header pad word
+    edits.append(("non-zero header pad word", hp, len(hp.header_words()) - 2, 1, True))
     for name, h, field, value, det in edits:
         k = hw.index(h)
-        add(f"edit L{k}: {name}", "edit", "layer fields" if field < 6 else "table" if field < 6 + h.nsym
-            else "states", k, _edited(words, h, field, value), h.offset + field, stream_detectable=det)
+        region = ("layer fields" if field < 6 else "table" if field < 6 + h.nsym
+                  else "pad" if h.nsym % 2 == 0 and field == len(h.header_words()) - 2 else "states")
+        add(f"edit L{k}: {name}", "edit", region, k, _edited(words, h, field, value), h.offset + field,
+            stream_detectable=det)
     # zero-frequency symbols that occur anyway: layer 5 codes {-2, 2} (symbols 0 and 4; 1..3
     # have frequency 0). Symbol 4 loses its frequency, so the payload holds a symbol the
     # table cannot produce: given to symbol 0 the slots change and the final-state check
@@ -270,6 +288,32 @@ def cases(config: stream.StreamConfig, seed: int = 0, *, payload_bits: int = 3) 
         _refix(w, h5)
         add(f"edit L5: occurring symbol 4 given frequency 0, its share to symbol {to}", "edit", "table", 5, w,
             h5.offset + 6 + min(to, 4), stream_detectable=det)
+    # payload faults no channel makes: a payload bit flipped (or a non-zero pad word) with the
+    # payload check word recomputed, so only the rANS final-state check (or the pad check) sees it
+    with_payload = [k for k, h in enumerate(hw) if len(h.payload)]
+    for k in sorted({with_payload[0], with_payload[-1]}):
+        h = hw[k]
+        s = h.offset + len(h.header_words())
+        npay = len(h.payload)
+        for w in sorted({s, s + npay // 2, s + npay - 1}):
+            bad = np.array(words, dtype=np.uint16)
+            bad[w] ^= np.uint16(1)
+            refix_payload(bad, h)
+            try:
+                stream.decode_codes(stream.HwLayer(h.nsym, h.base, h.count, h.freqs, h.states,
+                                                   bad[s:s + npay]), config)
+                det = False
+            except SubbitError:
+                det = True
+            add(f"edit L{k}: payload w{w} b0 flipped, payload check fixed", "edit", "payload", k, bad, w,
+                stream_detectable=det)
+    hp = next(h for h in hw if len(h.payload) % 2 == 0)   # a layer with a payload pad word
+    k = hw.index(hp)
+    pad = hp.offset + len(hp.header_words()) + len(hp.payload)
+    bad = np.array(words, dtype=np.uint16)
+    bad[pad] = 1
+    refix_payload(bad, hp)
+    add(f"edit L{k}: non-zero payload pad word, payload check fixed", "edit", "payload pad", k, bad, pad)
     # every fault must actually change the stream
     for fault in out:
         assert not np.array_equal(fault.words, words), fault.name
@@ -291,18 +335,26 @@ def outcome(words, expected: list[np.ndarray]) -> tuple[str, SubbitError | None]
 
 
 
-def flip_detection(hw: list[stream.HwLayer], config: stream.StreamConfig, flips: int, seed: int = 0) -> dict:
+def flip_detection(hw: list[stream.HwLayer], config: stream.StreamConfig, flips: int, seed: int = 0,
+                   *, final_state: bool = False) -> dict:
     """Detection rate of ``flips`` random single-bit flips, uniform over the word stream of ``hw``.
 
     A flip is *detected* when the golden reader raises a `SubbitError`; a *miss*
-    decodes without error to other codes. Payload flips decode only their layer
-    (the other layers are untouched), every other flip reads the whole stream.
+    decodes without error to other codes. The stream is parsed whole; a payload flip
+    that the parser lets through decodes only its layer (the others are untouched),
+    every other flip the whole stream.
+
+    With ``final_state``, every payload flip is also decoded with its payload check
+    word recomputed (the flipped layer's payload decoded directly): what the rANS
+    final-state check alone catches, i.e. what a v1 stream detected.
 
     Returns
     -------
     dict
-        ``flips``, ``detected``, ``missed``, per-region ``{region: [tried, detected]}``
-        and ``misses``: ``(word, bit, region, layer)`` of every missed flip.
+        ``flips``, ``detected``, ``missed``, per-region ``{region: [tried, detected]}``,
+        ``misses``: ``(word, bit, region, layer)`` of every missed flip; with
+        ``final_state`` also ``final_state_only``: ``[payload flips, detected]`` and
+        ``final_state_misses``: ``(word, bit, layer)`` of the payload flips it misses.
     """
     words = stream.build(hw, config)
     expected = [stream.decode_codes(h, config) for h in hw]
@@ -310,18 +362,33 @@ def flip_detection(hw: list[stream.HwLayer], config: stream.StreamConfig, flips:
     starts = [s for s, _, _, _ in spans]
     per_region: dict[str, list[int]] = {}
     misses = []
+    fs_tally, fs_misses = [0, 0], []
+
+    def decode_layer(h, payload, k):
+        bad = stream.HwLayer(h.nsym, h.base, h.count, h.freqs, h.states, payload, offset=h.offset)
+        try:
+            got = stream.decode_codes(bad, config)
+            return "same" if np.array_equal(got, expected[k]) else "miss"
+        except SubbitError:
+            return "detected"
+
     for pos in random_flips(words, flips, seed).tolist():
         w, b = divmod(pos, 16)
         s, e, region, k = spans[int(np.searchsorted(starts, w, side="right")) - 1]
         if region == "payload":
             h = hw[k]
-            bad = stream.HwLayer(h.nsym, h.base, h.count, h.freqs, h.states, flip(h.payload, [16 * (w - s) + b]),
-                                 offset=h.offset)
+            payload = flip(h.payload, [16 * (w - s) + b])
             try:
-                got = stream.decode_codes(bad, config)
-                verdict = "same" if np.array_equal(got, expected[k]) else "miss"
+                stream.parse(flip(words, [pos]))
+                verdict = decode_layer(h, payload, k)
             except SubbitError:
                 verdict = "detected"
+            if final_state:
+                fs = decode_layer(h, payload, k)
+                fs_tally[0] += 1
+                fs_tally[1] += fs == "detected"
+                if fs != "detected":
+                    fs_misses.append((w, b, k))
         else:
             verdict, _ = outcome(flip(words, [pos]), expected)
         tally = per_region.setdefault(region, [0, 0])
@@ -331,7 +398,10 @@ def flip_detection(hw: list[stream.HwLayer], config: stream.StreamConfig, flips:
             misses.append((w, b, region, k))
     n = sum(t for t, _ in per_region.values())
     det = sum(d for _, d in per_region.values())
-    return {"flips": n, "detected": det, "missed": n - det, "per_region": per_region, "misses": misses}
+    out = {"flips": n, "detected": det, "missed": n - det, "per_region": per_region, "misses": misses}
+    if final_state:
+        out.update(final_state_only=fs_tally, final_state_misses=fs_misses)
+    return out
 
 
 def _main(argv=None):
@@ -347,6 +417,9 @@ def _main(argv=None):
     ap.add_argument("--ways", type=int, default=6)
     ap.add_argument("--flips", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--final-state", action="store_true",
+                    help="also decode every payload flip with its payload check word recomputed: what "
+                         "the rANS final-state check alone detects (slow on large streams)")
     a = ap.parse_args(argv)
     config = stream.StreamConfig(a.prob_bits, a.lanes, a.ways)
     if a.stream == "ccexam":
@@ -366,7 +439,7 @@ def _main(argv=None):
             suite[key] = suite.get(key, 0) + 1
             if verdict == "detected" and err.offset is None:
                 raise AssertionError(f"{f.name}: error without an offset: {err}")
-    res = flip_detection(hw, config, a.flips, a.seed)
+    res = flip_detection(hw, config, a.flips, a.seed, final_state=a.final_state)
     print(json.dumps({"stream": a.stream, "config": [config.prob_bits, config.lanes, config.ways],
                       "suite": suite, **res}, indent=1))
 

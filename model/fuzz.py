@@ -16,8 +16,9 @@ The first input byte picks what the rest is:
 1. a bare word stream (`subbit.model.stream.parse`, then the golden decode);
 2. an edit script on a valid reference stream: ``(word index, xor value)`` pairs
    of 16-bit little-endian integers; with bit 7 of the first byte set, every
-   check word is recomputed afterwards, so tables, counts and payloads are
-   exercised past the header checks;
+   check word (stream header, layer headers, payloads) is recomputed
+   afterwards, so tables, counts and payloads are exercised past the check
+   words (a payload edit then reaches the rANS final-state check);
 3. an edit script ``(byte index, xor byte)`` on a valid ``.sbw`` image.
 
 Layers declaring more than ``MAX_FUZZ_WEIGHTS`` weights are parsed, not
@@ -65,7 +66,7 @@ def _words(raw: bytes) -> np.ndarray:
 
 
 def _fix_checks(w: np.ndarray) -> None:
-    """Recompute the stream and layer check words of ``w`` in place, as far as it parses."""
+    """Recompute the stream, layer-header and payload check words of ``w`` in place, as far as it parses."""
     if len(w) < stream.STREAM_HEADER_WORDS:
         return
     w[5] = stream.check_word(w[:5])
@@ -84,7 +85,12 @@ def _fix_checks(w: np.ndarray) -> None:
         if pos + n > len(w):
             return
         w[pos + n - 1] = stream.check_word(w[pos:pos + n - 1])
-        pos += n + npay + npay % 2
+        pos += n
+        tail = npay + (npay % 2 == 0)                   # payload words and the pad word
+        if pos + tail >= len(w):
+            return
+        w[pos + tail] = stream.check_word(w[pos:pos + tail])
+        pos += tail + 1
 
 
 def one_input(data: bytes) -> None:

@@ -6,10 +6,14 @@ golden model and the documented contract (``docs/decoder.md``,
 ``docs/reliability.md``):
 
 * the decoder flags an error iff the golden reader rejects the stream, with
-  the code of :func:`expected_codes` where the class is determinable;
-* parse-class errors come ``<= PARSE_BOUND`` clocks after the beat that shows
-  them; payload-class errors ``<= LAYER_END_BOUND`` clocks after the corrupted
-  layer's ``last`` beat leaves the decoder (if it does);
+  the code of :func:`expected_codes` where the class is determinable (a flipped
+  payload, payload pad or payload check word bit: ``PAYLOAD_CHECK``);
+* parse-class errors (``PAYLOAD_CHECK`` included) come ``<= PARSE_BOUND`` clocks
+  after the beat that shows them (for ``PAYLOAD_CHECK``: the beat carrying the
+  payload check word); payload-class errors (``FINAL_STATE`` /
+  ``PAYLOAD_LENGTH``: a payload edited with its check word recomputed)
+  ``<= LAYER_END_BOUND`` clocks after the corrupted layer's ``last`` beat
+  leaves the decoder (if it does);
 * no layer whose ``last`` beat left more than ``LAYER_END_BOUND`` clocks before
   the error differs from the golden model (never wrong weights without an error);
 * after a reset the next stream decodes bit-exactly (checked in the bench).
@@ -36,6 +40,7 @@ TB_MODULE = "subbit.sim.faults_tb"
 PARSE_BOUND = 3                  #: clocks from accepting the offending beat to status.error (docs/decoder.md)
 LAYER_END_BOUND = 2              #: clocks from a corrupted layer's `last` beat to FINAL_STATE / PAYLOAD_LENGTH
 PAYLOAD = {ErrorCode.FINAL_STATE, ErrorCode.PAYLOAD_LENGTH}
+PAYLOAD_TAIL = ("payload", "payload pad", "payload check")      # regions the payload check word covers
 ANY = set(ErrorCode) - {ErrorCode.NONE}
 _STREAM_HEADER = {0: {ErrorCode.BAD_MAGIC}, 1: {ErrorCode.BAD_VERSION}, 2: {ErrorCode.CONFIG_MISMATCH}}
 
@@ -55,7 +60,14 @@ def expected_codes(f: faults.Fault) -> set[ErrorCode]:
             return {ErrorCode.HEADER_CHECK, ErrorCode.BAD_TABLE}
         if f.region in ("states", "pad", "check"):
             return {ErrorCode.HEADER_CHECK}
-        if f.region == "payload":
+        if f.region in PAYLOAD_TAIL:         # the parser reaches the check word before the lanes finish
+            return {ErrorCode.PAYLOAD_CHECK}
+    if f.kind == "edit":
+        if f.region == "stream header" and f.at in (1, 4):
+            return {ErrorCode.BAD_VERSION}
+        if f.region == "stream header" and f.at == 2:
+            return {ErrorCode.CONFIG_MISMATCH}
+        if f.region == "payload":            # payload check word recomputed: only the final state sees it
             return PAYLOAD
     return ANY
 
@@ -68,13 +80,18 @@ def _case_marks(f: faults.Fault, ref_words, n_words, wpb) -> list[int]:
         offending = (n_words - 1 if f.kind == "truncate" else f.at - 1)
     elif f.kind == "flip" and f.region == "stream header":
         offending = f.at if f.at <= 2 else 5
+    elif f.kind == "edit" and f.region == "stream header" and f.at in (1, 2, 4):
+        offending = f.at
     last_pay = -1
     if f.layer is not None and f.kind != "swap":
         spans = [s for s in faults.regions(ref_words) if s[3] == f.layer]
         check = next(e - 1 for s, e, r, k in spans if r == "check")
+        payload_check = next(e - 1 for s, e, r, k in spans if r == "payload check")
         last_pay = next((e - 1 for s, e, r, k in spans if r == "payload"), -1) // wpb
         if f.kind == "flip" and f.region in ("table", "states", "pad", "check"):
             offending = check
+        if f.kind == "flip" and f.region in PAYLOAD_TAIL:
+            offending = payload_check
     return [f.at // wpb if f.at < n_words else -1, offending // wpb if offending >= 0 else -1, last_pay]
 
 
@@ -143,10 +160,15 @@ def run_batch(b: Build, job: dict) -> list[dict]:
 
 
 def verdict(f: faults.Fault, r: dict, ref_codes: list[np.ndarray]) -> dict:
-    """Check one case's RTL result; returns ``{"class", "error", "latency"}`` or raises AssertionError.
+    """Check one case's RTL result; returns ``{"class", "error", "latency", "ref"}`` or raises AssertionError.
 
-    ``latency``: clocks from accepting the first corrupted beat (parse class) or the
-    layer's last payload beat (payload class) to the error.
+    ``class``: ``consistent`` (no error, golden model agrees), ``payload check``
+    (``PAYLOAD_CHECK``), ``payload`` (``FINAL_STATE`` / ``PAYLOAD_LENGTH``) or ``parse``
+    (any other code). ``latency``: clocks to the error from accepting the reference beat
+    ``ref``: ``"offending"`` (parse class and payload check, when the fault determines the
+    beat that shows it, e.g. the one carrying the payload check word: bounded by
+    `PARSE_BOUND`), ``"first"`` (otherwise: the first corrupted beat) or ``"last payload"``
+    (payload class: the layer's last payload beat).
     """
     try:
         sw = faults.golden(f.words)
@@ -159,7 +181,7 @@ def verdict(f: faults.Fault, r: dict, ref_codes: list[np.ndarray]) -> dict:
         assert err == ErrorCode.NONE, f"{f.name}: RTL error {err.name}, golden model decodes the stream"
         want = np.concatenate(sw) if sw else np.zeros(0, np.int64)
         assert np.array_equal(codes, want), f"{f.name}: RTL codes differ from the golden model"
-        return {"class": "consistent", "error": err.name, "latency": None}
+        return {"class": "consistent", "error": err.name, "latency": None, "ref": None}
     assert err != ErrorCode.NONE, f"{f.name}: golden model rejects the stream, RTL raised no error"
     allowed = expected_codes(f)
     assert err in allowed, f"{f.name}: RTL error {err.name}, expected one of {sorted(e.name for e in allowed)}"
@@ -169,9 +191,10 @@ def verdict(f: faults.Fault, r: dict, ref_codes: list[np.ndarray]) -> dict:
             assert k < len(ref_codes) and np.array_equal(codes[ends[k]:ends[k + 1]], ref_codes[k]), \
                 f"{f.name}: layer {k} ended (clock {t}) with wrong weights before the error (clock {r['error_cycle']})"
     first, offending, last_pay = r["mark_cycles"]
-    cls = "payload" if err in PAYLOAD else "parse"
-    ref = last_pay if cls == "payload" else offending if offending is not None else first
+    cls = "payload" if err in PAYLOAD else "payload check" if err == ErrorCode.PAYLOAD_CHECK else "parse"
+    kind = "last payload" if cls == "payload" else "offending" if offending is not None else "first"
+    ref = {"last payload": last_pay, "offending": offending, "first": first}[kind]
     latency = None if ref is None else r["error_cycle"] - ref
-    if offending is not None and cls == "parse":
+    if kind == "offending":
         assert latency <= PARSE_BOUND, f"{f.name}: {err.name} {latency} clocks after the offending beat"
-    return {"class": cls, "error": err.name, "latency": latency}
+    return {"class": cls, "error": err.name, "latency": latency, "ref": kind}

@@ -192,15 +192,39 @@ def test_truncated_stream_names_layer():
 
 
 @pytest.mark.parametrize("layer", [0, 3])
-def test_flipped_payload_bit_detected_by_final_state(image, layer):
+def test_flipped_payload_bit_detected_by_payload_check_word(image, layer):
+    """A flipped payload bit is a FormatError naming the layer and the byte offset of the
+    layer's payload check word, raised when the file is read (before any decoding)."""
     data, f = image
     base = words_base(data)
     lay = f.hw[layer]
     off = base + 2 * (lay.offset + len(lay.header_words()))
     data[off + 1] ^= 0x10
-    g = sbw.from_bytes(bytes(data))          # headers are fine ...
-    with pytest.raises(DecodeError, match=f"layer '{g.layers[layer].name}'"):
-        g.decode_codes()                     # ... the payload is not
+    check = off + 2 * (len(lay.payload) + (len(lay.payload) % 2 == 0))
+    name = f.layers[layer].name
+    with pytest.raises(FormatError, match=f"layer {layer} '{name}', byte offset {check}: "
+                                          "payload check word mismatch") as e:
+        sbw.from_bytes(bytes(data))
+    assert e.value.offset == check and e.value.layer == f"{layer} '{name}'"
+    assert not isinstance(e.value, DecodeError)
+
+
+@pytest.mark.parametrize("layer", [0, 3])
+def test_flipped_payload_bit_detected_by_final_state(image, layer):
+    """Issue 2: the same flip with the payload check word fixed up, so that only the rANS
+    final-state check can see it: the headers and the payload check are fine, decoding is not."""
+    data, f = image
+    base = words_base(data)
+    lay = f.hw[layer]
+    start = lay.offset + len(lay.header_words())
+    words = np.frombuffer(bytes(data[base:]), dtype="<u2").astype(np.uint16)
+    words[start + len(lay.payload) - 1] ^= 0x0001                    # the last word read
+    tail = len(lay.payload) + (len(lay.payload) % 2 == 0)          # payload and pad words
+    words[start + tail] = stream.check_word(words[start:start + tail])
+    g = sbw.from_bytes(bytes(data[:base]) + words.astype("<u2").tobytes())   # parses ...
+    with pytest.raises(DecodeError, match=f"layer '{g.layers[layer].name}', byte offset "
+                                          f"{base + 2 * (start + len(lay.payload))}: final state"):
+        g.decode_codes()                     # ... the final-state check rejects the payload
 
 
 def test_out_of_range_shapes(image):

@@ -23,8 +23,11 @@ CONFIGS = {
 # Contract violations of the current RTL found by this suite (docs/reliability.md, "Known RTL
 # issues"). Fixing the RTL must empty this list.
 KNOWN_RTL_ISSUES = [
-    # stream header word 4 (reserved, zero) is not checked by the RTL; the golden model rejects it
-    re.compile(r"^reserved stream word set.*RTL raised no error"),
+    # a non-zero pad word (layer-header pad, or payload pad) with its check word recomputed: the
+    # golden model rejects it, the RTL only sums pad words into the check word and decodes the
+    # stream (bit-exactly: run_suite checks the weights)
+    re.compile(r"non-zero (header|payload) pad word(, payload check fixed)?: golden model rejects the stream, "
+               r"RTL raised no error"),
     # a valid table whose last symbol has frequency 0: the golden model decodes, the RTL errors
     re.compile(r"its share to symbol 3: RTL error \w+, golden model decodes the stream"),
 ]
@@ -43,25 +46,43 @@ def run_suite(p: DecoderParams, step: int):
     res = sim_faults.run_batch(runner.build(p), sim_faults.make_job(p, cases, words, good))
     assert len(res) == len(cases)
     stats, failures = collections.defaultdict(list), []
+    errors, latencies, excused = collections.Counter(), collections.defaultdict(list), []
     for f, r in zip(cases, res):
         try:
             v = sim_faults.verdict(f, r, ref)
         except AssertionError as e:
             if not known_issue(str(e)):
                 failures.append(str(e))
+            elif "pad word" in f.name and not np.array_equal(r["codes"], np.concatenate(ref)):
+                failures.append(f"{f.name}: RTL accepts the pad word and decodes wrong weights")
+            else:
+                excused.append(str(e))
             continue
         stats[v["class"]].append(v["latency"])
+        if v["latency"] is not None:
+            latencies[(v["class"], v["error"], v["ref"])].append(v["latency"])
+        errors[(f.kind, f.region, v["error"])] += 1
     assert not failures, "\n".join(failures[:30])
+    # run with -s to see them (docs/reliability.md)
+    print(f"\n{p.lanes=} {p.word_width=}: {len(cases)} streams")
+    print("  " + ", ".join(f"{cls}: {len(v)}" for cls, v in sorted(stats.items())))
+    for (cls, err, kind), lat in sorted(latencies.items()):
+        print(f"  {cls} {err}: {len(lat)} streams, {min(lat)}..{max(lat)} clocks after the {kind} beat")
+    for msg in excused:
+        print(f"  known RTL issue: {msg}")
+    for key, n in sorted(errors.items()):
+        print(f"  {key}: {n}")
     return cases, stats
 
 
 @pytest.mark.parametrize("name", ["K1-M12-compare"])
 def test_fault_suite_subset(name):
-    """Every 8th flip, burst and truncation plus every edit, swap and trailing case (~170 streams)
+    """Every 8th flip, burst and truncation plus every edit, swap and trailing case (~210 streams)
     under rotating traffic patterns."""
     cases, stats = run_suite(CONFIGS[name], 8)
     assert {f.kind for f in cases} == {"truncate", "flip", "burst", "trailing", "swap", "edit"}
-    assert stats["parse"] and stats["payload"] and stats["consistent"]     # bounds: in verdict()
+    # bounds: in verdict(); payload check: flips, payload: edits with the payload check word fixed
+    assert stats["parse"] and stats["payload check"] and stats["payload"] and stats["consistent"]
 
 
 @pytest.mark.slow
