@@ -222,7 +222,7 @@ class Decoder(wiring.Component):
                 m.d.sync += shadow_mask.eq(0)
             with m.If(freq.we):
                 m.d.sync += [Array(shadow)[freq.index].eq(freq.c),
-                             shadow_mask.bit_select(freq.index, 1).eq(1)]
+                             shadow_mask.bit_select(freq.index, 1).eq(~freq.full)]
             with m.If(ready.we):
                 m.d.sync += shadow_busy.eq(1)
 

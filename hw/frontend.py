@@ -78,7 +78,7 @@ class Frontend(wiring.Component):
             "halt": In(1),
             "fields": Out(self.fields_layout),
             "freq": Out(data.StructLayout({"we": 1, "bank": 1, "index": range(p.max_symbols),
-                                            "f": unsigned(M + 1), "c": unsigned(M)})),
+                                            "f": unsigned(M + 1), "c": unsigned(M), "full": 1})),
             "slot": Out(data.StructLayout({"we": 1, "bank": 1, "index": unsigned(M - self.fill_bits),
                                            "mask": unsigned(p.fill_rate), "sym": range(p.max_symbols)})),
             "state": Out(data.StructLayout({"we": 1, "bank": 1, "lane": range(p.lanes),
@@ -261,7 +261,8 @@ class Frontend(wiring.Component):
 
             with m.State("FREQ"):
                 m.d.comb += [self.freq.bank.eq(bank), self.freq.index.eq(idx),
-                             self.freq.f.eq(word), self.freq.c.eq(cum)]
+                             self.freq.f.eq(word), self.freq.c.eq(cum),
+                             self.freq.full.eq(room == 0)]     # c = 2**M: a trailing symbol of frequency 0
                 fill_done = Const(1)
                 if p.lookup == "table":
                     # Slots [cum, cum + f) get symbol `idx`, up to R per clock: the part of the
@@ -323,6 +324,8 @@ class Frontend(wiring.Component):
                 with m.If(v):
                     take()
                     m.d.sync += chk.eq(chk + word)
+                    with m.If(word != 0):
+                        fail(ErrorCode.HEADER_CHECK)
                     m.next = "CHECK"
                 drain_on_error()
 
@@ -382,6 +385,8 @@ class Frontend(wiring.Component):
                 with m.State("PCHK"):               # [pad word, check word]
                     with m.If(v):
                         m.d.comb += self.i.ready.eq(1)
+                        with m.If(word_lo != 0):
+                            fail(ErrorCode.PAYLOAD_CHECK)
                         payload_check(chk + word_lo)
                     drain_on_error()
             else:
@@ -389,6 +394,8 @@ class Frontend(wiring.Component):
                     with m.If(v):
                         take()
                         m.d.sync += chk.eq(chk + word)
+                        with m.If(word != 0):
+                            fail(ErrorCode.PAYLOAD_CHECK)
                         m.next = "PCHK"
                     drain_on_error()
 

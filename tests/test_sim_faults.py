@@ -22,15 +22,7 @@ CONFIGS = {
 
 # Contract violations of the current RTL found by this suite (docs/reliability.md, "Known RTL
 # issues"). Fixing the RTL must empty this list.
-KNOWN_RTL_ISSUES = [
-    # a non-zero pad word (layer-header pad, or payload pad) with its check word recomputed: the
-    # golden model rejects it, the RTL only sums pad words into the check word and decodes the
-    # stream (bit-exactly: run_suite checks the weights)
-    re.compile(r"non-zero (header|payload) pad word(, payload check fixed)?: golden model rejects the stream, "
-               r"RTL raised no error"),
-    # a valid table whose last symbol has frequency 0: the golden model decodes, the RTL errors
-    re.compile(r"its share to symbol 3: RTL error \w+, golden model decodes the stream"),
-]
+KNOWN_RTL_ISSUES: list[re.Pattern] = []
 
 
 def known_issue(msg: str) -> bool:
