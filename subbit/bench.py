@@ -58,7 +58,9 @@ def run_model_bench(n=1 << 20, reps=3, configs=((12, 1, 6), (12, 4, 6))):
     rng = np.random.default_rng(2024)
     rows = []
     for name, codes in _cases(n, rng):
-        for M, K, D in configs:
+        # the 8-bit sparse case is bounded by the table precision at M = 12: show M = 15 too
+        extra = ((15, 1, 6),) if name.startswith("8-bit") else ()
+        for M, K, D in tuple(configs) + extra:
             cfg = stream.StreamConfig(M, K, D)
             sym = codes - codes.min()
             freqs = rans.normalize_freqs(np.bincount(sym), M)
@@ -108,6 +110,12 @@ def model_markdown(rows, command):
         out.append(f"| {r['case']} | {r['n']} | {r['M']} | {r['lanes']} | {r['ways']} | {r['entropy_bps']:.4f} "
                    f"| {r['payload_over_entropy']:.5f} | {r['with_states_over_entropy']:.5f} "
                    f"| {r['enc_msym_s']:.2f} | {r['dec_msym_s']:.2f} {c}|")
+    out += ["", "*8-bit, 99 % zeros* at M = 12 is the precision floor of an M-bit frequency table, not of "
+            "the coder: each of the 254 rare symbols needs at least 1/4096 of the probability (6.2 % of "
+            "the mass together, against their true 1 %), so every zero costs log2(0.99/0.938) = 0.078 "
+            "bits on a 0.16-bit source. At M = 15 (row above; `--prob-bits 15` for streams of such "
+            "layers) the same data codes close to its entropy. Every other case, and every real "
+            "layer measured, is within 1.005 x entropy at M = 12."]
     return "\n".join(out)
 
 
