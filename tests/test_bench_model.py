@@ -1,0 +1,23 @@
+"""`subbit bench model` on small data: golden round trips, sizes against entropy, the table."""
+
+from __future__ import annotations
+
+from subbit.bench import model_markdown, run_model_bench
+
+
+def test_model_bench_rows_and_table():
+    rows = run_model_bench(n=1 << 15, reps=1)
+    cases = {r["case"] for r in rows}
+    assert {"laplace, 15 levels", "ternary, 95% zeros", "uniform, 255 levels"} <= cases
+    for r in rows:
+        assert r["dec_msym_s"] > 0 and r["enc_msym_s"] > 0
+        # payload + initial states hold all the information: never below the entropy
+        assert r["with_states_over_entropy"] > 0.999, r
+        if not r["case"].startswith("8-bit") or r["M"] == 15:
+            assert r["payload_over_entropy"] < 1.01, r
+        if r["lanes"] == 1:
+            assert r["constriction_dec_msym_s"] > 0
+    assert any(r["M"] == 15 for r in rows)          # the precision-floor case at M = 15
+    md = model_markdown(rows, "subbit bench model --quick")
+    assert md.count("\n| ") == len(rows) + 1        # header + one row per measurement
+    assert "precision floor" in md
