@@ -127,6 +127,7 @@ class Frontend(wiring.Component):
         cum = Signal(M + 1)
         room = Signal(M + 1)                   # 2**M - cum: keeps the table checks to one compare
         fill = Signal(M + 1)                   # slots of the symbol filled (lookup="table")
+        fpos = Signal(M + 1)                   # next slot to fill: cum + fill (lookup="table")
         lo = Signal(16)                        # low half of a state
         lane = Signal(range(K))
         way = Signal(range(D))
@@ -251,7 +252,7 @@ class Frontend(wiring.Component):
                         with m.Case(4):
                             m.d.sync += npay[:16].eq(word)
                         with m.Case(5):
-                            m.d.sync += [npay[16:].eq(word), cum.eq(0), room.eq(1 << M), fill.eq(0), idx.eq(0),
+                            m.d.sync += [npay[16:].eq(word), cum.eq(0), room.eq(1 << M), fill.eq(0), fpos.eq(0), idx.eq(0),
                                          nstates2.eq(Mux(count >= K * D, 2 * K * D, count[:13] << 1)),
                                          ns_zero.eq(count == 0), npay_zero.eq((npay[:16] == 0) & (word == 0))]
                             m.d.comb += [self.fields.we.eq(1), self.fields.bank.eq(bank),
@@ -268,20 +269,24 @@ class Frontend(wiring.Component):
                     # Slots [cum, cum + f) get symbol `idx`, up to R per clock: the part of the
                     # run that falls into one R-slot word of the slot table.
                     R, rb = p.fill_rate, self.fill_bits
-                    fpos = Signal(M + 1)
+                    # Timing: `fpos` (= cum + fill) is a register advanced by `n`, so the only
+                    # carry chain before the FSM's decision is `word - fill`.
                     space = Signal(range(R + 1))       # slots left in this table word
                     n = Signal(range(R + 1))           # slots written this clock
-                    m.d.comb += [fpos.eq(cum + fill), space.eq(R - fpos[:rb] if rb else 1),
-                                 n.eq(Mux(word - fill < space, word - fill, space))]
+                    todo = Signal(16)                  # slots of the symbol still to write
+                    fits = Signal()                    # ... all in this clock (the symbol is done)
+                    m.d.comb += [space.eq(R - fpos[:rb] if rb else 1), todo.eq(word - fill),
+                                 fits.eq((todo[rb + 1:] == 0) & (todo[:rb + 1] <= space)),
+                                 n.eq(Mux(fits, todo, space))]
                     m.d.comb += [self.slot.bank.eq(bank), self.slot.index.eq(fpos[rb:M]), self.slot.sym.eq(idx),
                                  self.slot.mask.eq((((Const(1, R + 1) << n) - 1) << fpos[:rb])[:R] if rb else 1)]
-                    fill_done = (word == 0) | (fill + n == word)
+                    fill_done = fits
                 with m.If(v):
                     with m.If(word > room):
                         fail(ErrorCode.BAD_TABLE)
                     if p.lookup == "table":
                         m.d.comb += self.slot.we.eq((word != 0) & (word <= room))
-                        m.d.sync += fill.eq(fill + n)
+                        m.d.sync += [fill.eq(fill + n), fpos.eq(fpos + n)]
                     with m.If(fill_done):
                         take()
                         step()
