@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 
 import numpy as np
 
@@ -32,7 +30,7 @@ from ..hw.params import DecoderParams, ErrorCode
 from ..model import faults, stream
 from ..model.errors import SubbitError
 from .rtl_decode import pack_beats
-from .runner import Build, SimError, toolchain_env
+from .runner import Build, run_bench
 
 __all__ = ["PARSE_BOUND", "LAYER_END_BOUND", "expected_codes", "rtl_cases", "make_job", "run_batch", "verdict"]
 
@@ -131,32 +129,15 @@ def make_job(params: DecoderParams, cases: list[faults.Fault], ref_words, good_c
 
 def run_batch(b: Build, job: dict) -> list[dict]:
     """Run the `faults_tb` bench on build ``b``; one result per case (raises `SimError` on a failure)."""
-    from cocotb_tools.runner import get_results, get_runner
     from ..hw.verilog import TOP
-    from .runner import _patched_environ
-    runs = os.path.join(b.directory, "runs")
-    os.makedirs(runs, exist_ok=True)
-    work = tempfile.mkdtemp(prefix="faults-", dir=runs)
-    inp, out, log = (os.path.join(work, n) for n in ("job.npz", "result.json", "sim.log"))
     scalars = {"lanes": b.params.lanes, "word_width": b.params.word_width, "code_bits": b.params.code_bits,
                "good_budget": int(job["good_budget"])}
-    np.savez(inp, __json__=json.dumps(scalars), **{k: v for k, v in job.items() if k != "good_budget"})
-    try:
-        with _patched_environ(toolchain_env()):
-            xml = get_runner(b.simulator).test(
-                test_module=TB_MODULE, hdl_toplevel=TOP, hdl_toplevel_lang="verilog", test_filter=r"\.faults$",
-                build_dir=b.directory, test_dir=work,
-                extra_env={"SUBBIT_TB_IN": inp, "SUBBIT_TB_OUT": out, "COCOTB_LOG_LEVEL": "WARNING"},
-                log_file=log)
-    except (SystemExit, Exception) as e:
-        raise SimError(f"{b.simulator} fault run failed ({type(e).__name__}); see {log}") from None
-    _, fails = get_results(xml)
-    if fails or not os.path.exists(out):
-        raise SimError(f"{b.simulator} fault bench failed; see {log}")
-    with open(out) as fh:
-        res = json.load(fh)["faults"]
-    shutil.rmtree(work, ignore_errors=True)
-    return res
+
+    def write_input(work):
+        path = os.path.join(work, "job.npz")
+        np.savez(path, __json__=json.dumps(scalars), **{k: v for k, v in job.items() if k != "good_budget"})
+        return path
+    return run_bench(b.simulator, b.directory, TB_MODULE, TOP, r"\.faults$", "faults", write_input)["faults"]
 
 
 def verdict(f: faults.Fault, r: dict, ref_codes: list[np.ndarray]) -> dict:

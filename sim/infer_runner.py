@@ -4,16 +4,14 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import pickle
 import shutil
-import tempfile
 from dataclasses import dataclass
 
 from ..hw.mac import MacParams
 from ..hw.params import DecoderParams
-from .runner import SimError, _locked, _patched_environ, build_dir_root, toolchain_env
+from .runner import SimError, _locked, _patched_environ, build_dir_root, run_bench, toolchain_env
 
 __all__ = ["InferBuild", "build", "run"]
 
@@ -59,29 +57,13 @@ def build(decoder: DecoderParams, mac: MacParams | None = None) -> InferBuild:
 
 def run(b: InferBuild, testcase: str, job: dict) -> dict:
     """Run ``testcase`` of the inference bench with ``job`` (pickled); returns its result dict."""
-    from cocotb_tools.runner import get_results, get_runner
     from ..hw.infer import TOP
-    runs = os.path.join(b.directory, "runs")
-    os.makedirs(runs, exist_ok=True)
-    work = tempfile.mkdtemp(prefix=f"{testcase}-", dir=runs)
-    inp, out, log = (os.path.join(work, n) for n in ("job.pkl", "result.json", "sim.log"))
     job = dict(job, lanes=b.decoder.lanes, word_width=b.decoder.word_width,
                addr_bits=(b.mac.act_depth - 1).bit_length())
-    with open(inp, "wb") as fh:
-        pickle.dump(job, fh)
-    try:
-        with _patched_environ(toolchain_env()):
-            xml = get_runner("verilator").test(
-                test_module=TB_MODULE, hdl_toplevel=TOP, hdl_toplevel_lang="verilog",
-                test_filter=rf"\.{testcase}(/|$)", build_dir=b.directory, test_dir=work,
-                extra_env={"SUBBIT_TB_IN": inp, "SUBBIT_TB_OUT": out, "COCOTB_LOG_LEVEL": "WARNING"},
-                log_file=log)
-    except (SystemExit, Exception) as e:
-        raise SimError(f"verilator run of {testcase} failed ({type(e).__name__}); see {log}") from None
-    _, fails = get_results(xml)
-    if fails or not os.path.exists(out):
-        raise SimError(f"inference bench {testcase} failed; see {log}")
-    with open(out) as fh:
-        res = json.load(fh)
-    shutil.rmtree(work, ignore_errors=True)
-    return res
+
+    def write_input(work):
+        path = os.path.join(work, "job.pkl")
+        with open(path, "wb") as fh:
+            pickle.dump(job, fh)
+        return path
+    return run_bench("verilator", b.directory, TB_MODULE, TOP, rf"\.{testcase}(/|$)", testcase, write_input)

@@ -10,7 +10,6 @@ image's logits the numpy reference's. Measurements go to ``$SUBBIT_TB_OUT``.
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 
@@ -20,23 +19,12 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge, Timer
 
 from ..model.infer import matmul
-from .tb import PATTERNS
+from .tb import PATTERNS, save_result
 
 
 def load_job():
     with open(os.environ["SUBBIT_TB_IN"], "rb") as fh:
         return pickle.load(fh)
-
-
-def save_result(key, value):
-    path = os.environ["SUBBIT_TB_OUT"]
-    res = {}
-    if os.path.exists(path):
-        with open(path) as fh:
-            res = json.load(fh)
-    res[key] = value
-    with open(path, "w") as fh:
-        json.dump(res, fh)
 
 
 class InferTB:

@@ -133,6 +133,40 @@ def build(params: DecoderParams, simulator: str = "verilator", *, waves: bool = 
     return Build(params, simulator, d)
 
 
+def run_bench(simulator: str, directory: str, test_module: str, top: str, test_filter: str, what: str,
+              write_input, *, waves: bool = False) -> dict:
+    """Run cocotb ``test_module`` on the model built in ``directory``; return the JSON it wrote.
+
+    A fresh work directory under ``directory/runs`` holds the input (``write_input(work)`` writes
+    it and returns its path, passed to the bench as ``$SUBBIT_TB_IN``), the result
+    (``$SUBBIT_TB_OUT``) and the log; it is removed after a successful run unless ``waves``.
+    Raises :class:`SimError` naming ``what`` and the log when the simulation or a test fails.
+    """
+    from cocotb_tools.runner import get_results, get_runner
+    runs = os.path.join(directory, "runs")
+    os.makedirs(runs, exist_ok=True)
+    work = tempfile.mkdtemp(prefix=f"{what}-", dir=runs)
+    inp = write_input(work)
+    out, log = os.path.join(work, "result.json"), os.path.join(work, "sim.log")
+    try:
+        with _patched_environ(toolchain_env()):
+            xml = get_runner(simulator).test(
+                test_module=test_module, hdl_toplevel=top, hdl_toplevel_lang="verilog", test_filter=test_filter,
+                build_dir=directory, test_dir=work,
+                extra_env={"SUBBIT_TB_IN": inp, "SUBBIT_TB_OUT": out, "COCOTB_LOG_LEVEL": "WARNING"},
+                waves=waves, log_file=log)
+    except (SystemExit, Exception) as e:
+        raise SimError(f"{simulator} run of {what} failed ({type(e).__name__}); see {log}") from None
+    _, fails = get_results(xml)
+    if fails or not os.path.exists(out):
+        raise SimError(f"{simulator} bench {what} failed; see {log}")
+    with open(out) as fh:
+        res = json.load(fh)
+    if not waves:
+        shutil.rmtree(work, ignore_errors=True)
+    return res
+
+
 def run(b: Build, testcase: str, job: dict, *, waves: bool = False, timeout_cycles: int | None = None) -> dict:
     """Run ``testcase`` of the cocotb bench on build ``b`` with the inputs in ``job``.
 
@@ -140,36 +174,15 @@ def run(b: Build, testcase: str, job: dict, *, waves: bool = False, timeout_cycl
     measurements back as a dict (``codes`` etc. as lists). Raises
     :class:`SimError` when the bench itself fails (with its log path).
     """
-    from cocotb_tools.runner import get_runner
     from ..hw.verilog import TOP
-    runs = os.path.join(b.directory, "runs")
-    os.makedirs(runs, exist_ok=True)
-    work = tempfile.mkdtemp(prefix=f"{testcase}-", dir=runs)
-    inp, out = os.path.join(work, "job.npz"), os.path.join(work, "result.json")
     arrays = {k: np.asarray(v) for k, v in job.items() if isinstance(v, (np.ndarray, list))}
     scalars = {k: v for k, v in job.items() if k not in arrays}
     scalars.update(lanes=b.params.lanes, word_width=b.params.word_width, code_bits=b.params.code_bits,
                    timeout_cycles=timeout_cycles)
-    np.savez(inp, __json__=json.dumps(scalars), **arrays)
-    env = toolchain_env()
-    log = os.path.join(work, "sim.log")
-    runner = get_runner(b.simulator)
-    try:
-        with _patched_environ(env):
-            xml = runner.test(test_module=TB_MODULE, hdl_toplevel=TOP, hdl_toplevel_lang="verilog",
-                              test_filter=rf"\.{testcase}(/|$)",
-                              build_dir=b.directory,
-                              test_dir=work, extra_env={"SUBBIT_TB_IN": inp, "SUBBIT_TB_OUT": out,
-                                                        "COCOTB_LOG_LEVEL": "WARNING"},
-                              waves=waves, log_file=log)
-    except (SystemExit, Exception) as e:
-        raise SimError(f"{b.simulator} run of {testcase} failed ({type(e).__name__}); see {log}") from None
-    from cocotb_tools.runner import get_results
-    _, fails = get_results(xml)
-    if fails or not os.path.exists(out):
-        raise SimError(f"{b.simulator} bench {testcase} failed; see {log}")
-    with open(out) as fh:
-        res = json.load(fh)
-    if not waves:
-        shutil.rmtree(work, ignore_errors=True)
-    return res
+
+    def write_input(work):
+        path = os.path.join(work, "job.npz")
+        np.savez(path, __json__=json.dumps(scalars), **arrays)
+        return path
+    return run_bench(b.simulator, b.directory, TB_MODULE, TOP, rf"\.{testcase}(/|$)", testcase, write_input,
+                     waves=waves)
