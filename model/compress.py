@@ -9,7 +9,7 @@ from .errors import SubbitError
 from .quant import quantize_rtn
 from .sbw import LayerMeta, SbwFile
 
-__all__ = ["is_coded", "build_sbw", "compress_state_dict"]
+__all__ = ["is_coded", "build_sbw", "compress_state_dict", "ccexam_codes"]
 
 
 def is_coded(name: str, arr: np.ndarray) -> bool:
@@ -53,3 +53,11 @@ def compress_state_dict(sd: dict[str, np.ndarray], bits: int, config: stream.Str
     if not layers:
         raise SubbitError("the state_dict has no weight tensors (floating, rank >= 2) to compress")
     return build_sbw(layers, side, config, info=info, progress=progress)
+
+
+def ccexam_codes(bits: int = 3) -> list[np.ndarray]:
+    """Round-to-nearest codes at ``bits`` of every coded tensor of the pretrained ccexam MNIST CNN
+    (../shared/DATA.md), in checkpoint order: the real-network stream of tests and benchmarks."""
+    from .checkpoint import load_state_dict
+    from .data import ccexam_weights
+    return [quantize_rtn(w, bits)[0] for k, w in load_state_dict(ccexam_weights()).items() if is_coded(k, w)]

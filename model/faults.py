@@ -423,11 +423,8 @@ def _main(argv=None):
     a = ap.parse_args(argv)
     config = stream.StreamConfig(a.prob_bits, a.lanes, a.ways)
     if a.stream == "ccexam":
-        from .checkpoint import load_state_dict
-        from .compress import is_coded
-        from .data import ccexam_weights
-        from .quant import quantize_rtn
-        codes = [quantize_rtn(w, 3)[0] for k, w in load_state_dict(ccexam_weights()).items() if is_coded(k, w)]
+        from .compress import ccexam_codes
+        codes = ccexam_codes(3)
     else:
         codes = reference_codes(config, a.seed)
     hw = [stream.encode_codes(c, config) for c in codes]

@@ -87,12 +87,8 @@ def measure_stream(config: stream.StreamConfig, bits: int = 3):
     """The stream :func:`measure` decodes: the ccexam MNIST CNN (see ../shared/DATA.md), every coded
     layer quantized round-to-nearest at ``bits`` (2**bits - 1 levels), the 401k-weight ``fc1``
     cut to its first ``MEASURE_FC_WEIGHTS`` weights. Returns (hw layers, words)."""
-    from ..model import checkpoint, quant
-    from ..model.compress import is_coded
-    from ..model.data import ccexam_weights
-    sd = checkpoint.load_state_dict(ccexam_weights())
-    codes = [quant.quantize_rtn(w, bits)[0].ravel()[:MEASURE_FC_WEIGHTS]
-             for k, w in sd.items() if is_coded(k, w)]
+    from ..model.compress import ccexam_codes
+    codes = [c.ravel()[:MEASURE_FC_WEIGHTS] for c in ccexam_codes(bits)]
     hw = [stream.encode_codes(c, config) for c in codes]
     return hw, stream.build(hw, config)
 

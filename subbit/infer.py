@@ -179,14 +179,12 @@ def decode_speed(bits: int = 3, lanes: int = 1, log=print) -> dict:
         If the RTL decode differs from the golden model.
     """
     from subbit.hw.params import DecoderParams
-    from subbit.model import checkpoint, quant, stream
-    from subbit.model.compress import is_coded
-    from subbit.model.data import ccexam_weights
+    from subbit.model import stream
+    from subbit.model.compress import ccexam_codes
     from subbit.model.errors import SubbitError
     from subbit.sim import fast
     t0 = time.perf_counter()
-    sd = checkpoint.load_state_dict(ccexam_weights())
-    codes = [quant.quantize_rtn(w, bits)[0] for k, w in sd.items() if is_coded(k, w)]
+    codes = ccexam_codes(bits)
     p = DecoderParams(lanes=lanes, max_symbols=2 ** bits - 1)
     hw = [stream.encode_codes(c, p.stream_config) for c in codes]
     words = stream.build(hw, p.stream_config)

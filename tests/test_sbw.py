@@ -9,6 +9,7 @@ import pytest
 from subbit.model import sbw, stream
 from subbit.model.compress import build_sbw
 from subbit.model.errors import DecodeError, FormatError, SubbitError
+from subbit.model.faults import refix_payload
 from subbit.model.sbw import LayerMeta
 
 CFG = stream.StreamConfig(prob_bits=12, lanes=4, ways=5)
@@ -219,8 +220,7 @@ def test_flipped_payload_bit_detected_by_final_state(image, layer):
     start = lay.offset + len(lay.header_words())
     words = np.frombuffer(bytes(data[base:]), dtype="<u2").astype(np.uint16)
     words[start + len(lay.payload) - 1] ^= 0x0001                    # the last word read
-    tail = len(lay.payload) + (len(lay.payload) % 2 == 0)          # payload and pad words
-    words[start + tail] = stream.check_word(words[start:start + tail])
+    refix_payload(words, lay)
     g = sbw.from_bytes(bytes(data[:base]) + words.astype("<u2").tobytes())   # parses ...
     with pytest.raises(DecodeError, match=f"layer '{g.layers[layer].name}', byte offset "
                                           f"{base + 2 * (start + len(lay.payload))}: final state"):
