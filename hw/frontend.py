@@ -185,6 +185,16 @@ class Frontend(wiring.Component):
             with m.If(self.halt):
                 m.next = "DRAIN"
 
+        def pad_word(code, nxt):
+            """A pad word: summed into its section's check word, and it must be zero."""
+            with m.If(v):
+                take()
+                m.d.sync += chk.eq(chk + word)
+                with m.If(word != 0):
+                    fail(code)
+                m.next = nxt
+            drain_on_error()
+
         with m.FSM(name="parse"):
             with m.State("HDR"):
                 with m.If(v):
@@ -326,13 +336,7 @@ class Frontend(wiring.Component):
                 drain_on_error()
 
             with m.State("PAD"):
-                with m.If(v):
-                    take()
-                    m.d.sync += chk.eq(chk + word)
-                    with m.If(word != 0):
-                        fail(ErrorCode.HEADER_CHECK)
-                    m.next = "CHECK"
-                drain_on_error()
+                pad_word(ErrorCode.HEADER_CHECK, "CHECK")
 
             with m.State("CHECK"):
                 with m.If(v):
@@ -396,13 +400,7 @@ class Frontend(wiring.Component):
                     drain_on_error()
             else:
                 with m.State("PPAD"):
-                    with m.If(v):
-                        take()
-                        m.d.sync += chk.eq(chk + word)
-                        with m.If(word != 0):
-                            fail(ErrorCode.PAYLOAD_CHECK)
-                        m.next = "PCHK"
-                    drain_on_error()
+                    pad_word(ErrorCode.PAYLOAD_CHECK, "PCHK")
 
                 with m.State("PCHK"):
                     with m.If(v):
