@@ -270,7 +270,9 @@ def read_ports(verilog: str, top: str, build_dir: str, timeout: float | None = N
     with open(os.path.join(build_dir, "ports_design.v"), "w") as fh:
         fh.write(verilog)
     step, log = "yosys portlist", os.path.join(build_dir, "ports_yosys.log")
-    script = f"read_verilog ports_design.v; hierarchy -check -top {top}; tee -q -o ports.txt portlist {top}"
+    # the ECP5 primitives (MULT18X18D of multiplier="ecp5") as black boxes, as in synth_ecp5.ys
+    script = (f"read_verilog -lib +/ecp5/cells_bb.v; read_verilog ports_design.v; hierarchy -check -top {top}; "
+              f"tee -q -o ports.txt portlist {top}")
     _run(step, YOSYS, ["-q", "-l", "ports_yosys.log", "-p", script], log, build_dir, SynthesisError, timeout)
     with open(os.path.join(build_dir, "ports.txt")) as fh:
         try:

@@ -84,6 +84,17 @@ def test_generic_k1_decoder_from_the_command_line(tmp_path, capsys):
     assert r["top"] == "subbit_decoder" and r["params"]["lanes"] == 1 and r["params"]["lookup"] == "compare"
 
 
+
+def test_verilog_only_with_the_ecp5_multiplier(tmp_path, capsys):
+    """--verilog-only on ECP5 (the MULT18X18D is a black box for the port list): design and both
+    wrappers are written, and the wrapper instantiates the decoder with its ports."""
+    assert main(["synth", "--target", "ecp5", "--verilog-only", "--build-dir", str(tmp_path)]) == 0
+    files = capsys.readouterr().out.split()
+    assert sorted(os.path.basename(f) for f in files) == ["design.v", "ice40_top.v", "subbit_decoder_wrap.v"]
+    assert "MULT18X18D" in (tmp_path / "design.v").read_text()
+    wrap = (tmp_path / "subbit_decoder_wrap.v").read_text()
+    assert re.search(r"subbit_decoder\s+\w+\s*\(", wrap) and ".i__payload(" in wrap
+
 # -- errors --------------------------------------------------------------------------------------
 
 def test_synthesis_error_names_step_and_log(tmp_path):
