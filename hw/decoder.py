@@ -76,14 +76,17 @@ class Decoder(wiring.Component):
     ``o`` is ready, across layer boundaries (the next layer's header loads
     into the other bank while the current layer decodes). Input needed:
     about ``lanes * bits_per_weight / 16`` words per clock.
-    Latency: the first weights leave ~10 clocks after the first layer's header
-    is complete (measured figures in ``docs/results.md``).
+    Latency: the first weights leave 5 clocks after the first layer's header
+    is complete with ``lookup="compare"`` (the weights leave from S1, before
+    the ring finishes the beat; ``table``: from R2, after the slot fill);
+    measured figures in ``docs/results.md``.
     Backpressure: any ``i.valid`` / ``o.ready`` pattern; ``o`` holds its
     payload while not ready; the whole datapath stalls together.
     Errors: parse errors (header words, tables, check words, ``last``) are
     flagged on ``status.error`` at most 3 clocks after the offending word is
-    accepted; the per-layer final-state and payload-length checks at most 2
-    clocks after the layer's ``last`` beat leaves ``o`` (``docs/decoder.md``).
+    accepted; the per-layer final-state and payload-length checks at most
+    ``LAYER_CHECK_CLOCKS`` = 5 clocks after the layer's ``last`` beat leaves ``o``
+    (``docs/decoder.md``).
     """
 
     def __init__(self, params: DecoderParams = DecoderParams()):
@@ -156,10 +159,10 @@ class Decoder(wiring.Component):
         valid = Signal(2)                           # loaded, not yet retired
         started = Signal(2)                         # the sequencer has begun it
         # Per bank, what the sequencer needs, precomputed when the header arrives: the
-        # layer's beats T = max(1, ceil(count / K)), the lanes used by its last beat, and
+        # layer's beats T = max(1, ceil(count / K)) less one, the lanes used by its last beat, and
         # the flags of its first beat (T == 1, T <= D, T == D + 1).
         TB = 33 - (K.bit_length() - 1)
-        beats = Array(Signal(TB, name=f"beats{b}") for b in range(2))
+        beats1 = Array(Signal(TB, name=f"beats1_{b}") for b in range(2))
         tail = Array(Signal(range(K + 1), name=f"tail{b}") for b in range(2))
         first_flags = Array(Signal(3, name=f"first_flags{b}") for b in range(2))
         second_flags = Array(Signal(3, name=f"second_flags{b}") for b in range(2))
@@ -176,7 +179,7 @@ class Decoder(wiring.Component):
         with m.If(fields.we):
             b = fields.bank
             m.d.sync += [base[b].eq(fields.base),
-                         beats[b].eq(Mux(n == 0, 1, (n + K - 1) >> kb)),
+                         beats1[b].eq(Mux(n == 0, 0, ((n + K - 1) >> kb) - 1)),
                          tail[b].eq(Mux(n == 0, 0, Mux(n[:kb] == 0, K, n[:kb]) if kb else 1)),
                          first_flags[b].eq(Cat(n <= K, n <= D * K, (n > D * K) & (n <= (D + 1) * K))),
                          second_flags[b].eq(Cat((n > K) & (n <= 2 * K), n <= (D + 1) * K,
@@ -243,8 +246,8 @@ class Decoder(wiring.Component):
         # nxt_rdy: bank nxt_bank holds a loaded layer not yet started (kept as a register)
         nxt_rdy = Signal()
         start_new = Signal()
-        m.d.comb += start_new.eq(~cur_active & nxt_rdy)
-        s_bl = Mux(start_new, beats[nxt_bank], bl)
+        # a layer whose `ready` arrives now may start now (one clock earlier than via nxt_rdy)
+        m.d.comb += start_new.eq(~cur_active & (nxt_rdy | (ready.we & (ready.bank == nxt_bank))))
         s_flags = Mux(start_new, first_flags[nxt_bank], flags)
         s_tail = Mux(start_new, tail[nxt_bank], ctail)
         s_t = Mux(start_new, 0, t)
@@ -268,7 +271,8 @@ class Decoder(wiring.Component):
             m.d.sync += q.eq(issue)
             with m.If(issue.valid):
                 # the next beat's flags, compared before the start/continue mux
-                m.d.sync += [bl.eq(s_bl - 1),
+                # (the decrement is made before the start/continue mux, off start_new's path)
+                m.d.sync += [bl.eq(Mux(start_new, beats1[nxt_bank], bl - 1)),
                              flags.eq(Mux(start_new, second_flags[nxt_bank], Cat(bl == 2, bl <= D + 1, bl == D + 2))),
                              ctail.eq(s_tail), t.eq(Mux(s_t == D, D, s_t + 1)),
                              cur_bank.eq(issue.bank), cur_active.eq(~last)]
@@ -299,9 +303,9 @@ class Decoder(wiring.Component):
         r1 = stage("r1", hi=32 - M, slot=M, therm=max(S - 1, 1))
         r2 = stage("r2", hi=32 - M, slot=M)
         L = p.mul_split                             # x >> M = hh * 2**L + hl; DSP: f * hh
-        r3 = stage("r3", hl=max(L, 1), f=M + 1, r=M, s=SB)
-        r4 = stage("r4", q=M + 2 + L, s=SB)
-        r5 = stage("r5", x=32, rn=1, s=SB)
+        r3 = stage("r3", hl=max(L, 1), f=M + 1, r=M)
+        r4 = stage("r4", q=M + 2 + L)
+        r5 = stage("r5", x=32, rn=1, pre=range(K + 1))
         r2s = stage("r2", s=SB)["s"]
 
         mul = []
@@ -310,6 +314,8 @@ class Decoder(wiring.Component):
             m.submodules[f"mul{j}"] = mul[j]
             m.d.comb += [mul[j].a.eq(r2["hi"][j][L:]), mul[j].b.eq(fc_r[j].data.f), mul[j].ce.eq(en)]
         need = [Signal(name=f"need{j}") for j in range(K)]
+        need4 = [Signal(name=f"need4_{j}") for j in range(K)]
+        sym = []                                    # the lanes' output symbols (see "output")
         xn = [Signal(32, name=f"xn{j}") for j in range(K)]
         for j in range(K):
             x0 = r0["x"][j]
@@ -324,6 +330,7 @@ class Decoder(wiring.Component):
                 s1 = _encode_thermometer(r1["therm"][j], SB) if S > 1 else Const(0, SB)
             else:
                 s1 = slot_r[j].data.word_select(r1["slot"][j][:rb], SB) if rb else slot_r[j].data
+            sym.append(s1 if p.lookup == "compare" else r2s[j])
             if p.lookup == "compare":
                 m.d.comb += fc_r[j].addr.eq(Cat(r2s[j], r2m.bank))
             else:
@@ -335,44 +342,55 @@ class Decoder(wiring.Component):
                     m.d.sync += r1["therm"][j].eq(therm)
                 m.d.sync += [r2["hi"][j].eq(r1["hi"][j]), r2["slot"][j].eq(r1["slot"][j]), r2s[j].eq(s1)]
                 # S2: f and x >> M into the multiplier's input registers; slot - c
-                m.d.sync += [r3["f"][j].eq(fc.f), r3["r"][j].eq(r2["slot"][j] - fc.c), r3["s"][j].eq(r2s[j])]
+                m.d.sync += [r3["f"][j].eq(fc.f), r3["r"][j].eq(r2["slot"][j] - fc.c)]
                 if L:
                     m.d.sync += r3["hl"][j].eq(r2["hi"][j][:L])
                 # S3: the DSP multiplies; the fabric adds the low partial products and slot - c
                 acc = r3["r"][j]
                 for k in range(L):
                     acc = acc + Mux(r3["hl"][j][k], r3["f"][j] << k, 0)
-                m.d.sync += [r4["q"][j].eq(acc), r4["s"][j].eq(r3["s"][j])]
+                m.d.sync += r4["q"][j].eq(acc)
                 # S4: add; renormalise when x1 < 2**16, decided from the low 16-bit carry and
                 # zero tests of the high bits instead of the full 32-bit sum
                 pl, q4 = mul[j].p << L, r4["q"][j]
                 x1 = (pl + q4)[:32]
                 low_carry = (pl[:16] + q4[:16])[16]
                 rn = (pl[16:32] == 0) & (q4[16:] == 0 if len(q4) > 16 else Const(1)) & ~low_carry
-                m.d.sync += [r5["x"][j].eq(x1), r5["rn"][j].eq(rn), r5["s"][j].eq(r4["s"][j])]
-            m.d.comb += need[j].eq(r5m.valid & r5m.act[j] & r5["rn"][j])
+                m.d.sync += [r5["x"][j].eq(x1), r5["rn"][j].eq(rn)]
+            m.d.comb += [need4[j].eq(r4m.valid & r4m.act[j] & rn),
+                         need[j].eq(r5m.valid & r5m.act[j] & r5["rn"][j])]
+        # S4 also counts the words the lanes < j will take (lane j's word position in the
+        # window head), so S5's word select and the window's take start from registers
+        pre4 = Const(0, range(K + 1))
+        for j in range(K):
+            with m.If(en):
+                m.d.sync += r5["pre"][j].eq(pre4)
+            pre4 = pre4 + need4[j]
+        total_r = Signal(range(K + 1))
+        with m.If(en):
+            m.d.sync += total_r.eq(pre4)
 
         # S5: renormalise from the word window; lane j takes the word after those of lanes < j.
         # Each word carries its layer's bank as a tag: a lane reaching a word of the next
         # layer, or needing one after its layer's payload was all delivered, is an overrun.
         total = Signal(range(K + 1))
         overrun = Signal()
-        prefix = Const(0, range(K + 1))
         ovr = []
         at_l = []
         for j in range(K):
+            prefix = r5["pre"][j]
             word = Array([win.head[k] for k in range(j + 1)])[prefix] if j else win.head[0]
             m.d.comb += xn[j].eq(Mux(need[j], Cat(word[:16], r5["x"][j][:16]), r5["x"][j]))
             # the new state is L = 2**16 exactly: tested on the sources of the mux above
             at_l.append(Mux(need[j], (r5["x"][j][:16] == 1) & (word[:16] == 0), r5["x"][j] == RANS_L))
-            here = prefix < win.level
+            here = win.occ.bit_select(prefix, 1)             # prefix < level
             ovr.append(need[j] & Mux(here, word[16] != r5m.bank, pay_done.bit_select(r5m.bank, 1)))
-            prefix = prefix + need[j]
-        m.d.comb += [total.eq(prefix), overrun.eq(Cat(*ovr).any())]
+        # (r5m.valid and act are in need4, so total_r counts exactly the words taken)
+        m.d.comb += [total.eq(total_r), overrun.eq(Cat(*ovr).any())]
         # after the layer's last beat no word of it may remain (its last beat only proceeds
         # once the end of its payload has reached the window, see `en` below)
         nxt_word = Array([win.head[k] for k in range(K + 1)])[total]
-        underrun = (total < win.level) & (nxt_word[16] == r5m.bank)
+        underrun = win.occ.bit_select(total, 1) & (nxt_word[16] == r5m.bank)   # total < level
 
         m.submodules.out_buf = obuf = OutputBuffer(output_layout(p))
         # `en` is a register (it drives every stage's clock enable), so whether the next
@@ -386,8 +404,8 @@ class Decoder(wiring.Component):
         def ok(r, words):
             done = pay_done.bit_select(r.bank, 1)
             return ~r.valid | done | (words & ~r.last)
-        ok_go = ok(r4m, win.level >= 2 * K)
-        ok_stall = ok(r5m, win.level >= K)
+        ok_go = ok(r4m, win.occ[2 * K - 1])         # level >= 2K
+        ok_stall = ok(r5m, win.occ[K - 1])          # level >= K
         halt_next = halt | (fe.error != ErrorCode.NONE) | dp_flags_r.any()
         m.d.sync += en.eq(~halt_next & obuf.room & Mux(en, ok_go, ok_stall))
         m.d.comb += win.take.eq(Mux(en, total, 0))
@@ -411,12 +429,15 @@ class Decoder(wiring.Component):
             with m.If(r5m.last):                    # layer retired: its bank is free
                 m.d.sync += [valid.bit_select(r5m.bank, 1).eq(0), started.bit_select(r5m.bank, 1).eq(0)]
 
-        # output
+        # output: a beat's symbols are known in S1 (compare: decoded from the registered
+        # thermometer codes) or R2 (table: after the slot RAM's read), so they leave from
+        # there, 4 (3) clocks before the ring has finished the beat (its checks follow in S5)
         beat = Signal(output_layout(p))
+        om = r1m if p.lookup == "compare" else r2m
         for j in range(K):
-            m.d.comb += beat.codes[j].eq(r5["s"][j] + base[r5m.bank])
-        m.d.comb += [beat.count.eq(r5m.count), beat.last.eq(r5m.last),
-                     obuf.w_data.eq(beat), obuf.w_en.eq(en & r5m.valid)]
+            m.d.comb += beat.codes[j].eq(sym[j] + base[om.bank])
+        m.d.comb += [beat.count.eq(om.count), beat.last.eq(om.last),
+                     obuf.w_data.eq(beat), obuf.w_en.eq(en & om.valid)]
         wiring.connect(m, obuf.o, wiring.flipped(self.o))
 
         # status

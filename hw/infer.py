@@ -42,7 +42,7 @@ class InferTop(wiring.Component):
     Throughput: the decoder makes ``lanes`` weights per clock; the engine takes
     ``lanes / positions`` per clock, so it never waits for weights once the decoder runs
     (``status.mac.waiting`` measures it); a :data:`QUEUE_DEPTH`-beat FIFO between them hides
-    the decoder's restart after the engine paused. Latency: the decoder's (~10 clocks to the
+    the decoder's restart after the engine paused. Latency: the decoder's (5 clocks after the header to the
     first weight) plus two clocks (FIFO, output register). Backpressure: ``o.ready`` low stalls the engine, which stalls
     the decoder, which stops taking ``i``. Errors: each block's, on ``status``.
     """

@@ -10,7 +10,7 @@ from ..model import rans
 from ..model.errors import SubbitError
 from ..model.stream import StreamConfig
 
-__all__ = ["PIPELINE_DEPTH", "LOOKUPS", "DecoderParams", "ErrorCode", "rejected"]
+__all__ = ["PIPELINE_DEPTH", "LAYER_CHECK_CLOCKS", "LOOKUPS", "DecoderParams", "ErrorCode", "rejected"]
 
 
 def rejected(component, message: str) -> SubbitError:
@@ -23,6 +23,10 @@ def rejected(component, message: str) -> SubbitError:
 #: multiply -> add -> renormalise -> state (see docs/architecture.md). A lane needs at
 #: least this many interleaved states ("ways") to produce a weight every clock.
 PIPELINE_DEPTH = 6
+#: Clocks after a layer's ``last`` output beat leaves ``o`` within which its end-of-layer
+#: checks (FINAL_STATE, PAYLOAD_LENGTH underrun) raise ``status.error``: the weights leave
+#: from S1/R2, the checks are made in S5 and registered twice (docs/decoder.md).
+LAYER_CHECK_CLOCKS = 5
 LOOKUPS = ("compare", "table")
 WORD_WIDTHS = (16, 32)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -37,6 +37,9 @@ class WordWindow(wiring.Component):
         ``level`` (``level <= depth - words_per_beat``).
     head : Out(ArrayLayout(width, lanes + 1))
     level : Out(range(depth + 1))
+    occ : Out(depth)
+        ``level`` as a thermometer code: ``occ[i]`` is ``level > i`` (a register, so
+        comparisons of ``level`` with a constant or a small count are a bit select).
     take : In(range(lanes + 1))
 
     Latency: a pushed word is at the head (and counted in ``level``) the clock
@@ -57,6 +60,7 @@ class WordWindow(wiring.Component):
             "push": In(stream.Signature(self.push_layout)),
             "head": Out(data.ArrayLayout(unsigned(width), lanes + 1)),
             "level": Out(range(depth + 1)),
+            "occ": Out(depth),
             "take": In(range(lanes + 1)),
         })
 
@@ -77,10 +81,22 @@ class WordWindow(wiring.Component):
         kept = Signal(range(B + 1))          # words left after the take
         m.d.comb += kept.eq(level - self.take)
         m.d.sync += level.eq(kept + n_in)
+        # the same in thermometer code: `kept > i` is occ[i + take], a (K+1)-way select of
+        # registers instead of a subtraction and a compare on the path into every word
+        occ = Signal(B)
+        m.d.comb += self.occ.eq(occ)
+        occ_x = Array([occ[i] for i in range(B)] + [Const(0)] * K)
+        kept_gt = [Signal(name=f"kept_gt{i}") for i in range(B)]
+        m.d.comb += [kept_gt[i].eq(occ_x[i + self.take]) for i in range(B)]
+
+        def kept_gt_(i):                     # kept > i, for i >= -2
+            return Const(1) if i < 0 else kept_gt[i]
+        m.d.sync += occ.eq(Cat(*[Array([kept_gt_(i - n) for n in range(self.wpb + 1)])[n_in]
+                                 for i in range(B)]))
         shifted = Array(buf + [buf[-1]] * K)  # reads past the end are don't-cares
         for i in range(B):
             incoming = self.push.payload.data[0]
-            if self.wpb == 2 and i >= 1:
-                incoming = Mux(kept == i - 1, self.push.payload.data[1], incoming)
-            m.d.sync += buf[i].eq(Mux(kept > i, shifted[i + self.take], incoming))
+            if self.wpb == 2 and i >= 1:      # kept == i - 1: the second word lands here
+                incoming = Mux(kept_gt_(i - 2) & ~kept_gt[i - 1], self.push.payload.data[1], incoming)
+            m.d.sync += buf[i].eq(Mux(kept_gt[i], shifted[i + self.take], incoming))
         return m

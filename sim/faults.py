@@ -26,7 +26,7 @@ import os
 
 import numpy as np
 
-from ..hw.params import DecoderParams, ErrorCode
+from ..hw.params import LAYER_CHECK_CLOCKS, DecoderParams, ErrorCode
 from ..model import faults, stream
 from ..model.errors import SubbitError
 from .rtl_decode import pack_beats
@@ -36,7 +36,7 @@ __all__ = ["PARSE_BOUND", "LAYER_END_BOUND", "expected_codes", "rtl_cases", "mak
 
 TB_MODULE = "subbit.sim.faults_tb"
 PARSE_BOUND = 3                  #: clocks from accepting the offending beat to status.error (docs/decoder.md)
-LAYER_END_BOUND = 2              #: clocks from a corrupted layer's `last` beat to FINAL_STATE / PAYLOAD_LENGTH
+LAYER_END_BOUND = LAYER_CHECK_CLOCKS  #: clocks from a corrupted layer's `last` beat to FINAL_STATE / PAYLOAD_LENGTH
 PAYLOAD = {ErrorCode.FINAL_STATE, ErrorCode.PAYLOAD_LENGTH}
 PAYLOAD_TAIL = ("payload", "payload pad", "payload check")      # regions the payload check word covers
 ANY = set(ErrorCode) - {ErrorCode.NONE}

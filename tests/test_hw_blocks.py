@@ -33,7 +33,7 @@ def simulate(dut, bench):
 
 @pytest.mark.parametrize("depth,lanes,wpb", [(4, 1, 1), (13, 4, 1), (14, 4, 2), (26, 8, 2)])
 def test_word_window_matches_fifo_model(depth, lanes, wpb):
-    """Random pushes and takes: head and level always equal a deque's."""
+    """Random pushes and takes: head, level and occ always equal a deque's."""
     dut = WordWindow(depth, lanes, wpb, width=16)
     rng = random.Random(depth * 100 + lanes)
     model = deque()
@@ -43,6 +43,7 @@ def test_word_window_matches_fifo_model(depth, lanes, wpb):
         for _ in range(600):
             level = ctx.get(dut.level)
             assert level == len(model)
+            assert ctx.get(dut.occ) == (1 << level) - 1       # thermometer code of level
             head = ctx.get(dut.head)
             for j in range(min(level, lanes + 1)):
                 assert head[j] == model[j], f"head[{j}]"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from subbit.hw.params import DecoderParams, ErrorCode
+from subbit.hw.params import LAYER_CHECK_CLOCKS, DecoderParams, ErrorCode
 from subbit.model import rans, stream
 from subbit.model.errors import DecodeError
 from subbit.model.faults import refix_payload
@@ -170,7 +170,7 @@ def corrupt(kind, p: DecoderParams):
 ERRORS = [e.name for e in ErrorCode if e != ErrorCode.NONE]
 #: FINAL_STATE / PAYLOAD_LENGTH: clocks the error may follow the layer's `last` beat on `o`
 #: (docs/decoder.md)
-LAYER_CHECK_SLACK = 2
+LAYER_CHECK_SLACK = LAYER_CHECK_CLOCKS
 
 
 @pytest.mark.parametrize("kind", ERRORS)
