@@ -11,6 +11,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..model.rans import RANS_L
 from .frontend import Frontend, input_layout
+from .logic import le_const, select
 from .mul import Multiplier
 from .outbuf import OutputBuffer
 from .params import PIPELINE_DEPTH, DecoderParams, ErrorCode
@@ -176,14 +177,20 @@ class Decoder(wiring.Component):
                      ready.eq(fe.ready)]
         n = fields.count
         kb = K.bit_length() - 1
+        # n <= c for the small constants below: a zero test of the high bits and a narrow
+        # compare each, not a 32-bit carry chain
+
+        def le(c):
+            return le_const(n, c)
         with m.If(fields.we):
             b = fields.bank
             m.d.sync += [base[b].eq(fields.base),
-                         beats1[b].eq(Mux(n == 0, 0, ((n + K - 1) >> kb) - 1)),
+                         # ceil(n / K) - 1 = floor((n - 1) / K) for n >= 1
+                         beats1[b].eq(Mux(n == 0, 0, (n - 1) >> kb)),
                          tail[b].eq(Mux(n == 0, 0, Mux(n[:kb] == 0, K, n[:kb]) if kb else 1)),
-                         first_flags[b].eq(Cat(n <= K, n <= D * K, (n > D * K) & (n <= (D + 1) * K))),
-                         second_flags[b].eq(Cat((n > K) & (n <= 2 * K), n <= (D + 1) * K,
-                                                (n > (D + 1) * K) & (n <= (D + 2) * K)))]
+                         first_flags[b].eq(Cat(le(K), le(D * K), ~le(D * K) & le((D + 1) * K))),
+                         second_flags[b].eq(Cat(~le(K) & le(2 * K), le((D + 1) * K),
+                                                ~le((D + 1) * K) & le((D + 2) * K)))]
         # a layer whose (registered) `ready` is still on its way is not drained yet
         m.d.comb += [fe.bank_busy.eq(valid), fe.drained.eq((valid == 0) & ~ready.we)]
 
@@ -300,7 +307,7 @@ class Decoder(wiring.Component):
         with m.If(en):
             m.d.sync += [r0m.eq(q), r1m.eq(r0m), r2m.eq(r1m), r3m.eq(r2m), r4m.eq(r3m), r5m.eq(r4m)]
         r0 = stage("r0", x=32)
-        r1 = stage("r1", hi=32 - M, slot=M, therm=max(S - 1, 1))
+        r1 = stage("r1", hi=32 - M, slot=M, therm=max(S - 1, 1), s=SB)
         r2 = stage("r2", hi=32 - M, slot=M)
         L = p.mul_split                             # x >> M = hh * 2**L + hl; DSP: f * hh
         r3 = stage("r3", hl=max(L, 1), f=M + 1, r=M)
@@ -320,17 +327,18 @@ class Decoder(wiring.Component):
         for j in range(K):
             x0 = r0["x"][j]
             slot0, hi0 = x0[:M], x0[M:]
-            # S0: symbol lookup, part 1
+            # S0: symbol lookup, part 1 (table: the slot RAM was read with the state entering
+            # R0, see the ring closure; its output only selects the symbol into R1)
             if p.lookup == "compare":
                 therm = Cat(*[active_mask[k] & (slot0 >= active[k]) for k in range(1, S)]) if S > 1 else Const(0)
             else:
-                m.d.comb += [slot_r[j].addr.eq(Cat(slot0[rb:], r0m.bank)), slot_r[j].en.eq(en)]
+                s0 = slot_r[j].data.word_select(slot0[:rb], SB) if rb else slot_r[j].data
             # S1: symbol index, f/c read issued
             if p.lookup == "compare":
                 s1 = _encode_thermometer(r1["therm"][j], SB) if S > 1 else Const(0, SB)
             else:
-                s1 = slot_r[j].data.word_select(r1["slot"][j][:rb], SB) if rb else slot_r[j].data
-            sym.append(s1 if p.lookup == "compare" else r2s[j])
+                s1 = r1["s"][j]
+            sym.append(s1)
             if p.lookup == "compare":
                 m.d.comb += fc_r[j].addr.eq(Cat(r2s[j], r2m.bank))
             else:
@@ -340,6 +348,8 @@ class Decoder(wiring.Component):
                 m.d.sync += [r1["hi"][j].eq(hi0), r1["slot"][j].eq(slot0)]
                 if p.lookup == "compare":
                     m.d.sync += r1["therm"][j].eq(therm)
+                else:
+                    m.d.sync += r1["s"][j].eq(s0)
                 m.d.sync += [r2["hi"][j].eq(r1["hi"][j]), r2["slot"][j].eq(r1["slot"][j]), r2s[j].eq(s1)]
                 # S2: f and x >> M into the multiplier's input registers; slot - c
                 m.d.sync += [r3["f"][j].eq(fc.f), r3["r"][j].eq(r2["slot"][j] - fc.c)]
@@ -379,7 +389,7 @@ class Decoder(wiring.Component):
         at_l = []
         for j in range(K):
             prefix = r5["pre"][j]
-            word = Array([win.head[k] for k in range(j + 1)])[prefix] if j else win.head[0]
+            word = select([win.head[k] for k in range(j + 1)], prefix) if j else win.head[0]
             m.d.comb += xn[j].eq(Mux(need[j], Cat(word[:16], r5["x"][j][:16]), r5["x"][j]))
             # the new state is L = 2**16 exactly: tested on the sources of the mux above
             at_l.append(Mux(need[j], (r5["x"][j][:16] == 1) & (word[:16] == 0), r5["x"][j] == RANS_L))
@@ -389,7 +399,7 @@ class Decoder(wiring.Component):
         m.d.comb += [total.eq(total_r), overrun.eq(Cat(*ovr).any())]
         # after the layer's last beat no word of it may remain (its last beat only proceeds
         # once the end of its payload has reached the window, see `en` below)
-        nxt_word = Array([win.head[k] for k in range(K + 1)])[total]
+        nxt_word = select([win.head[k] for k in range(K + 1)], total)
         underrun = win.occ.bit_select(total, 1) & (nxt_word[16] == r5m.bank)   # total < level
 
         m.submodules.out_buf = obuf = OutputBuffer(output_layout(p))
@@ -418,8 +428,11 @@ class Decoder(wiring.Component):
                 with m.If(en):
                     m.d.sync += reg.eq(ring)
                 ring = reg
+            x_in = Mux(q.init, state_r[j].data, ring)
             with m.If(en):
-                m.d.sync += r0["x"][j].eq(Mux(q.init, state_r[j].data, ring))
+                m.d.sync += r0["x"][j].eq(x_in)
+            if p.lookup == "table":                 # slot RAM read in step with R0 (data in S0)
+                m.d.comb += [slot_r[j].addr.eq(Cat(x_in[rb:M], q.bank)), slot_r[j].en.eq(en)]
 
         # checks: final states, payload length
         bad_final = Cat(*[r5m.lastuse[j] & ~at_l[j] for j in range(K)]).any()
@@ -430,10 +443,10 @@ class Decoder(wiring.Component):
                 m.d.sync += [valid.bit_select(r5m.bank, 1).eq(0), started.bit_select(r5m.bank, 1).eq(0)]
 
         # output: a beat's symbols are known in S1 (compare: decoded from the registered
-        # thermometer codes) or R2 (table: after the slot RAM's read), so they leave from
-        # there, 4 (3) clocks before the ring has finished the beat (its checks follow in S5)
+        # thermometer codes; table: registered from the slot RAM), so they leave from there,
+        # 4 clocks before the ring has finished the beat (its checks follow in S5)
         beat = Signal(output_layout(p))
-        om = r1m if p.lookup == "compare" else r2m
+        om = r1m
         for j in range(K):
             m.d.comb += beat.codes[j].eq(sym[j] + base[om.bank])
         m.d.comb += [beat.count.eq(om.count), beat.last.eq(om.last),

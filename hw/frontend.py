@@ -7,6 +7,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..model import stream as fmt
+from .logic import le_const
 from .params import DecoderParams, ErrorCode
 
 __all__ = ["Frontend", "input_layout", "payload_layout"]
@@ -143,8 +144,16 @@ class Frontend(wiring.Component):
         errs_r = {c: Signal(name=f"err_{c.name.lower()}_r") for c in codes}
         with m.If(~self.halt):
             m.d.sync += [errs_r[c].eq(errs[c]) for c in codes]
+        # the base's range check is made on the registers a clock after the word, straight
+        # into its own flag (a 17-bit compare with nsym's precomputed limit, kept off the
+        # input word's path and the shared flag's OR of conditions)
+        check_base = Signal()
+        base_bad_r = Signal()
+        m.d.sync += check_base.eq(0)
+        with m.If(~self.halt):
+            m.d.sync += base_bad_r.eq(check_base & ((base < -(1 << (p.code_bits - 1))) | (base > top_base)))
         for code in reversed(codes):           # lowest code wins
-            with m.If(errs_r[code]):
+            with m.If(errs_r[code] | (base_bad_r if code == ErrorCode.UNSUPPORTED else 0)):
                 m.d.comb += self.error.eq(code)
 
         def take():
@@ -251,10 +260,7 @@ class Frontend(wiring.Component):
                             with m.Elif(word > S):
                                 fail(ErrorCode.UNSUPPORTED)
                         with m.Case(1):
-                            m.d.sync += base.eq(word)
-                            with m.If((word.as_signed() < -(1 << (p.code_bits - 1))) |
-                                      (word.as_signed() > top_base)):
-                                fail(ErrorCode.UNSUPPORTED)
+                            m.d.sync += [base.eq(word), check_base.eq(1)]
                         with m.Case(2):
                             m.d.sync += count[:16].eq(word)
                         with m.Case(3):
@@ -263,7 +269,7 @@ class Frontend(wiring.Component):
                             m.d.sync += npay[:16].eq(word)
                         with m.Case(5):
                             m.d.sync += [npay[16:].eq(word), cum.eq(0), room.eq(1 << M), fill.eq(0), fpos.eq(0), idx.eq(0),
-                                         nstates2.eq(Mux(count >= K * D, 2 * K * D, count[:13] << 1)),
+                                         nstates2.eq(Mux(le_const(count, K * D - 1), count[:13] << 1, 2 * K * D)),
                                          ns_zero.eq(count == 0), npay_zero.eq((npay[:16] == 0) & (word == 0))]
                             m.d.comb += [self.fields.we.eq(1), self.fields.bank.eq(bank),
                                          self.fields.count.eq(count), self.fields.base.eq(base)]
@@ -373,7 +379,7 @@ class Frontend(wiring.Component):
                 with m.If(v & self.push.ready):
                     m.d.comb += self.i.ready.eq(1)
                     # unless this is the last beat, n == wpb: compare before subtracting
-                    m.d.sync += [rem.eq(rem - n), pay_last.eq(rem <= 2 * wpb)]
+                    m.d.sync += [rem.eq(rem - n), pay_last.eq(le_const(rem, 2 * wpb))]
                     if wide:
                         m.d.sync += chk.eq(chk + word_lo + Mux(n[1], word_hi, 0))
                         with m.If(pay_last):
