@@ -184,7 +184,7 @@ BENCH_RUNS = {
                "--ternary-epochs", "2"]),
     "fashion-mnist": (("≤ 1.0 bits/weight, ≤ 1 % drop", 1.0, 0.01),
                       ["--dataset", "fashion-mnist", "--model", "resnet8", "--target-bits", "1.0",
-                       "--sweep", "2,0.6"]),
+                       "--sweep", "0.6", "--ternary-epochs", "4"]),
 }
 _QUICK = ["--epochs", "2", "--qat-epochs", "2", "--ternary-epochs", "1", "--subset", "300", "--sweep", ""]
 
