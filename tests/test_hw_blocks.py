@@ -11,9 +11,11 @@ from collections import deque
 
 import numpy as np
 import pytest
+from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
 from subbit.hw.frontend import Frontend
+from subbit.hw.logic import le_const, select
 from subbit.hw.mul import Multiplier
 from subbit.hw.outbuf import OutputBuffer
 from subbit.hw.params import DecoderParams, ErrorCode
@@ -27,6 +29,45 @@ def simulate(dut, bench):
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
+
+
+# -- logic helpers -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n_opts,index_bits", [(1, 1), (3, 2), (5, 3), (9, 4)])
+def test_select_is_options_at_index(n_opts, index_bits):
+    """Every index within the options picks that option (past the end: a don't-care)."""
+    opts = [Signal(8, name=f"o{k}") for k in range(n_opts)]
+    index, out = Signal(index_bits), Signal(8)
+    m = Module()
+    m.d.comb += out.eq(select(opts, index))
+
+    async def bench(ctx):
+        values = [random.Random(n_opts).randrange(256) for _ in range(n_opts)]
+        for o, v in zip(opts, values):
+            ctx.set(o, v)
+        for k in range(n_opts):
+            ctx.set(index, k)
+            assert ctx.get(out) == values[k], k
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+@pytest.mark.parametrize("width,c", [(6, 0), (6, 5), (6, 12), (4, 15), (3, 9)])
+def test_le_const_equals_the_comparison(width, c):
+    value, out = Signal(width), Signal()
+    m = Module()
+    m.d.comb += out.eq(le_const(value, c))
+
+    async def bench(ctx):
+        for v in range(1 << width):
+            ctx.set(value, v)
+            assert ctx.get(out) == (v <= c), v
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    with pytest.raises(ValueError, match="-1"):
+        le_const(value, -1)
 
 
 # -- word window -----------------------------------------------------------------------------
