@@ -169,7 +169,8 @@ def rtl_markdown(rows: list[dict], *, command: str, source: str | None = None, p
     out.append(
         "weights/cycle, first-weight latency (clocks from the first input word to the first weight; the "
         "stream and first layer headers are read at one word per clock) and layer-switch cycles (idle "
-        "output clocks per layer switch) come from cycle-accurate simulation in Verilator "
+        "output clocks after the first weight, divided by the layer switches: mostly switches, but a wait "
+        "for input inside a layer counts too) come from cycle-accurate simulation in Verilator "
         "(`subbit.sim.rtl_decode.measure`) of a real network stream checked bit-exact against the golden "
         "model: the ccexam MNIST CNN quantized round-to-nearest at 3 bits, its 401k-weight fc1 cut to "
         "32768 weights (52768 weights, 4 layers, 3 switches). weights/s = weights/cycle x Fmax." if measured else

@@ -100,7 +100,7 @@ def measure(simulator: str = "verilator", **params) -> dict:
     several layers) with an always-ready sink and checks it bit-exactly against the golden model.
     Returns ``weights_per_cycle``, ``first_weight_latency_cycles`` (clocks from the first input
     word to the first weight), ``header_words`` (the words before the first payload word: stream
-    and first layer header), ``layer_switch_bubbles`` (idle output clocks per layer switch),
+    and first layer header), ``layer_switch_bubbles`` (idle output clocks after the first weight, per layer switch),
     ``weights``, ``cycles``.
     """
     p = DecoderParams(**params)
