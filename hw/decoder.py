@@ -79,7 +79,7 @@ class Decoder(wiring.Component):
     about ``lanes * bits_per_weight / 16`` words per clock.
     Latency: the first weights leave 5 clocks after the first layer's header
     is complete with ``lookup="compare"`` (the weights leave from S1, before
-    the ring finishes the beat; ``table``: from R2, after the slot fill);
+    the ring finishes the beat; ``table``: the same after the slot fill);
     measured figures in ``docs/results.md``.
     Backpressure: any ``i.valid`` / ``o.ready`` pattern; ``o`` holds its
     payload while not ready; the whole datapath stalls together.
@@ -312,7 +312,7 @@ class Decoder(wiring.Component):
         L = p.mul_split                             # x >> M = hh * 2**L + hl; DSP: f * hh
         r3 = stage("r3", hl=max(L, 1), f=M + 1, r=M)
         r4 = stage("r4", q=M + 2 + L)
-        r5 = stage("r5", x=32, rn=1, pre=range(K + 1))
+        r5 = stage("r5", x=32, need=1, pre=range(K + 1))
         r2s = stage("r2", s=SB)["s"]
 
         mul = []
@@ -320,7 +320,7 @@ class Decoder(wiring.Component):
             mul.append(Multiplier(32 - M - L, M + 1, p.multiplier))
             m.submodules[f"mul{j}"] = mul[j]
             m.d.comb += [mul[j].a.eq(r2["hi"][j][L:]), mul[j].b.eq(fc_r[j].data.f), mul[j].ce.eq(en)]
-        need = [Signal(name=f"need{j}") for j in range(K)]
+        need = r5["need"]                           # lane j renormalises in S5 (valid, active)
         need4 = [Signal(name=f"need4_{j}") for j in range(K)]
         sym = []                                    # the lanes' output symbols (see "output")
         xn = [Signal(32, name=f"xn{j}") for j in range(K)]
@@ -350,7 +350,9 @@ class Decoder(wiring.Component):
                     m.d.sync += r1["therm"][j].eq(therm)
                 else:
                     m.d.sync += r1["s"][j].eq(s0)
-                m.d.sync += [r2["hi"][j].eq(r1["hi"][j]), r2["slot"][j].eq(r1["slot"][j]), r2s[j].eq(s1)]
+                m.d.sync += [r2["hi"][j].eq(r1["hi"][j]), r2["slot"][j].eq(r1["slot"][j])]
+                if p.lookup == "compare":           # table: f/c is read from R1 directly
+                    m.d.sync += r2s[j].eq(s1)
                 # S2: f and x >> M into the multiplier's input registers; slot - c
                 m.d.sync += [r3["f"][j].eq(fc.f), r3["r"][j].eq(r2["slot"][j] - fc.c)]
                 if L:
@@ -366,9 +368,8 @@ class Decoder(wiring.Component):
                 x1 = (pl + q4)[:32]
                 low_carry = (pl[:16] + q4[:16])[16]
                 rn = (pl[16:32] == 0) & (q4[16:] == 0 if len(q4) > 16 else Const(1)) & ~low_carry
-                m.d.sync += [r5["x"][j].eq(x1), r5["rn"][j].eq(rn)]
-            m.d.comb += [need4[j].eq(r4m.valid & r4m.act[j] & rn),
-                         need[j].eq(r5m.valid & r5m.act[j] & r5["rn"][j])]
+                m.d.sync += [r5["x"][j].eq(x1), r5["need"][j].eq(need4[j])]
+            m.d.comb += need4[j].eq(r4m.valid & r4m.act[j] & rn)
         # S4 also counts the words the lanes < j will take (lane j's word position in the
         # window head), so S5's word select and the window's take start from registers
         pre4 = Const(0, range(K + 1))
@@ -376,14 +377,13 @@ class Decoder(wiring.Component):
             with m.If(en):
                 m.d.sync += r5["pre"][j].eq(pre4)
             pre4 = pre4 + need4[j]
-        total_r = Signal(range(K + 1))
+        total = Signal(range(K + 1))                # words the lanes take in S5
         with m.If(en):
-            m.d.sync += total_r.eq(pre4)
+            m.d.sync += total.eq(pre4)
 
         # S5: renormalise from the word window; lane j takes the word after those of lanes < j.
         # Each word carries its layer's bank as a tag: a lane reaching a word of the next
         # layer, or needing one after its layer's payload was all delivered, is an overrun.
-        total = Signal(range(K + 1))
         overrun = Signal()
         ovr = []
         at_l = []
@@ -395,8 +395,7 @@ class Decoder(wiring.Component):
             at_l.append(Mux(need[j], (r5["x"][j][:16] == 1) & (word[:16] == 0), r5["x"][j] == RANS_L))
             here = win.occ.bit_select(prefix, 1)             # prefix < level
             ovr.append(need[j] & Mux(here, word[16] != r5m.bank, pay_done.bit_select(r5m.bank, 1)))
-        # (r5m.valid and act are in need4, so total_r counts exactly the words taken)
-        m.d.comb += [total.eq(total_r), overrun.eq(Cat(*ovr).any())]
+        m.d.comb += overrun.eq(Cat(*ovr).any())
         # after the layer's last beat no word of it may remain (its last beat only proceeds
         # once the end of its payload has reached the window, see `en` below)
         nxt_word = select([win.head[k] for k in range(K + 1)], total)
@@ -446,11 +445,10 @@ class Decoder(wiring.Component):
         # thermometer codes; table: registered from the slot RAM), so they leave from there,
         # 4 clocks before the ring has finished the beat (its checks follow in S5)
         beat = Signal(output_layout(p))
-        om = r1m
         for j in range(K):
-            m.d.comb += beat.codes[j].eq(sym[j] + base[om.bank])
-        m.d.comb += [beat.count.eq(om.count), beat.last.eq(om.last),
-                     obuf.w_data.eq(beat), obuf.w_en.eq(en & om.valid)]
+            m.d.comb += beat.codes[j].eq(sym[j] + base[r1m.bank])
+        m.d.comb += [beat.count.eq(r1m.count), beat.last.eq(r1m.last),
+                     obuf.w_data.eq(beat), obuf.w_en.eq(en & r1m.valid)]
         wiring.connect(m, obuf.o, wiring.flipped(self.o))
 
         # status

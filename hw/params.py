@@ -25,7 +25,8 @@ def rejected(component, message: str) -> SubbitError:
 PIPELINE_DEPTH = 6
 #: Clocks after a layer's ``last`` output beat leaves ``o`` within which its end-of-layer
 #: checks (FINAL_STATE, PAYLOAD_LENGTH underrun) raise ``status.error``: the weights leave
-#: from S1/R2, the checks are made in S5 and registered twice (docs/decoder.md).
+#: from S1 (R1 for lookup="table"), the checks are made in S5 and registered twice
+#: (docs/decoder.md).
 LAYER_CHECK_CLOCKS = 5
 LOOKUPS = ("compare", "table")
 WORD_WIDTHS = (16, 32)

@@ -12,9 +12,9 @@ golden model and the documented contract (``docs/decoder.md``,
   after the beat that shows them (for ``PAYLOAD_CHECK``: the beat carrying the
   payload check word); payload-class errors (``FINAL_STATE`` /
   ``PAYLOAD_LENGTH``: a payload edited with its check word recomputed)
-  ``<= LAYER_END_BOUND`` clocks after the corrupted layer's ``last`` beat
+  ``<= LAYER_CHECK_CLOCKS`` clocks after the corrupted layer's ``last`` beat
   leaves the decoder (if it does);
-* no layer whose ``last`` beat left more than ``LAYER_END_BOUND`` clocks before
+* no layer whose ``last`` beat left more than ``LAYER_CHECK_CLOCKS`` clocks before
   the error differs from the golden model (never wrong weights without an error);
 * after a reset the next stream decodes bit-exactly (checked in the bench).
 """
@@ -32,11 +32,10 @@ from ..model.errors import SubbitError
 from .rtl_decode import pack_beats
 from .runner import Build, run_bench
 
-__all__ = ["PARSE_BOUND", "LAYER_END_BOUND", "expected_codes", "rtl_cases", "make_job", "run_batch", "verdict"]
+__all__ = ["PARSE_BOUND", "expected_codes", "rtl_cases", "make_job", "run_batch", "verdict"]
 
 TB_MODULE = "subbit.sim.faults_tb"
 PARSE_BOUND = 3                  #: clocks from accepting the offending beat to status.error (docs/decoder.md)
-LAYER_END_BOUND = LAYER_CHECK_CLOCKS  #: clocks from a corrupted layer's `last` beat to FINAL_STATE / PAYLOAD_LENGTH
 PAYLOAD = {ErrorCode.FINAL_STATE, ErrorCode.PAYLOAD_LENGTH}
 PAYLOAD_TAIL = ("payload", "payload pad", "payload check")      # regions the payload check word covers
 ANY = set(ErrorCode) - {ErrorCode.NONE}
@@ -168,7 +167,7 @@ def verdict(f: faults.Fault, r: dict, ref_codes: list[np.ndarray]) -> dict:
     assert err in allowed, f"{f.name}: RTL error {err.name}, expected one of {sorted(e.name for e in allowed)}"
     # never wrong weights without an error: a layer completed before the error is intact
     for k, t in enumerate(r["layer_end_cycles"]):
-        if t + LAYER_END_BOUND < r["error_cycle"]:
+        if t + LAYER_CHECK_CLOCKS < r["error_cycle"]:
             assert k < len(ref_codes) and np.array_equal(codes[ends[k]:ends[k + 1]], ref_codes[k]), \
                 f"{f.name}: layer {k} ended (clock {t}) with wrong weights before the error (clock {r['error_cycle']})"
     first, offending, last_pay = r["mark_cycles"]

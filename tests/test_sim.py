@@ -168,9 +168,6 @@ def corrupt(kind, p: DecoderParams):
 
 
 ERRORS = [e.name for e in ErrorCode if e != ErrorCode.NONE]
-#: FINAL_STATE / PAYLOAD_LENGTH: clocks the error may follow the layer's `last` beat on `o`
-#: (docs/decoder.md)
-LAYER_CHECK_SLACK = LAYER_CHECK_CLOCKS
 
 
 @pytest.mark.parametrize("kind", ERRORS)
@@ -194,7 +191,7 @@ def test_errors_flagged_bounded_and_recoverable(name, kind):
     else:                                     # layer 0's checks: by its `last` beat (+ the documented slack)
         # None: layer 0's `last` beat never left (the error stopped the output first)
         after = res["error"]["after_first_last"]
-        assert after is None or after <= LAYER_CHECK_SLACK, res
+        assert after is None or after <= LAYER_CHECK_CLOCKS, res
         print(kind, name, "error clocks after layer 0's last beat:", after)
     assert res["recovered"] == len(good["expected"])
 
