@@ -77,10 +77,11 @@ class Decoder(wiring.Component):
     ``o`` is ready, across layer boundaries (the next layer's header loads
     into the other bank while the current layer decodes). Input needed:
     about ``lanes * bits_per_weight / 16`` words per clock.
-    Latency: the first weights leave 5 clocks after the first layer's header
-    is complete with ``lookup="compare"`` (the weights leave from S1, before
-    the ring finishes the beat; ``table``: the same after the slot fill);
-    measured figures in ``docs/results.md``.
+    Latency: the first weights leave ``FIRST_WEIGHT_CLOCKS`` = 4 clocks after
+    the first layer's header with ``lookup="compare"`` (the bank is ready
+    before the header's check word; the weights leave from S1, before the ring
+    finishes the beat; ``table``: the same after the slot fill); measured
+    figures in ``docs/results.md``.
     Backpressure: any ``i.valid`` / ``o.ready`` pattern; ``o`` holds its
     payload while not ready; the whole datapath stalls together.
     Errors: parse errors (header words, tables, check words, ``last``) are
@@ -210,7 +211,7 @@ class Decoder(wiring.Component):
             w = mem.write_port()
             m.d.comb += [w.addr.eq(Cat(state.way, state.bank)), w.data.eq(state.x),
                          w.en.eq(state.we & (state.lane == j))]
-            state_r.append(mem.read_port())
+            state_r.append(mem.read_port(domain="comb"))
 
         if p.lookup == "table":
             R, rb = p.fill_rate, p.fill_rate.bit_length() - 1
@@ -293,8 +294,11 @@ class Decoder(wiring.Component):
         with m.Elif(ready.we & (ready.bank == nxt_bank)):
             m.d.sync += nxt_rdy.eq(1)
         for j in range(K):
-            # read a clock ahead: the initial state joins the ring as the beat enters R0
-            m.d.comb += [state_r[j].addr.eq(Cat(issue.way, issue.bank)), state_r[j].en.eq(en)]
+            # LUT-RAM read from the registered beat: the initial state joins the ring as the
+            # beat enters R0. Not read from `issue` (a clock earlier), whose bank and way follow
+            # start_new, and which could meet the bank's last state write, at way 0 for a layer
+            # of at most K weights: a layer may start the clock its last state is written.
+            m.d.comb += state_r[j].addr.eq(Cat(q.way, q.bank))
         if p.lookup == "compare":
             with m.If(en & q.valid & q.first):
                 m.d.sync += [Cat(*active).eq(Cat(*shadow)), active_mask.eq(shadow_mask), shadow_busy.eq(0)]

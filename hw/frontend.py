@@ -117,7 +117,6 @@ class Frontend(wiring.Component):
         no_layers = Signal()
         bank = Signal()
         nsym = Signal(8)
-        top_base = Signal(signed(17))          # largest base whose codes still fit code_bits
         base = Signal(signed(16))
         count = Signal(32)
         npay = Signal(32)
@@ -144,14 +143,20 @@ class Frontend(wiring.Component):
         errs_r = {c: Signal(name=f"err_{c.name.lower()}_r") for c in codes}
         with m.If(~self.halt):
             m.d.sync += [errs_r[c].eq(errs[c]) for c in codes]
-        # the base's range check is made on the registers a clock after the word, straight
-        # into its own flag (a 17-bit compare with nsym's precomputed limit, kept off the
-        # input word's path and the shared flag's OR of conditions)
+        # The base's range check (codes base .. base + nsym - 1 fit code_bits) is made on the
+        # registers a clock after the word, straight into its own flag. It is narrow: the base
+        # must be a sign extension of its low code_bits (a zero/ones test), and then
+        # base + nsym <= 2**(code_bits - 1) on a few bits; nsym > max_symbols is UNSUPPORTED
+        # anyway, so only its low bits(max_symbols) bits take part.
+        cb = p.code_bits
         check_base = Signal()
         base_bad_r = Signal()
         m.d.sync += check_base.eq(0)
+        hi = base[cb - 1:]
+        ext_ok = (hi == 0) | (hi == (1 << len(hi)) - 1)
+        top = base[:cb].as_signed() + nsym[:S.bit_length()]
         with m.If(~self.halt):
-            m.d.sync += base_bad_r.eq(check_base & ((base < -(1 << (p.code_bits - 1))) | (base > top_base)))
+            m.d.sync += base_bad_r.eq(check_base & (~ext_ok | (top > (1 << (cb - 1)))))
         for code in reversed(codes):           # lowest code wins
             with m.If(errs_r[code] | (base_bad_r if code == ErrorCode.UNSUPPORTED else 0)):
                 m.d.comb += self.error.eq(code)
@@ -201,9 +206,24 @@ class Frontend(wiring.Component):
                 m.d.sync += chk.eq(chk + word)
                 with m.If(word != 0):
                     fail(code)
-                m.next = nxt
+                nxt()
             drain_on_error()
 
+        def to_check():
+            """The layer's tables and states are all written (the last write is this clock's):
+            the bank is ready. Only the header check word follows; like every check it raises
+            an error flag, so decoding need not wait for it (one clock sooner)."""
+            m.d.comb += self.ready.we.eq(1)
+            m.next = "CHECK"
+
+        # Data outputs are driven in every state (only the `we` strobes depend on the FSM): no
+        # state decode in front of the registers that take them.
+        data_out = [self.loading.bank.eq(bank), self.ready.bank.eq(bank),
+                    self.fields.bank.eq(bank), self.fields.count.eq(count), self.fields.base.eq(base),
+                    self.freq.bank.eq(bank), self.freq.index.eq(idx), self.freq.f.eq(word), self.freq.c.eq(cum),
+                    self.freq.full.eq(room == 0),     # c = 2**M: a trailing symbol of frequency 0
+                    self.state.bank.eq(bank), self.state.lane.eq(lane), self.state.way.eq(way),
+                    self.state.x.eq(Cat(lo, word))]
         with m.FSM(name="parse"):
             with m.State("HDR"):
                 with m.If(v):
@@ -242,7 +262,7 @@ class Frontend(wiring.Component):
                 if p.lookup == "compare":
                     free &= ~self.shadow_busy
                 with m.If(free):
-                    m.d.comb += [self.loading.we.eq(1), self.loading.bank.eq(bank)]
+                    m.d.comb += self.loading.we.eq(1)
                     m.d.sync += [pos.eq(0), chk.eq(fmt.CHECK_SEED)]
                     m.next = "FIELDS"
                 drain_on_error()
@@ -253,7 +273,7 @@ class Frontend(wiring.Component):
                     m.d.sync += [pos.eq(pos + 1), chk.eq(chk + word)]
                     with m.Switch(pos):
                         with m.Case(0):
-                            m.d.sync += [nsym.eq(word[:8]), top_base.eq((1 << (p.code_bits - 1)) - word[:8])]
+                            m.d.sync += nsym.eq(word[:8])
                             load(word[:8])
                             with m.If((word == 0) | (word[8:] != 0)):
                                 fail(ErrorCode.BAD_TABLE)
@@ -271,15 +291,11 @@ class Frontend(wiring.Component):
                             m.d.sync += [npay[16:].eq(word), cum.eq(0), room.eq(1 << M), fill.eq(0), fpos.eq(0), idx.eq(0),
                                          nstates2.eq(Mux(le_const(count, K * D - 1), count[:13] << 1, 2 * K * D)),
                                          ns_zero.eq(count == 0), npay_zero.eq((npay[:16] == 0) & (word == 0))]
-                            m.d.comb += [self.fields.we.eq(1), self.fields.bank.eq(bank),
-                                         self.fields.count.eq(count), self.fields.base.eq(base)]
+                            m.d.comb += self.fields.we.eq(1)
                             m.next = "FREQ"
                 drain_on_error()
 
             with m.State("FREQ"):
-                m.d.comb += [self.freq.bank.eq(bank), self.freq.index.eq(idx),
-                             self.freq.f.eq(word), self.freq.c.eq(cum),
-                             self.freq.full.eq(room == 0)]     # c = 2**M: a trailing symbol of frequency 0
                 fill_done = Const(1)
                 if p.lookup == "table":
                     # Slots [cum, cum + f) get symbol `idx`, up to R per clock: the part of the
@@ -294,7 +310,7 @@ class Frontend(wiring.Component):
                     m.d.comb += [space.eq(R - fpos[:rb] if rb else 1), todo.eq(word - fill),
                                  fits.eq((todo[rb + 1:] == 0) & (todo[:rb + 1] <= space)),
                                  n.eq(Mux(fits, todo, space))]
-                    m.d.comb += [self.slot.bank.eq(bank), self.slot.index.eq(fpos[rb:M]), self.slot.sym.eq(idx),
+                    data_out += [self.slot.bank.eq(bank), self.slot.index.eq(fpos[rb:M]), self.slot.sym.eq(idx),
                                  self.slot.mask.eq((((Const(1, R + 1) << n) - 1) << fpos[:rb])[:R] if rb else 1)]
                     fill_done = fits
                 with m.If(v):
@@ -319,12 +335,10 @@ class Frontend(wiring.Component):
                             with m.Elif(nsym[0] == 0):
                                 m.next = "PAD"
                             with m.Else():
-                                m.next = "CHECK"
+                                to_check()
                 drain_on_error()
 
             with m.State("STATES"):
-                m.d.comb += [self.state.bank.eq(bank), self.state.lane.eq(lane), self.state.way.eq(way),
-                             self.state.x.eq(Cat(lo, word))]
                 with m.If(v):
                     take()
                     step()
@@ -338,18 +352,17 @@ class Frontend(wiring.Component):
                         with m.If(nsym[0] == 0):
                             m.next = "PAD"
                         with m.Else():
-                            m.next = "CHECK"
+                            to_check()
                 drain_on_error()
 
             with m.State("PAD"):
-                pad_word(ErrorCode.HEADER_CHECK, "CHECK")
+                pad_word(ErrorCode.HEADER_CHECK, to_check)
 
             with m.State("CHECK"):
                 with m.If(v):
                     take()
                     with m.If(word != chk):
                         fail(ErrorCode.HEADER_CHECK)
-                    m.d.comb += [self.ready.we.eq(1), self.ready.bank.eq(bank)]
                     m.d.sync += [rem.eq(npay), pay_last.eq(npay <= wpb), chk.eq(fmt.CHECK_SEED)]
                     with m.If(npay_zero):
                         m.next = "MARK"
@@ -406,7 +419,7 @@ class Frontend(wiring.Component):
                     drain_on_error()
             else:
                 with m.State("PPAD"):
-                    pad_word(ErrorCode.PAYLOAD_CHECK, "PCHK")
+                    pad_word(ErrorCode.PAYLOAD_CHECK, lambda: setattr(m, "next", "PCHK"))
 
                 with m.State("PCHK"):
                     with m.If(v):
@@ -423,4 +436,5 @@ class Frontend(wiring.Component):
 
             with m.State("DRAIN"):               # after an error: swallow everything until reset
                 m.d.comb += self.i.ready.eq(1)
+        m.d.comb += data_out
         return m

@@ -10,7 +10,7 @@ from ..model import rans
 from ..model.errors import SubbitError
 from ..model.stream import StreamConfig
 
-__all__ = ["PIPELINE_DEPTH", "LAYER_CHECK_CLOCKS", "LOOKUPS", "DecoderParams", "ErrorCode", "rejected"]
+__all__ = ["PIPELINE_DEPTH", "LAYER_CHECK_CLOCKS", "FIRST_WEIGHT_CLOCKS", "LOOKUPS", "DecoderParams", "ErrorCode", "rejected"]
 
 
 def rejected(component, message: str) -> SubbitError:
@@ -28,6 +28,11 @@ PIPELINE_DEPTH = 6
 #: from S1 (R1 for lookup="table"), the checks are made in S5 and registered twice
 #: (docs/decoder.md).
 LAYER_CHECK_CLOCKS = 5
+#: With ``lookup="compare"``, a 16-bit bus and input always valid, the first weight is on ``o``
+#: (header words + this) clocks after the stream's first word is accepted. The first layer's
+#: bank is ready with its last state (or pad) word; its header check word only raises an error
+#: flag, so decoding does not wait for it: ready (registered) -> sequencer -> R0 -> R1 -> output.
+FIRST_WEIGHT_CLOCKS = 4
 LOOKUPS = ("compare", "table")
 WORD_WIDTHS = (16, 32)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from subbit.hw.params import LAYER_CHECK_CLOCKS, DecoderParams, ErrorCode
+from subbit.hw.params import FIRST_WEIGHT_CLOCKS, LAYER_CHECK_CLOCKS, DecoderParams, ErrorCode
 from subbit.model import rans, stream
 from subbit.model.errors import DecodeError
 from subbit.model.faults import refix_payload
@@ -143,6 +143,10 @@ def corrupt(kind, p: DecoderParams):
         big = [np.arange(-(p.max_symbols // 2 + 1), p.max_symbols // 2 + 2)]
         _, w = make_stream(DecoderParams.for_stream(cfg, max_symbols=min(255, p.max_symbols + 2)), big)
         return w, None, 6, ErrorCode.UNSUPPORTED
+    if kind == "UNSUPPORTED_BASE":                # nsym <= max_symbols, but the codes overflow code_bits
+        top = 1 << (p.code_bits - 1)                 # codes top-3 .. top+3: base in range, top not
+        _, w = make_stream(p, [np.arange(top - 3, top + 4).repeat(5)])
+        return w, None, 6 + 1, ErrorCode.UNSUPPORTED
     if kind == "TRUNCATED":
         cut = h0.offset + len(h0.header_words()) + len(h0.payload) // 2
         cut -= cut % 2
@@ -167,7 +171,7 @@ def corrupt(kind, p: DecoderParams):
     raise ValueError(kind)
 
 
-ERRORS = [e.name for e in ErrorCode if e != ErrorCode.NONE]
+ERRORS = [e.name for e in ErrorCode if e != ErrorCode.NONE] + ["UNSUPPORTED_BASE"]
 
 
 @pytest.mark.parametrize("kind", ERRORS)
@@ -214,10 +218,12 @@ def ccexam_codes():
 
 @pytest.mark.parametrize("lanes", [1, 4])
 def test_real_network_bit_exact_at_full_rate(ccexam_codes, lanes):
-    """ccexam MNIST CNN (421k weights, 3-bit RTN): bit-exact, >= 0.99*K weights per clock."""
+    """ccexam MNIST CNN (421k weights, 3-bit RTN): bit-exact, >= 0.99*K weights per clock, the
+    first weight header words + FIRST_WEIGHT_CLOCKS clocks after the first word."""
     p = DecoderParams(lanes=lanes, max_symbols=7)
     hw, words = make_stream(p, ccexam_codes)
     res = decode_words(words, hw, p.stream_config, p, "verilator")
     assert res["bit_exact"], {k: v for k, v in res.items() if k != "codes"}
     assert res["weights"] == sum(c.size for c in ccexam_codes)
     assert res["weights_per_cycle"] >= 0.99 * lanes
+    assert res["first_weight_latency_cycles"] == res["header_words_before_first_weight"] + FIRST_WEIGHT_CLOCKS
