@@ -211,7 +211,7 @@ class Decoder(wiring.Component):
             w = mem.write_port()
             m.d.comb += [w.addr.eq(Cat(state.way, state.bank)), w.data.eq(state.x),
                          w.en.eq(state.we & (state.lane == j))]
-            state_r.append(mem.read_port(domain="comb"))
+            state_r.append(mem.read_port())
 
         if p.lookup == "table":
             R, rb = p.fill_rate, p.fill_rate.bit_length() - 1
@@ -254,8 +254,11 @@ class Decoder(wiring.Component):
         # nxt_rdy: bank nxt_bank holds a loaded layer not yet started (kept as a register)
         nxt_rdy = Signal()
         start_new = Signal()
-        # a layer whose `ready` arrives now may start now (one clock earlier than via nxt_rdy)
-        m.d.comb += start_new.eq(~cur_active & (nxt_rdy | (ready.we & (ready.bank == nxt_bank))))
+        # a layer whose `ready` arrives now may start now (one clock earlier than via nxt_rdy);
+        # `hit` (ready.we and ready.bank == nxt_bank) is made a clock ahead from the parser's
+        # strobe, so start_new (which drives the initial-state read address) is one LUT
+        hit = Signal()
+        m.d.comb += start_new.eq(~cur_active & (nxt_rdy | hit))
         s_flags = Mux(start_new, first_flags[nxt_bank], flags)
         s_tail = Mux(start_new, tail[nxt_bank], ctail)
         s_t = Mux(start_new, 0, t)
@@ -291,14 +294,14 @@ class Decoder(wiring.Component):
                      & ~started.bit_select(~nxt_bank, 1))
         with m.If(en & start_new):
             m.d.sync += nxt_rdy.eq(other_rdy)
-        with m.Elif(ready.we & (ready.bank == nxt_bank)):
+        with m.Elif(hit):
             m.d.sync += nxt_rdy.eq(1)
+        m.d.sync += hit.eq(fe.ready.we & (fe.ready.bank == (nxt_bank ^ (en & start_new))))
         for j in range(K):
-            # LUT-RAM read from the registered beat: the initial state joins the ring as the
-            # beat enters R0. Not read from `issue` (a clock earlier), whose bank and way follow
-            # start_new, and which could meet the bank's last state write, at way 0 for a layer
-            # of at most K weights: a layer may start the clock its last state is written.
-            m.d.comb += state_r[j].addr.eq(Cat(q.way, q.bank))
+            # read a clock ahead (a synchronous read: block RAM where there is no LUT-RAM, as on
+            # iCE40): the initial state joins the ring as the beat enters R0. The parser makes
+            # a layer ready only after its last state write has landed (Frontend: `few`).
+            m.d.comb += [state_r[j].addr.eq(Cat(issue.way, issue.bank)), state_r[j].en.eq(en)]
         if p.lookup == "compare":
             with m.If(en & q.valid & q.first):
                 m.d.sync += [Cat(*active).eq(Cat(*shadow)), active_mask.eq(shadow_mask), shadow_busy.eq(0)]

@@ -27,7 +27,7 @@ def payload_layout(words_per_beat: int) -> data.StructLayout:
 
 
 class Frontend(wiring.Component):
-    """Parses a v2 word stream (``docs/stream-format.md``), one header word per clock.
+    """Parses a v2 word stream (``docs/stream-format.md``) into the layer banks and the payload path.
 
     It writes each layer's fields, frequency table (``c``, ``f``), slot table
     (``lookup="table"``) and initial states into bank ``bank`` (layers
@@ -61,7 +61,10 @@ class Frontend(wiring.Component):
         ``drained`` high (all layers decoded), ready for the next stream.
     drained : In(1)
 
-    Throughput: one header word per clock; payload at the full bus width.
+    Throughput: one header word per clock on a 16-bit bus. On a 32-bit bus
+    the layer fields, the initial states and the pad + check word go a beat
+    (two words) per clock; the stream header and the frequency table a word
+    per clock. Payload at the full bus width.
     A ``lookup="table"`` frequency word takes about ``f / fill_rate + 1`` clocks
     (up to ``fill_rate`` slots written per clock).
     """
@@ -111,6 +114,7 @@ class Frontend(wiring.Component):
         pos = Signal(3)                        # word index in the fixed-size headers
         left = Signal(13)                      # words left in a table / states section
         lastw = Signal()                       # ... and this word is its last (left == 1)
+        last2 = Signal()                       # left == 2 (32-bit bus: the beat ends the section)
         chk = Signal(16)                       # running check sum
         layers_left = Signal(16)               # layers after the current one
         last_layer = Signal()
@@ -121,6 +125,7 @@ class Frontend(wiring.Component):
         count = Signal(32)
         npay = Signal(32)
         ns_zero = Signal()                     # count == 0: no initial states
+        few = Signal()                         # count <= lanes: all initial states in way 0
         npay_zero = Signal()
         nstates2 = Signal(13)                  # 2 * min(count, lanes * ways)
         idx = Signal(8)                        # symbol of the current frequency word
@@ -174,9 +179,16 @@ class Frontend(wiring.Component):
 
         def load(n):
             m.d.sync += [left.eq(n), lastw.eq(n == 1)]
+            if wide:
+                m.d.sync += last2.eq(n == 2)
 
         def step():
             m.d.sync += [left.eq(left - 1), lastw.eq(left == 2)]
+            if wide:
+                m.d.sync += last2.eq(left == 3)
+
+        def step2():
+            m.d.sync += [left.eq(left - 2), lastw.eq(left == 3), last2.eq(left == 4)]
 
         def next_layer():
             m.d.sync += [bank.eq(~bank), layers_left.eq(layers_left - 1), last_layer.eq(layers_left == 1)]
@@ -209,11 +221,21 @@ class Frontend(wiring.Component):
                 nxt()
             drain_on_error()
 
+        # The bank is ready when its tables and states are all written (the last write is this
+        # clock's, registered on the way): before the header's check word, which like every
+        # check only raises an error flag, so decoding need not wait for it. Except when all
+        # states are in way 0 (count <= lanes): the sequencer reads way 0 the clock `ready`
+        # arrives, which would meet the last state write; such a layer is ready with its
+        # check word, a clock later.
+        def to_pad():
+            """After the tables and states, a pad word, then the check word. On a 32-bit bus
+            both are one beat, so the bank is ready now."""
+            if wide:
+                m.d.comb += self.ready.we.eq(~few)
+            m.next = "PAD"
+
         def to_check():
-            """The layer's tables and states are all written (the last write is this clock's):
-            the bank is ready. Only the header check word follows; like every check it raises
-            an error flag, so decoding need not wait for it (one clock sooner)."""
-            m.d.comb += self.ready.we.eq(1)
+            m.d.comb += self.ready.we.eq(~few)
             m.next = "CHECK"
 
         # Data outputs are driven in every state (only the `we` strobes depend on the FSM): no
@@ -223,7 +245,9 @@ class Frontend(wiring.Component):
                     self.freq.bank.eq(bank), self.freq.index.eq(idx), self.freq.f.eq(word), self.freq.c.eq(cum),
                     self.freq.full.eq(room == 0),     # c = 2**M: a trailing symbol of frequency 0
                     self.state.bank.eq(bank), self.state.lane.eq(lane), self.state.way.eq(way),
-                    self.state.x.eq(Cat(lo, word))]
+                    # a 32-bit beat holding a whole state (its low half first) is written at once
+                    self.state.x.eq(Mux(~half & ~left[0], Cat(word_lo, word_hi), Cat(lo, word))
+                                    if wide else Cat(lo, word))]
         with m.FSM(name="parse"):
             with m.State("HDR"):
                 with m.If(v):
@@ -267,32 +291,56 @@ class Frontend(wiring.Component):
                     m.next = "FIELDS"
                 drain_on_error()
 
+            def fields_done(npay_lo, npay_hi):
+                """The last field word(s): the bank's fields are complete (`count` was written a
+                clock earlier)."""
+                m.d.sync += [cum.eq(0), room.eq(1 << M), fill.eq(0), fpos.eq(0), idx.eq(0),
+                             nstates2.eq(Mux(le_const(count, K * D - 1), count[:13] << 1, 2 * K * D)),
+                             ns_zero.eq(count == 0), npay_zero.eq((npay_lo == 0) & (npay_hi == 0)),
+                             few.eq(le_const(count, K))]
+                m.d.comb += self.fields.we.eq(1)
+                m.next = "FREQ"
+
+            def nsym_word(w):
+                m.d.sync += nsym.eq(w[:8])
+                load(w[:8])
+                with m.If((w == 0) | (w[8:] != 0)):
+                    fail(ErrorCode.BAD_TABLE)
+                with m.Elif(w > S):
+                    fail(ErrorCode.UNSUPPORTED)
+
             with m.State("FIELDS"):
                 with m.If(v):
-                    take()
-                    m.d.sync += [pos.eq(pos + 1), chk.eq(chk + word)]
-                    with m.Switch(pos):
-                        with m.Case(0):
-                            m.d.sync += nsym.eq(word[:8])
-                            load(word[:8])
-                            with m.If((word == 0) | (word[8:] != 0)):
-                                fail(ErrorCode.BAD_TABLE)
-                            with m.Elif(word > S):
-                                fail(ErrorCode.UNSUPPORTED)
-                        with m.Case(1):
-                            m.d.sync += [base.eq(word), check_base.eq(1)]
-                        with m.Case(2):
-                            m.d.sync += count[:16].eq(word)
-                        with m.Case(3):
-                            m.d.sync += count[16:].eq(word)
-                        with m.Case(4):
-                            m.d.sync += npay[:16].eq(word)
-                        with m.Case(5):
-                            m.d.sync += [npay[16:].eq(word), cum.eq(0), room.eq(1 << M), fill.eq(0), fpos.eq(0), idx.eq(0),
-                                         nstates2.eq(Mux(le_const(count, K * D - 1), count[:13] << 1, 2 * K * D)),
-                                         ns_zero.eq(count == 0), npay_zero.eq((npay[:16] == 0) & (word == 0))]
-                            m.d.comb += self.fields.we.eq(1)
-                            m.next = "FREQ"
+                    if wide:
+                        # a layer header starts a beat (its offset is even): two fields a clock
+                        m.d.comb += self.i.ready.eq(1)
+                        m.d.sync += [pos.eq(pos + 2), chk.eq(chk + word_lo + word_hi)]
+                        with m.Switch(pos):
+                            with m.Case(0):
+                                nsym_word(word_lo)
+                                m.d.sync += [base.eq(word_hi), check_base.eq(1)]
+                            with m.Case(2):
+                                m.d.sync += count.eq(Cat(word_lo, word_hi))
+                            with m.Case(4):
+                                m.d.sync += npay.eq(Cat(word_lo, word_hi))
+                                fields_done(word_lo, word_hi)
+                    else:
+                        take()
+                        m.d.sync += [pos.eq(pos + 1), chk.eq(chk + word)]
+                        with m.Switch(pos):
+                            with m.Case(0):
+                                nsym_word(word)
+                            with m.Case(1):
+                                m.d.sync += [base.eq(word), check_base.eq(1)]
+                            with m.Case(2):
+                                m.d.sync += count[:16].eq(word)
+                            with m.Case(3):
+                                m.d.sync += count[16:].eq(word)
+                            with m.Case(4):
+                                m.d.sync += npay[:16].eq(word)
+                            with m.Case(5):
+                                m.d.sync += npay[16:].eq(word)
+                                fields_done(npay[:16], word)
                 drain_on_error()
 
             with m.State("FREQ"):
@@ -333,41 +381,72 @@ class Frontend(wiring.Component):
                             with m.If(~ns_zero):
                                 m.next = "STATES"
                             with m.Elif(nsym[0] == 0):
-                                m.next = "PAD"
+                                to_pad()
                             with m.Else():
                                 to_check()
                 drain_on_error()
 
+            def next_state():
+                m.d.comb += self.state.we.eq(1)
+                m.d.sync += lane.eq(lane + 1)
+                with m.If(lane == K - 1):
+                    m.d.sync += [lane.eq(0), way.eq(way + 1)]
+
+            def states_done():
+                with m.If(nsym[0] == 0):
+                    to_pad()
+                with m.Else():
+                    to_check()
+
             with m.State("STATES"):
-                with m.If(v):
+                # 32-bit bus: a whole beat of state words a clock (one state: its two halves,
+                # or the high half of one and the low half of the next), one word at a time
+                # only where the section starts or ends in mid-beat
+                pair = (~half & ~lastw) if wide else Const(0)
+                with m.If(v & pair):
+                    m.d.comb += self.i.ready.eq(1)
+                    step2()
+                    m.d.sync += [chk.eq(chk + word_lo + word_hi), lo.eq(word_hi)]
+                    next_state()
+                    with m.If(last2):
+                        states_done()
+                with m.Elif(v):
                     take()
                     step()
                     m.d.sync += [chk.eq(chk + word), lo.eq(word)]
                     with m.If(left[0]):                 # odd number of words left: a high half
-                        m.d.comb += self.state.we.eq(1)
-                        m.d.sync += lane.eq(lane + 1)
-                        with m.If(lane == K - 1):
-                            m.d.sync += [lane.eq(0), way.eq(way + 1)]
+                        next_state()
                     with m.If(lastw):
-                        with m.If(nsym[0] == 0):
-                            m.next = "PAD"
-                        with m.Else():
-                            to_check()
+                        states_done()
                 drain_on_error()
 
+            def header_check(w, total):
+                """The layer header's check word ``w`` against the sum ``total``; the payload
+                follows."""
+                with m.If(w != total):
+                    fail(ErrorCode.HEADER_CHECK)
+                m.d.comb += self.ready.we.eq(few)
+                m.d.sync += [rem.eq(npay), pay_last.eq(npay <= wpb), chk.eq(fmt.CHECK_SEED)]
+                with m.If(npay_zero):
+                    m.next = "MARK"
+                with m.Else():
+                    m.next = "PAY"
+
             with m.State("PAD"):
-                pad_word(ErrorCode.HEADER_CHECK, to_check)
+                if wide:                            # [pad word, check word]: always a whole beat
+                    with m.If(v):
+                        m.d.comb += self.i.ready.eq(1)
+                        with m.If(word_lo != 0):
+                            fail(ErrorCode.HEADER_CHECK)
+                        header_check(word_hi, chk + word_lo)
+                    drain_on_error()
+                else:
+                    pad_word(ErrorCode.HEADER_CHECK, to_check)
 
             with m.State("CHECK"):
                 with m.If(v):
                     take()
-                    with m.If(word != chk):
-                        fail(ErrorCode.HEADER_CHECK)
-                    m.d.sync += [rem.eq(npay), pay_last.eq(npay <= wpb), chk.eq(fmt.CHECK_SEED)]
-                    with m.If(npay_zero):
-                        m.next = "MARK"
-                    with m.Else():
-                        m.next = "PAY"
+                    header_check(word, chk)
                 drain_on_error()
 
             with m.State("MARK"):                  # end-of-payload marker of an empty payload

@@ -32,6 +32,7 @@ LAYER_CHECK_CLOCKS = 5
 #: (header words + this) clocks after the stream's first word is accepted. The first layer's
 #: bank is ready with its last state (or pad) word; its header check word only raises an error
 #: flag, so decoding does not wait for it: ready (registered) -> sequencer -> R0 -> R1 -> output.
+#: (A first layer of at most ``lanes`` weights is ready with its check word: one clock more.)
 FIRST_WEIGHT_CLOCKS = 4
 LOOKUPS = ("compare", "table")
 WORD_WIDTHS = (16, 32)
