@@ -497,8 +497,11 @@ class Frontend(wiring.Component):
                         payload_check(chk + word_lo)
                     drain_on_error()
             else:
+                def to_pchk():
+                    m.next = "PCHK"
+
                 with m.State("PPAD"):
-                    pad_word(ErrorCode.PAYLOAD_CHECK, lambda: setattr(m, "next", "PCHK"))
+                    pad_word(ErrorCode.PAYLOAD_CHECK, to_pchk)
 
                 with m.State("PCHK"):
                     with m.If(v):

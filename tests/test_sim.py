@@ -145,8 +145,8 @@ def corrupt(kind, p: DecoderParams):
         return w, None, 6, ErrorCode.UNSUPPORTED
     if kind == "UNSUPPORTED_BASE":                # nsym <= max_symbols, but the codes overflow code_bits
         top = 1 << (p.code_bits - 1)                 # codes top-3 .. top+3: base in range, top not
-        _, w = make_stream(p, [np.arange(top - 3, top + 4).repeat(5)])
-        return w, None, 6 + 1, ErrorCode.UNSUPPORTED
+        (hb,), w = make_stream(p, [np.arange(top - 3, top + 4).repeat(5)])
+        return w, None, hb.offset + 1, ErrorCode.UNSUPPORTED     # the base word
     if kind == "TRUNCATED":
         cut = h0.offset + len(h0.header_words()) + len(h0.payload) // 2
         cut -= cut % 2
