@@ -131,6 +131,12 @@ def rtl_markdown(rows: list[dict], *, command: str, source: str | None = None, p
     ok = next((r for r in dec + rows if "error" not in r and "device" in r), {})
     tools = ", ".join(ok.get("tools", {}).values())
     fixed = {k: dec[0].get(k) for k in ("max_symbols", "word_width", "ways", "multiplier", "prefetch")} if dec else {}
+    ways = {}                                  # ways -> the K built with it
+    for r in dec:
+        ways.setdefault(r.get("ways"), set()).add(r["lanes"])
+    if len(ways) > 1:
+        fixed["ways"] = "; ".join(f"{'default' if w is None else w} at K={', '.join(map(str, sorted(ks)))}"
+                                  for w, ks in sorted(ways.items(), key=lambda i: min(i[1])))
     fixed_s = ", ".join(f"{k}={'default (the pipeline depth)' if v is None else v}" for k, v in fixed.items())
     freq = f"nextpnr `--freq {ok['freq_target_mhz']:g}`" if ok.get("freq_target_mhz") else "no place and route"
     out = ["## RTL decoder: area, Fmax, throughput, latency (`subbit bench rtl`)", "",
@@ -244,6 +250,7 @@ def _command(args):
 def cmd_bench_rtl(args):
     from subbit import results
     from subbit.fpga.cli import default_multiplier
+    from subbit.hw.params import recommended_ways
     t0 = time.monotonic()
     if args.redraw:
         with open(args.redraw) as fh:
@@ -253,7 +260,7 @@ def cmd_bench_rtl(args):
             args.lanes, args.prob_bits, args.lookup = [1], [12], ["compare"]
         points = [{"design": "counter"}] + [
             {"design": "decoder", "lanes": k, "prob_bits": m, "lookup": lk, "max_symbols": args.max_symbols,
-             "word_width": args.word_width, "ways": args.ways,
+             "word_width": args.word_width, "ways": args.ways if args.ways is not None else recommended_ways(k),
              "multiplier": args.multiplier or default_multiplier(args.target), "prefetch": args.prefetch}
             for k in args.lanes for m in args.prob_bits for lk in args.lookup]
         measure = measure_function() is not None and not args.no_measure

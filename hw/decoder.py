@@ -87,7 +87,7 @@ class Decoder(wiring.Component):
     Errors: parse errors (header words, tables, check words, ``last``) are
     flagged on ``status.error`` at most 3 clocks after the offending word is
     accepted; the per-layer final-state and payload-length checks at most
-    ``LAYER_CHECK_CLOCKS`` = 5 clocks after the layer's ``last`` beat leaves ``o``
+    ``LAYER_CHECK_CLOCKS`` = 5 (7 with ``ways > 6``) clocks after the layer's ``last`` beat leaves ``o``
     (``docs/decoder.md``).
     """
 
@@ -310,9 +310,17 @@ class Decoder(wiring.Component):
         def stage(name, **fields):
             return {k: [Signal(shape, name=f"{name}_{k}{j}") for j in range(K)] for k, shape in fields.items()}
 
+        # With more ways than the ring's 6 stages, the first extra way is a stage S4b between S4
+        # and S5: each lane's "needs a word" flag is registered before the lanes' word positions
+        # are counted across lanes (the path that limits K >= 4 otherwise: multiplier -> flag ->
+        # count, across lanes placed far apart). Further ways are a delay at the ring's closure.
+        xs = D > PIPELINE_DEPTH
         r0m, r1m, r2m, r3m, r4m, r5m = (Signal(meta_layout, name=f"r{n}_meta") for n in range(6))
+        r4bm = Signal(meta_layout, name="r4b_meta") if xs else r4m
         with m.If(en):
-            m.d.sync += [r0m.eq(q), r1m.eq(r0m), r2m.eq(r1m), r3m.eq(r2m), r4m.eq(r3m), r5m.eq(r4m)]
+            m.d.sync += [r0m.eq(q), r1m.eq(r0m), r2m.eq(r1m), r3m.eq(r2m), r4m.eq(r3m), r5m.eq(r4bm)]
+            if xs:
+                m.d.sync += r4bm.eq(r4m)
         r0 = stage("r0", x=32)
         r1 = stage("r1", hi=32 - M, slot=M, therm=max(S - 1, 1), s=SB)
         r2 = stage("r2", hi=32 - M, slot=M)
@@ -320,6 +328,7 @@ class Decoder(wiring.Component):
         r3 = stage("r3", hl=max(L, 1), f=M + 1, r=M)
         r4 = stage("r4", q=M + 2 + L)
         r5 = stage("r5", x=32, need=1, pre=range(K + 1))
+        r4b = stage("r4b", x=32, need=1) if xs else None
         r2s = stage("r2", s=SB)["s"]
 
         mul = []
@@ -375,15 +384,19 @@ class Decoder(wiring.Component):
                 x1 = (pl + q4)[:32]
                 low_carry = (pl[:16] + q4[:16])[16]
                 rn = (pl[16:32] == 0) & (q4[16:] == 0 if len(q4) > 16 else Const(1)) & ~low_carry
-                m.d.sync += [r5["x"][j].eq(x1), r5["need"][j].eq(need4[j])]
+                if xs:
+                    m.d.sync += [r4b["x"][j].eq(x1), r4b["need"][j].eq(need4[j]),
+                                 r5["x"][j].eq(r4b["x"][j]), r5["need"][j].eq(r4b["need"][j])]
+                else:
+                    m.d.sync += [r5["x"][j].eq(x1), r5["need"][j].eq(need4[j])]
             m.d.comb += need4[j].eq(r4m.valid & r4m.act[j] & rn)
-        # S4 also counts the words the lanes < j will take (lane j's word position in the
+        # S4 (S4b) also counts the words the lanes < j will take (lane j's word position in the
         # window head), so S5's word select and the window's take start from registers
         pre4 = Const(0, range(K + 1))
         for j in range(K):
             with m.If(en):
                 m.d.sync += r5["pre"][j].eq(pre4)
-            pre4 = pre4 + need4[j]
+            pre4 = pre4 + (r4b["need"][j] if xs else need4[j])
         total = Signal(range(K + 1))                # words the lanes take in S5
         with m.If(en):
             m.d.sync += total.eq(pre4)
@@ -420,16 +433,27 @@ class Decoder(wiring.Component):
         def ok(r, words):
             done = pay_done.bit_select(r.bank, 1)
             return ~r.valid | done | (words & ~r.last)
-        ok_go = ok(r4m, win.occ[2 * K - 1])         # level >= 2K
+        ok_go = ok(r4bm, win.occ[2 * K - 1])         # level >= 2K
         ok_stall = ok(r5m, win.occ[K - 1])          # level >= K
         halt_next = halt | (fe.error != ErrorCode.NONE) | dp_flags_r.any()
-        m.d.sync += en.eq(~halt_next & obuf.room & Mux(en, ok_go, ok_stall))
-        m.d.comb += win.take.eq(Mux(en, total, 0))
+        if xs:
+            en_next = Signal()
+            m.d.comb += en_next.eq(~halt_next & obuf.room & Mux(en, ok_go, ok_stall))
+            m.d.sync += en.eq(en_next)
+            # the window's take, Mux(en, total, 0), as a register of its own (made from next
+            # clock's `en` and `total`): keeps `en`'s fan-out off the window's shifter. Only with
+            # S4b, where the count comes from registers: else it would join the multiplier's path.
+            take = Signal.like(total)
+            m.d.sync += take.eq(Mux(en_next, Mux(en, pre4, total), 0))
+            m.d.comb += win.take.eq(take)
+        else:
+            m.d.sync += en.eq(~halt_next & obuf.room & Mux(en, ok_go, ok_stall))
+            m.d.comb += win.take.eq(Mux(en, total, 0))
 
         # ring closure, with extra delay when the stream has more ways than the pipeline
         for j in range(K):
             ring = xn[j]
-            for d in range(D - PIPELINE_DEPTH):
+            for d in range(D - PIPELINE_DEPTH - xs):
                 reg = Signal(32, name=f"delay{j}_{d}")
                 with m.If(en):
                     m.d.sync += reg.eq(ring)
@@ -440,10 +464,17 @@ class Decoder(wiring.Component):
             if p.lookup == "table":                 # slot RAM read in step with R0 (data in S0)
                 m.d.comb += [slot_r[j].addr.eq(Cat(x_in[rb:M], q.bank)), slot_r[j].en.eq(en)]
 
-        # checks: final states, payload length
-        bad_final = Cat(*[r5m.lastuse[j] & ~at_l[j] for j in range(K)]).any()
-        m.d.comb += dp_flags.eq(Cat(r5m.valid & (overrun | (r5m.last & underrun)),
-                                    en & r5m.valid & bad_final))
+        # checks: final states, payload length (registered, dp_flags_r, before the error register;
+        # with S4b also per lane before they are combined across lanes: the next K >= 4 path)
+        if xs:
+            bad_l, ovr_l = Signal(K), Signal(K + 1)
+            m.d.sync += [bad_l.eq(Cat(*[en & r5m.valid & r5m.lastuse[j] & ~at_l[j] for j in range(K)])),
+                         ovr_l.eq(Cat(*[r5m.valid & o for o in ovr], r5m.valid & r5m.last & underrun))]
+            m.d.comb += dp_flags.eq(Cat(ovr_l.any(), bad_l.any()))
+        else:
+            bad_final = Cat(*[r5m.lastuse[j] & ~at_l[j] for j in range(K)]).any()
+            m.d.comb += dp_flags.eq(Cat(r5m.valid & (overrun | (r5m.last & underrun)),
+                                        en & r5m.valid & bad_final))
         with m.If(en & r5m.valid):
             with m.If(r5m.last):                    # layer retired: its bank is free
                 m.d.sync += [valid.bit_select(r5m.bank, 1).eq(0), started.bit_select(r5m.bank, 1).eq(0)]

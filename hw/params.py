@@ -10,7 +10,7 @@ from ..model import rans
 from ..model.errors import SubbitError
 from ..model.stream import StreamConfig
 
-__all__ = ["PIPELINE_DEPTH", "LAYER_CHECK_CLOCKS", "FIRST_WEIGHT_CLOCKS", "LOOKUPS", "DecoderParams", "ErrorCode", "rejected"]
+__all__ = ["PIPELINE_DEPTH", "LAYER_CHECK_CLOCKS", "recommended_ways", "FIRST_WEIGHT_CLOCKS", "LOOKUPS", "DecoderParams", "ErrorCode", "rejected"]
 
 
 def rejected(component, message: str) -> SubbitError:
@@ -25,8 +25,9 @@ def rejected(component, message: str) -> SubbitError:
 PIPELINE_DEPTH = 6
 #: Clocks after a layer's ``last`` output beat leaves ``o`` within which its end-of-layer
 #: checks (FINAL_STATE, PAYLOAD_LENGTH underrun) raise ``status.error``: the weights leave
-#: from S1 (R1 for lookup="table"), the checks are made in S5 and registered twice
-#: (docs/decoder.md).
+#: from S1 (R1 for lookup="table"), the checks are made in S5 and registered twice. Two clocks
+#: more with ``ways > PIPELINE_DEPTH``: the S4b stage, and the checks registered per lane
+#: first: :attr:`DecoderParams.layer_check_clocks` (docs/decoder.md).
 LAYER_CHECK_CLOCKS = 5
 #: With ``lookup="compare"``, a 16-bit bus and input always valid, the first weight is on ``o``
 #: (header words + this) clocks after the stream's first word is accepted. The first layer's
@@ -35,6 +36,13 @@ LAYER_CHECK_CLOCKS = 5
 #: (A first layer of at most ``lanes`` weights is ready with its check word: one clock more.)
 FIRST_WEIGHT_CLOCKS = 4
 LOOKUPS = ("compare", "table")
+
+
+def recommended_ways(lanes: int) -> int:
+    """The ways ``subbit bench rtl`` builds each K with: the pipeline depth, plus the S4b stage
+    (one way more) from 4 lanes, where counting the lanes' payload words otherwise limits Fmax
+    (docs/architecture.md). Streams and the other tools default to ``PIPELINE_DEPTH``."""
+    return PIPELINE_DEPTH + (lanes >= 4)
 WORD_WIDTHS = (16, 32)
 
 
@@ -74,7 +82,11 @@ class DecoderParams:
         2**M entries (BRAM; filled ``fill_rate`` slots per clock while a layer
         header is loaded).
     ways : int >= PIPELINE_DEPTH
-        Interleaved states per lane; must equal the stream's.
+        Interleaved states per lane; must equal the stream's. The first way beyond
+        ``PIPELINE_DEPTH`` becomes a ring stage (S4b) that takes the lanes' word
+        counting off the multiplier's path: K = 4 at M = 12 measured 122 -> 143 MHz
+        with ``ways=7`` (ECP5-25K), at 2K more header words per layer
+        (:func:`recommended_ways`).
     prefetch : 0 or a power of two in 16..4096
         Payload words the parser may run ahead of the lanes (a FIFO), so the
         next layer's header is parsed while the current layer still decodes.
@@ -115,6 +127,11 @@ class DecoderParams:
         if not (isinstance(self.ways, int) and PIPELINE_DEPTH <= self.ways <= rans.MAX_WAYS):
             raise SubbitError(f"ways must be an integer in {PIPELINE_DEPTH}..{rans.MAX_WAYS} (the "
                               f"datapath loop is {PIPELINE_DEPTH} clocks deep), not {self.ways!r}")
+
+    @property
+    def layer_check_clocks(self) -> int:
+        """:data:`LAYER_CHECK_CLOCKS` for this configuration (two more with the S4b stage)."""
+        return LAYER_CHECK_CLOCKS + 2 * (self.ways > PIPELINE_DEPTH)
 
     @classmethod
     def for_stream(cls, config: StreamConfig, **kw) -> "DecoderParams":

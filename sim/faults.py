@@ -139,7 +139,8 @@ def run_batch(b: Build, job: dict) -> list[dict]:
     return run_bench(b.simulator, b.directory, TB_MODULE, TOP, r"\.faults$", "faults", write_input)["faults"]
 
 
-def verdict(f: faults.Fault, r: dict, ref_codes: list[np.ndarray]) -> dict:
+def verdict(f: faults.Fault, r: dict, ref_codes: list[np.ndarray],
+            check_clocks: int = LAYER_CHECK_CLOCKS) -> dict:
     """Check one case's RTL result; returns ``{"class", "error", "latency", "ref"}`` or raises AssertionError.
 
     ``class``: ``consistent`` (no error, golden model agrees), ``payload check``
@@ -167,7 +168,7 @@ def verdict(f: faults.Fault, r: dict, ref_codes: list[np.ndarray]) -> dict:
     assert err in allowed, f"{f.name}: RTL error {err.name}, expected one of {sorted(e.name for e in allowed)}"
     # never wrong weights without an error: a layer completed before the error is intact
     for k, t in enumerate(r["layer_end_cycles"]):
-        if t + LAYER_CHECK_CLOCKS < r["error_cycle"]:
+        if t + check_clocks < r["error_cycle"]:
             assert k < len(ref_codes) and np.array_equal(codes[ends[k]:ends[k + 1]], ref_codes[k]), \
                 f"{f.name}: layer {k} ended (clock {t}) with wrong weights before the error (clock {r['error_cycle']})"
     first, offending, last_pay = r["mark_cycles"]

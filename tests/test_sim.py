@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from subbit.hw.params import FIRST_WEIGHT_CLOCKS, LAYER_CHECK_CLOCKS, DecoderParams, ErrorCode
+from subbit.hw.params import FIRST_WEIGHT_CLOCKS, DecoderParams, ErrorCode
 from subbit.model import rans, stream
 from subbit.model.errors import DecodeError
 from subbit.model.faults import refix_payload
@@ -13,12 +13,12 @@ from subbit.sim import runner
 from subbit.sim.rtl_decode import decode_words, pack_beats
 
 # Hand-picked configurations: the reference (K=1, compare), wide bus + 4 lanes, 8-bit layers
-# through the slot table, and the widest datapath.
+# through the slot table, and the widest datapath (with the S4b stage and a ring delay: ways=8).
 CONFIGS = {
     "K1-M12-compare": DecoderParams(lanes=1, prob_bits=12, max_symbols=15, word_width=16),
     "K4-M10-w32-compare": DecoderParams(lanes=4, prob_bits=10, max_symbols=15, word_width=32),
     "K2-M14-table255": DecoderParams(lanes=2, prob_bits=14, max_symbols=255, word_width=16, lookup="table"),
-    "K8-M12-w32-compare7": DecoderParams(lanes=8, prob_bits=12, max_symbols=7, word_width=32),
+    "K8-M12-w32-compare7-D8": DecoderParams(lanes=8, prob_bits=12, max_symbols=7, word_width=32, ways=8),
 }
 SIMS = ["verilator", pytest.param("icarus", marks=pytest.mark.icarus)]
 
@@ -195,7 +195,7 @@ def test_errors_flagged_bounded_and_recoverable(name, kind):
     else:                                     # layer 0's checks: by its `last` beat (+ the documented slack)
         # None: layer 0's `last` beat never left (the error stopped the output first)
         after = res["error"]["after_first_last"]
-        assert after is None or after <= LAYER_CHECK_CLOCKS, res
+        assert after is None or after <= p.layer_check_clocks, res
         print(kind, name, "error clocks after layer 0's last beat:", after)
     assert res["recovered"] == len(good["expected"])
 

@@ -41,7 +41,7 @@ def run_suite(p: DecoderParams, step: int):
     errors, latencies, excused = collections.Counter(), collections.defaultdict(list), []
     for f, r in zip(cases, res):
         try:
-            v = sim_faults.verdict(f, r, ref)
+            v = sim_faults.verdict(f, r, ref, p.layer_check_clocks)
         except AssertionError as e:
             if not known_issue(str(e)):
                 failures.append(str(e))
