@@ -437,14 +437,16 @@ class Decoder(wiring.Component):
         ok_stall = ok(r5m, win.occ[K - 1])          # level >= K
         halt_next = halt | (fe.error != ErrorCode.NONE) | dp_flags_r.any()
         if xs:
-            en_next = Signal()
-            m.d.comb += en_next.eq(~halt_next & obuf.room & Mux(en, ok_go, ok_stall))
-            m.d.sync += en.eq(en_next)
+            go = Signal()
+            m.d.comb += go.eq(obuf.room & Mux(en, ok_go, ok_stall))
+            m.d.sync += en.eq(~halt_next & go)
             # the window's take, Mux(en, total, 0), as a register of its own (made from next
             # clock's `en` and `total`): keeps `en`'s fan-out off the window's shifter. Only with
             # S4b, where the count comes from registers: else it would join the multiplier's path.
+            # The error flags stay off it: after an error (sticky until reset) the window's
+            # contents no longer matter.
             take = Signal.like(total)
-            m.d.sync += take.eq(Mux(en_next, Mux(en, pre4, total), 0))
+            m.d.sync += take.eq(Mux(go, Mux(en, pre4, total), 0))
             m.d.comb += win.take.eq(take)
         else:
             m.d.sync += en.eq(~halt_next & obuf.room & Mux(en, ok_go, ok_stall))
