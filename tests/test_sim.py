@@ -175,7 +175,7 @@ ERRORS = [e.name for e in ErrorCode if e != ErrorCode.NONE] + ["UNSUPPORTED_BASE
 
 
 @pytest.mark.parametrize("kind", ERRORS)
-@pytest.mark.parametrize("name", ["K1-M12-compare", "K4-M10-w32-compare"])
+@pytest.mark.parametrize("name", ["K1-M12-compare", "K4-M10-w32-compare", "K8-M12-w32-compare7-D8"])
 def test_errors_flagged_bounded_and_recoverable(name, kind):
     p = CONFIGS[name]
     words, lasts, bad_word, code = corrupt(kind, p)
