@@ -135,8 +135,8 @@ def rtl_markdown(rows: list[dict], *, command: str, source: str | None = None, p
     for r in dec:
         ways.setdefault(r.get("ways"), set()).add(r["lanes"])
     if len(ways) > 1:
-        fixed["ways"] = "; ".join(f"{'default' if w is None else w} at K={', '.join(map(str, sorted(ks)))}"
-                                  for w, ks in sorted(ways.items(), key=lambda i: min(i[1])))
+        fixed["ways"] = " / ".join(f"{'default' if w is None else w} (K={', '.join(map(str, sorted(ks)))})"
+                                   for w, ks in sorted(ways.items(), key=lambda i: min(i[1])))
     fixed_s = ", ".join(f"{k}={'default (the pipeline depth)' if v is None else v}" for k, v in fixed.items())
     freq = f"nextpnr `--freq {ok['freq_target_mhz']:g}`" if ok.get("freq_target_mhz") else "no place and route"
     out = ["## RTL decoder: area, Fmax, throughput, latency (`subbit bench rtl`)", "",

@@ -286,6 +286,16 @@ def test_rtl_markdown_and_plot(tmp_path):
     assert ", source: commit abc1234." in md
     assert "come from cycle-accurate simulation" in md and "![" in md
     assert os.path.getsize(bench.plot(rows, str(tmp_path / "p.png"))) > 1000
+    assert "ways=default (the pipeline depth)," in md
+    # rows built with different ways (bench rtl: recommended_ways) say which K had which
+    rows[2]["ways"], rows[3]["ways"] = 7, 7
+    md = bench.rtl_markdown(rows, command="subbit bench rtl")
+    assert "ways=default (K=1) / 7 (K=2, 8)," in md
+
+
+def test_recommended_ways():
+    from subbit.hw.params import PIPELINE_DEPTH, recommended_ways
+    assert [recommended_ways(k) for k in (1, 2, 4, 8)] == [PIPELINE_DEPTH] * 2 + [PIPELINE_DEPTH + 1] * 2
 
 
 def test_sweep_runs_points_in_parallel_processes(tmp_path):
