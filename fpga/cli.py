@@ -78,6 +78,12 @@ def cmd_synth(args):
         "K{lanes}-M{prob_bits}-{lookup}-w{word_width}".format(**params)
     build = args.build_dir or os.path.join("build", "synth", f"{args.target}-{tag}")
     say = _progress("subbit synth")
+    if args.design == "decoder":
+        from subbit.hw.params import PIPELINE_DEPTH, recommended_ways
+        best = recommended_ways(params["lanes"])
+        if (params["ways"] or PIPELINE_DEPTH) < best:
+            say(f"note: {params['lanes']} lanes run faster with --ways {best} (a 7th ring stage, "
+                f"docs/architecture.md); streams for it need `subbit compress --ways {best}`")
     if args.verilog_only:
         os.makedirs(build, exist_ok=True)
         say("yosys portlist (ports of the top, for the wrappers)")

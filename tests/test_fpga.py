@@ -94,6 +94,15 @@ def test_verilog_only_with_the_ecp5_multiplier(tmp_path, capsys):
     assert "MULT18X18D" in (tmp_path / "design.v").read_text()
     wrap = (tmp_path / "subbit_decoder_wrap.v").read_text()
     assert re.search(r"subbit_decoder\s+\w+\s*\(", wrap) and ".i__payload(" in wrap
+    assert "--ways" not in capsys.readouterr().err           # one lane: nothing to suggest
+
+
+def test_synth_suggests_the_faster_ways_for_four_lanes(tmp_path, capsys):
+    assert main(["synth", "--target", "generic", "-K", "4", "--verilog-only", "--build-dir", str(tmp_path)]) == 0
+    assert "run faster with --ways 7" in capsys.readouterr().err
+    assert main(["synth", "--target", "generic", "-K", "4", "--ways", "7", "--verilog-only",
+                 "--build-dir", str(tmp_path)]) == 0
+    assert "--ways" not in capsys.readouterr().err
 
 # -- errors --------------------------------------------------------------------------------------
 
