@@ -221,6 +221,16 @@ class Frontend(wiring.Component):
                 nxt()
             drain_on_error()
 
+        def pad_check_beat(code, check):
+            """32-bit bus: the beat [pad word, check word] that ends a section. The pad word must
+            be zero and is summed with the section; ``check(total)`` tests the check word."""
+            with m.If(v):
+                m.d.comb += self.i.ready.eq(1)
+                with m.If(word_lo != 0):
+                    fail(code)
+                check(chk + word_lo)
+            drain_on_error()
+
         # The bank is ready when its tables and states are all written (the last write is this
         # clock's, registered on the way): before the header's check word, which like every
         # check only raises an error flag, so decoding need not wait for it. Except when all
@@ -434,12 +444,7 @@ class Frontend(wiring.Component):
 
             with m.State("PAD"):
                 if wide:                            # [pad word, check word]: always a whole beat
-                    with m.If(v):
-                        m.d.comb += self.i.ready.eq(1)
-                        with m.If(word_lo != 0):
-                            fail(ErrorCode.HEADER_CHECK)
-                        header_check(word_hi, chk + word_lo)
-                    drain_on_error()
+                    pad_check_beat(ErrorCode.HEADER_CHECK, lambda total: header_check(word_hi, total))
                 else:
                     pad_word(ErrorCode.HEADER_CHECK, to_check)
 
@@ -490,12 +495,7 @@ class Frontend(wiring.Component):
 
             if wide:
                 with m.State("PCHK"):               # [pad word, check word]
-                    with m.If(v):
-                        m.d.comb += self.i.ready.eq(1)
-                        with m.If(word_lo != 0):
-                            fail(ErrorCode.PAYLOAD_CHECK)
-                        payload_check(chk + word_lo)
-                    drain_on_error()
+                    pad_check_beat(ErrorCode.PAYLOAD_CHECK, payload_check)
             else:
                 def to_pchk():
                     m.next = "PCHK"
