@@ -10,7 +10,8 @@ from ..model import rans
 from ..model.errors import SubbitError
 from ..model.stream import StreamConfig
 
-__all__ = ["PIPELINE_DEPTH", "LAYER_CHECK_CLOCKS", "recommended_ways", "FIRST_WEIGHT_CLOCKS", "LOOKUPS", "DecoderParams", "ErrorCode", "rejected"]
+__all__ = ["PIPELINE_DEPTH", "LAYER_CHECK_CLOCKS", "FIRST_WEIGHT_CLOCKS", "LOOKUPS", "recommended_ways",
+           "DecoderParams", "ErrorCode", "rejected"]
 
 
 def rejected(component, message: str) -> SubbitError:
@@ -36,6 +37,7 @@ LAYER_CHECK_CLOCKS = 5
 #: (A first layer of at most ``lanes`` weights is ready with its check word: one clock more.)
 FIRST_WEIGHT_CLOCKS = 4
 LOOKUPS = ("compare", "table")
+WORD_WIDTHS = (16, 32)
 
 
 def recommended_ways(lanes: int) -> int:
@@ -43,7 +45,6 @@ def recommended_ways(lanes: int) -> int:
     (one way more) from 4 lanes, where counting the lanes' payload words otherwise limits Fmax
     (docs/architecture.md). Streams and the other tools default to ``PIPELINE_DEPTH``."""
     return PIPELINE_DEPTH + (lanes >= 4)
-WORD_WIDTHS = (16, 32)
 
 
 class ErrorCode(enum.Enum, shape=4):
@@ -84,8 +85,8 @@ class DecoderParams:
     ways : int >= PIPELINE_DEPTH
         Interleaved states per lane; must equal the stream's. The first way beyond
         ``PIPELINE_DEPTH`` becomes a ring stage (S4b) that takes the lanes' word
-        counting off the multiplier's path: K = 4 at M = 12 measured 122 -> 143 MHz
-        with ``ways=7`` (ECP5-25K), at 2K more header words per layer
+        counting off the multiplier's path: K = 4 at M = 12 measured 122 -> 149 MHz
+        with ``ways=7`` (ECP5-25K, ``subbit bench rtl``), at 2K more header words per layer
         (:func:`recommended_ways`).
     prefetch : 0 or a power of two in 16..4096
         Payload words the parser may run ahead of the lanes (a FIFO), so the
