@@ -23,7 +23,7 @@ def add_decoder_args(p):
                    help="lane multiplier: portable Verilog, or an ECP5 MULT18X18D with its registers (default generic)")
     p.add_argument("--prefetch", type=int, default=32, metavar="WORDS",
                    help="payload words the parser may run ahead of the lanes: 0 or a power of two "
-                   "16..4096 (default 32: LUT-RAM; 512 and more use block RAM)")
+                   "16..4096 (default 32: LUT-RAM; deeper may use block RAM)")
 
 
 def params_from_args(args):

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.hdl import Shape
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -14,6 +12,7 @@ from .frontend import Frontend, input_layout
 from .logic import le_const, select
 from .mul import Multiplier
 from .outbuf import OutputBuffer
+from .prefetch import PrefetchFIFO
 from .params import PIPELINE_DEPTH, DecoderParams, ErrorCode
 from .window import WordWindow
 
@@ -115,17 +114,20 @@ class Decoder(wiring.Component):
         # beat, or an empty marker beat) has reached the window.
         beat_layout = fe.push.payload.shape()
         if p.prefetch:
-            m.submodules.prefetch = pf = SyncFIFOBuffered(width=Shape.cast(beat_layout).width,
-                                                          depth=p.prefetch // p.words_per_beat)
-            m.d.comb += [pf.w_data.eq(fe.push.payload), pf.w_en.eq(fe.push.valid), fe.push.ready.eq(pf.w_rdy)]
-            # a register stage after the FIFO: block-RAM data (5.6 ns clock-to-out on ECP5
-            # without its output register) only ever reaches a flip-flop
-            src_valid, src, src_ready = Signal(), Signal(beat_layout, reset_less=True), Signal()
-            with m.If(pf.r_rdy & pf.r_en):
-                m.d.sync += [src_valid.eq(1), src.eq(pf.r_data)]
-            with m.Elif(src_ready):
-                m.d.sync += src_valid.eq(0)
-            m.d.comb += pf.r_en.eq(~src_valid | src_ready)
+            depth = p.prefetch // p.words_per_beat
+            m.submodules.prefetch = pf = PrefetchFIFO(beat_layout, depth)
+            wiring.connect(m, fe.push, pf.i)
+            if depth > 32:
+                # maybe block RAM (yosys's choice; 128 beats of 16 bits are): its data (5.6 ns
+                # clock-to-out on ECP5 without its output register) only reaches a flip-flop
+                src_valid, src, src_ready = Signal(), Signal(beat_layout, reset_less=True), Signal()
+                with m.If(pf.o.valid & pf.o.ready):
+                    m.d.sync += [src_valid.eq(1), src.eq(pf.o.payload)]
+                with m.Elif(src_ready):
+                    m.d.sync += src_valid.eq(0)
+                m.d.comb += pf.o.ready.eq(~src_valid | src_ready)
+            else:                                   # LUT-RAM: o.payload is a register already
+                src_valid, src, src_ready = pf.o.valid, pf.o.payload, pf.o.ready
         else:
             src_valid, src, src_ready = fe.push.valid, fe.push.payload, fe.push.ready
         # an empty marker beat is always taken, so a full window never blocks the end of a layer

@@ -19,6 +19,7 @@ from subbit.hw.logic import le_const, select
 from subbit.hw.mul import Multiplier
 from subbit.hw.outbuf import OutputBuffer
 from subbit.hw.params import DecoderParams, ErrorCode
+from subbit.hw.prefetch import PrefetchFIFO
 from subbit.hw.window import WordWindow
 from subbit.model import stream
 from subbit.model.errors import SubbitError
@@ -148,6 +149,57 @@ def test_output_buffer_order_and_registered_room():
     simulate(dut, bench)
     assert len(sent) > 300
     assert got == sent
+
+
+# -- prefetch FIFO -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("depth", [4, 32])
+def test_prefetch_fifo_order_latency_and_fill(depth):
+    """Under random valid/ready, entries leave in order, no sooner than three clocks after they
+    were accepted; ready is low only near full (its register lags a clock), and the memory
+    fills."""
+    dut = PrefetchFIFO(16, depth)
+    rng = random.Random(depth)
+    sent, got = [], []
+    accepted_at = {}
+
+    async def bench(ctx):
+        value, peak = 0, 0
+        for clock in range(1500):
+            burst = (clock // 200) % 2            # phases of a blocked and a draining output
+            ctx.set(dut.i.valid, rng.random() < 0.8)
+            ctx.set(dut.i.payload, value)
+            ctx.set(dut.o.ready, rng.random() < (0.2 if burst else 0.9))
+            held = len(sent) - len(got)
+            peak = max(peak, held)
+            if not ctx.get(dut.i.ready):
+                assert held >= depth - 3, f"ready low with {held} entries held"
+            if ctx.get(dut.o.valid) and ctx.get(dut.o.ready):
+                v = ctx.get(dut.o.payload)
+                assert clock - accepted_at[v] >= 3
+                got.append(v)
+            if ctx.get(dut.i.valid) and ctx.get(dut.i.ready):
+                sent.append(value)
+                accepted_at[value] = clock
+                value = (value + 1) & 0xFFFF
+            await ctx.tick()
+        assert depth - 2 <= peak <= depth + 1
+        ctx.set(dut.i.valid, 0)
+        ctx.set(dut.o.ready, 1)
+        for _ in range(depth + 4):
+            if ctx.get(dut.o.valid):
+                got.append(ctx.get(dut.o.payload))
+            await ctx.tick()
+
+    simulate(dut, bench)
+    assert len(sent) > 700
+    assert got == sent
+
+
+@pytest.mark.parametrize("depth", [2, 24, "32"])
+def test_prefetch_fifo_rejects_bad_depth(depth):
+    with pytest.raises(SubbitError, match=f"not {depth!r}"):
+        PrefetchFIFO(16, depth)
 
 
 # -- multiplier ------------------------------------------------------------------------------------

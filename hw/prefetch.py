@@ -1,0 +1,64 @@
+"""Prefetch FIFO whose write side starts from registers."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .params import rejected
+
+__all__ = ["PrefetchFIFO"]
+
+
+class PrefetchFIFO(wiring.Component):
+    """A FIFO of ``depth`` entries for the parser's payload beats.
+
+    An accepted entry is registered before it is written into the memory, so
+    the memory's write enable, address and data come from registers: the
+    writer's logic (the parser's FSM, which decides ``i.valid``) does not
+    reach the RAM's write port, and ``i.ready`` is a register (set while at
+    most ``depth - 3`` entries were in the memory a clock ago: then there is
+    room for the registered entry and one more). The read is synchronous (LUT-RAM or block RAM on
+    ECP5, block RAM on iCE40) and its data register is ``o.payload``.
+
+    Members
+    -------
+    i : In(stream.Signature(shape))
+    o : Out(stream.Signature(shape))
+
+    Latency: an entry accepted on ``i`` is on ``o`` three clocks later.
+    Throughput: one entry per clock. Backpressure: ``o`` holds its payload
+    while not ready; ``i.ready`` is low only when ``depth - 3`` or more entries
+    are held (up to ``depth + 1`` in all: memory, registered entry, ``o``).
+    """
+
+    def __init__(self, shape, depth: int):
+        if not (isinstance(depth, int) and depth >= 4 and depth & (depth - 1) == 0):
+            raise rejected(self, f"PrefetchFIFO depth must be a power of two >= 4, not {depth!r}")
+        self.depth = depth
+        super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
+
+    def elaborate(self, platform):
+        m = Module()
+        N = self.depth
+        m.submodules.storage = mem = Memory(shape=self.i.payload.shape(), depth=N, init=[])
+        w, r = mem.write_port(), mem.read_port(domain="sync")
+        wv = Signal()                              # the registered entry, written this clock
+        wd = Signal.like(self.i.payload, reset_less=True)
+        wp, rp = Signal(range(N)), Signal(range(N))
+        cnt = Signal(range(N + 1))                 # entries in the memory
+        rd = Signal()
+        rdy = Signal(init=1)                       # i.ready
+        m.d.sync += rdy.eq(cnt <= N - 3)
+        m.d.comb += [self.i.ready.eq(rdy), w.addr.eq(wp), w.data.eq(wd), w.en.eq(wv),
+                     rd.eq((cnt != 0) & (~self.o.valid | self.o.ready)),
+                     r.addr.eq(rp), r.en.eq(rd), self.o.payload.eq(r.data)]
+        m.d.sync += [wv.eq(self.i.valid & self.i.ready), wd.eq(self.i.payload),
+                     wp.eq(wp + wv), rp.eq(rp + rd), cnt.eq(cnt + wv - rd)]
+        with m.If(rd):
+            m.d.sync += self.o.valid.eq(1)
+        with m.Elif(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        return m
