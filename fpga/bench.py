@@ -241,7 +241,8 @@ def _command(args):
                 cmd.append(f"{opt} {' '.join(map(str, val))}")
     for opt, val in (("--max-symbols", args.max_symbols if args.max_symbols != 15 else None),
                      ("--word-width", args.word_width if args.word_width != 16 else None),
-                     ("--ways", args.ways), ("--freq", args.freq), ("--seed", args.seed if args.seed != 1 else None)):
+                     ("--ways", args.ways), ("--fc-read", args.fc_read), ("--freq", args.freq),
+                     ("--seed", args.seed if args.seed != 1 else None)):
         if val is not None:
             cmd.append(f"{opt} {val:g}" if isinstance(val, float) else f"{opt} {val}")
     return " ".join(cmd)
@@ -249,7 +250,7 @@ def _command(args):
 
 def cmd_bench_rtl(args):
     from subbit import results
-    from subbit.fpga.cli import default_multiplier
+    from subbit.fpga.cli import default_fc_read, default_multiplier
     from subbit.hw.params import recommended_ways
     t0 = time.monotonic()
     if args.redraw:
@@ -261,7 +262,8 @@ def cmd_bench_rtl(args):
         points = [{"design": "counter"}] + [
             {"design": "decoder", "lanes": k, "prob_bits": m, "lookup": lk, "max_symbols": args.max_symbols,
              "word_width": args.word_width, "ways": args.ways if args.ways is not None else recommended_ways(k),
-             "multiplier": args.multiplier or default_multiplier(args.target), "prefetch": args.prefetch}
+             "multiplier": args.multiplier or default_multiplier(args.target), "prefetch": args.prefetch,
+             "fc_read": args.fc_read or default_fc_read(args.target)}
             for k in args.lanes for m in args.prob_bits for lk in args.lookup]
         measure = measure_function() is not None and not args.no_measure
         if not measure:

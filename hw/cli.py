@@ -24,13 +24,17 @@ def add_decoder_args(p):
     p.add_argument("--prefetch", type=int, default=32, metavar="WORDS",
                    help="payload words the parser may run ahead of the lanes: 0 or a power of two "
                    "16..4096 (default 32: LUT-RAM; deeper may use block RAM)")
+    p.add_argument("--fc-read", choices=["async", "sync"], default=None,
+                   help="how the lanes read f/c: async (LUT-RAM, the default for compare) or sync "
+                   "(block RAM where there is no LUT-RAM; always with --lookup table)")
 
 
 def params_from_args(args):
     from .params import DecoderParams
     return DecoderParams(lanes=args.lanes, prob_bits=args.prob_bits, max_symbols=args.max_symbols,
                          word_width=args.word_width, lookup=args.lookup, ways=args.ways,
-                         multiplier=args.multiplier, prefetch=args.prefetch)
+                         multiplier=args.multiplier, prefetch=args.prefetch,
+                         fc_read=args.fc_read)
 
 
 def register(sub):
@@ -55,5 +59,6 @@ def cmd_verilog(args):
     from amaranth.hdl import Shape
     print(f"{args.output}: module {TOP}, lanes={params.lanes} M={params.prob_bits} ways={params.ways} "
           f"max_symbols={params.max_symbols} ({params.code_bits}-bit codes) word_width={params.word_width} "
-          f"lookup={params.lookup} multiplier={params.multiplier} prefetch={params.prefetch}; i__payload {params.word_width + 1} bits, "
+          f"lookup={params.lookup} multiplier={params.multiplier} prefetch={params.prefetch} "
+          f"fc_read={'sync' if params.fc_sync else 'async'}; i__payload {params.word_width + 1} bits, "
           f"o__payload {Shape.cast(output_layout(params)).width} bits, status 6 bits", file=sys.stderr)

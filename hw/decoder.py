@@ -198,13 +198,24 @@ class Decoder(wiring.Component):
         m.d.comb += [fe.bank_busy.eq(valid), fe.drained.eq((valid == 0) & ~ready.we)]
 
         fc_layout = data.StructLayout({"f": unsigned(M + 1), "c": unsigned(M)})
-        m.submodules.fc_mem = fc_mem = Memory(shape=fc_layout, depth=2 << SB, init=[])
-        fc_w = fc_mem.write_port()
-        m.d.comb += [fc_w.addr.eq(Cat(freq.index, freq.bank)), fc_w.data.f.eq(freq.f),
-                     fc_w.data.c.eq(freq.c), fc_w.en.eq(freq.we)]
-        # compare: the symbol index is registered in R2 and f/c read asynchronously from it
-        # (LUT RAM) in S2; table: a synchronous read issued in S1 (block RAM for big alphabets)
-        fc_r = [fc_mem.read_port(domain="comb" if p.lookup == "compare" else "sync") for _ in range(K)]
+        # f and c: `fc_read="async"` (compare): one LUT-RAM for both banks, read in S2 from the
+        # symbol registered in R2. "sync" (and lookup="table"): one memory per bank, both read
+        # with the symbol of S1 (block RAM where there is no LUT-RAM, as on iCE40) and the bank
+        # chosen in S2 from the read registers.
+        if p.fc_sync:
+            fc_r = []
+            for b in range(2):
+                m.submodules[f"fc_mem{b}"] = mem = Memory(shape=fc_layout, depth=1 << SB, init=[])
+                fc_w = mem.write_port()
+                m.d.comb += [fc_w.addr.eq(freq.index), fc_w.data.f.eq(freq.f), fc_w.data.c.eq(freq.c),
+                             fc_w.en.eq(freq.we & (freq.bank == b))]
+                fc_r.append([mem.read_port(domain="sync") for _ in range(K)])
+        else:
+            m.submodules.fc_mem = fc_mem = Memory(shape=fc_layout, depth=2 << SB, init=[])
+            fc_w = fc_mem.write_port()
+            m.d.comb += [fc_w.addr.eq(Cat(freq.index, freq.bank)), fc_w.data.f.eq(freq.f),
+                         fc_w.data.c.eq(freq.c), fc_w.en.eq(freq.we)]
+            fc_r = [fc_mem.read_port(domain="comb") for _ in range(K)]
 
         state_r = []
         for j in range(K):
@@ -331,13 +342,16 @@ class Decoder(wiring.Component):
         r4 = stage("r4", q=M + 2 + L)
         r5 = stage("r5", x=32, need=1, pre=range(K + 1))
         r4b = stage("r4b", x=32, need=1) if xs else None
-        r2s = stage("r2", s=SB)["s"]
+        r2s = None if p.fc_sync else stage("r2", s=SB)["s"]
+        # S2's f and c, per lane
+        fc = ([fc_layout(Mux(r2m.bank, fc_r[1][j].data, fc_r[0][j].data)) for j in range(K)] if p.fc_sync
+              else [fc_r[j].data for j in range(K)])
 
         mul = []
         for j in range(K):
             mul.append(Multiplier(32 - M - L, M + 1, p.multiplier))
             m.submodules[f"mul{j}"] = mul[j]
-            m.d.comb += [mul[j].a.eq(r2["hi"][j][L:]), mul[j].b.eq(fc_r[j].data.f), mul[j].ce.eq(en)]
+            m.d.comb += [mul[j].a.eq(r2["hi"][j][L:]), mul[j].b.eq(fc[j].f), mul[j].ce.eq(en)]
         need = r5["need"]                           # lane j renormalises in S5 (valid, active)
         need4 = [Signal(name=f"need4_{j}") for j in range(K)]
         sym = []                                    # the lanes' output symbols (see "output")
@@ -357,11 +371,11 @@ class Decoder(wiring.Component):
             else:
                 s1 = r1["s"][j]
             sym.append(s1)
-            if p.lookup == "compare":
-                m.d.comb += fc_r[j].addr.eq(Cat(r2s[j], r2m.bank))
+            if p.fc_sync:
+                for b in range(2):
+                    m.d.comb += [fc_r[b][j].addr.eq(s1), fc_r[b][j].en.eq(en)]
             else:
-                m.d.comb += [fc_r[j].addr.eq(Cat(s1, r1m.bank)), fc_r[j].en.eq(en)]
-            fc = fc_r[j].data
+                m.d.comb += fc_r[j].addr.eq(Cat(r2s[j], r2m.bank))
             with m.If(en):
                 m.d.sync += [r1["hi"][j].eq(hi0), r1["slot"][j].eq(slot0)]
                 if p.lookup == "compare":
@@ -369,10 +383,10 @@ class Decoder(wiring.Component):
                 else:
                     m.d.sync += r1["s"][j].eq(s0)
                 m.d.sync += [r2["hi"][j].eq(r1["hi"][j]), r2["slot"][j].eq(r1["slot"][j])]
-                if p.lookup == "compare":           # table: f/c is read from R1 directly
+                if not p.fc_sync:                   # sync: f/c were read with R1's symbol
                     m.d.sync += r2s[j].eq(s1)
                 # S2: f and x >> M into the multiplier's input registers; slot - c
-                m.d.sync += [r3["f"][j].eq(fc.f), r3["r"][j].eq(r2["slot"][j] - fc.c)]
+                m.d.sync += [r3["f"][j].eq(fc[j].f), r3["r"][j].eq(r2["slot"][j] - fc[j].c)]
                 if L:
                     m.d.sync += r3["hl"][j].eq(r2["hi"][j][:L])
                 # S3: the DSP multiplies; the fabric adds the low partial products and slot - c

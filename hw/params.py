@@ -99,6 +99,14 @@ class DecoderParams:
         How the lane multiplier is built (`subbit.hw.mul.Multiplier`): portable
         Verilog, or an ECP5 ``MULT18X18D`` with its registers enabled. Cycle
         behaviour is identical.
+    fc_read : None, "async" or "sync"
+        How each lane reads its symbol's f and c. ``"async"`` (the default with
+        ``lookup="compare"``): LUT-RAM, read in S2 from the registered symbol.
+        ``"sync"`` (always with ``lookup="table"``): a read issued in S1, one memory
+        per bank, so block RAM can hold them on devices without LUT-RAM: on iCE40
+        (``subbit synth --target ice40`` uses it) K1-M12 measured 3,905 -> 2,517 logic
+        cells; on ECP5 it is slower from 4 lanes (docs/architecture.md). Cycle
+        behaviour is identical.
     """
     lanes: int = 1
     prob_bits: int = 12
@@ -108,6 +116,7 @@ class DecoderParams:
     ways: int = PIPELINE_DEPTH
     multiplier: str = "generic"
     prefetch: int = 32
+    fc_read: str | None = None
 
     def __post_init__(self):
         if self.lanes not in rans.LANES_ALLOWED:
@@ -124,11 +133,21 @@ class DecoderParams:
         if not (self.prefetch == 0 or (isinstance(self.prefetch, int) and 16 <= self.prefetch <= 4096
                                        and self.prefetch & (self.prefetch - 1) == 0)):
             raise SubbitError(f"prefetch must be 0 or a power of two in 16..4096, not {self.prefetch!r}")
+        if self.fc_read not in (None, "async", "sync"):
+            raise SubbitError(f"fc_read must be 'async' or 'sync', not {self.fc_read!r}")
+        if self.fc_read == "async" and self.lookup == "table":
+            raise SubbitError("fc_read='async' needs lookup='compare' (the slot table's symbol is "
+                              "known a clock later; lookup='table' reads f/c synchronously)")
         if self.multiplier not in ("generic", "ecp5"):
             raise SubbitError(f"multiplier must be 'generic' or 'ecp5', not {self.multiplier!r}")
         if not (isinstance(self.ways, int) and PIPELINE_DEPTH <= self.ways <= rans.MAX_WAYS):
             raise SubbitError(f"ways must be an integer in {PIPELINE_DEPTH}..{rans.MAX_WAYS} (the "
                               f"datapath loop is {PIPELINE_DEPTH} clocks deep), not {self.ways!r}")
+
+    @property
+    def fc_sync(self) -> bool:
+        """f/c are read synchronously, issued in S1 (``fc_read``)."""
+        return self.fc_read == "sync" or self.lookup == "table"
 
     @property
     def layer_check_clocks(self) -> int:

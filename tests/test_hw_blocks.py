@@ -232,6 +232,18 @@ def test_multiplier_validates_kind_and_width():
         Multiplier(19, 13, "ecp5")
 
 
+def test_fc_read_choices():
+    """f/c are read synchronously when asked, and always with the slot table; anything else is
+    rejected with the bad value quoted."""
+    assert not DecoderParams().fc_sync
+    assert DecoderParams(fc_read="sync").fc_sync
+    assert DecoderParams(lookup="table").fc_sync
+    with pytest.raises(SubbitError, match="not 'bram'"):
+        DecoderParams(fc_read="bram")
+    with pytest.raises(SubbitError, match="fc_read='async' needs lookup='compare'"):
+        DecoderParams(lookup="table", fc_read="async")
+
+
 # -- parser ------------------------------------------------------------------------------------------
 
 PARSER_CONFIGS = {

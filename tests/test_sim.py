@@ -12,11 +12,13 @@ from subbit.model.faults import refix_payload
 from subbit.sim import runner
 from subbit.sim.rtl_decode import decode_words, pack_beats
 
-# Hand-picked configurations: the reference (K=1, compare), wide bus + 4 lanes, 8-bit layers
-# through the slot table, and the widest datapath (with the S4b stage and a ring delay: ways=8).
+# Hand-picked configurations: the reference (K=1, compare), wide bus + 4 lanes with the
+# synchronous f/c read (the iCE40 build's), 8-bit layers through the slot table, and the widest
+# datapath (with the S4b stage and a ring delay: ways=8).
 CONFIGS = {
     "K1-M12-compare": DecoderParams(lanes=1, prob_bits=12, max_symbols=15, word_width=16),
-    "K4-M10-w32-compare": DecoderParams(lanes=4, prob_bits=10, max_symbols=15, word_width=32),
+    "K4-M10-w32-compare-sync": DecoderParams(lanes=4, prob_bits=10, max_symbols=15, word_width=32,
+                                             fc_read="sync"),
     "K2-M14-table255": DecoderParams(lanes=2, prob_bits=14, max_symbols=255, word_width=16, lookup="table"),
     "K8-M12-w32-compare7-D8": DecoderParams(lanes=8, prob_bits=12, max_symbols=7, word_width=32, ways=8),
 }
@@ -73,7 +75,7 @@ def test_traffic_patterns_match_golden_model(name, sim):
 
 
 @pytest.mark.parametrize("seed", [1, 2])
-@pytest.mark.parametrize("name", ["K1-M12-compare", "K4-M10-w32-compare"])
+@pytest.mark.parametrize("name", ["K1-M12-compare", "K4-M10-w32-compare-sync"])
 def test_random_streams(name, seed):
     p = CONFIGS[name]
     rng = np.random.default_rng(seed)
@@ -175,7 +177,7 @@ ERRORS = [e.name for e in ErrorCode if e != ErrorCode.NONE] + ["UNSUPPORTED_BASE
 
 
 @pytest.mark.parametrize("kind", ERRORS)
-@pytest.mark.parametrize("name", ["K1-M12-compare", "K4-M10-w32-compare", "K8-M12-w32-compare7-D8"])
+@pytest.mark.parametrize("name", ["K1-M12-compare", "K4-M10-w32-compare-sync", "K8-M12-w32-compare7-D8"])
 def test_errors_flagged_bounded_and_recoverable(name, kind):
     p = CONFIGS[name]
     words, lasts, bad_word, code = corrupt(kind, p)
