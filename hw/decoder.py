@@ -365,7 +365,7 @@ class Decoder(wiring.Component):
                 therm = Cat(*[active_mask[k] & (slot0 >= active[k]) for k in range(1, S)]) if S > 1 else Const(0)
             else:
                 s0 = slot_r[j].data.word_select(slot0[:rb], SB) if rb else slot_r[j].data
-            # S1: symbol index, f/c read issued
+            # S1: symbol index (fc_read="sync": the f/c read is issued with it)
             if p.lookup == "compare":
                 s1 = _encode_thermometer(r1["therm"][j], SB) if S > 1 else Const(0, SB)
             else:

@@ -86,7 +86,7 @@ class DecoderParams:
         Interleaved states per lane; must equal the stream's. The first way beyond
         ``PIPELINE_DEPTH`` becomes a ring stage (S4b) that takes the lanes' word
         counting off the multiplier's path: K = 4 at M = 12 measured 122 -> 149 MHz
-        with ``ways=7`` (ECP5-25K, ``subbit bench rtl``), at 2K more header words per layer
+        with ``ways=7`` (ECP5-25K, ``subbit bench rtl`` at 776c251), at 2K more header words per layer
         (:func:`recommended_ways`).
     prefetch : 0 or a power of two in 16..4096
         Payload words the parser may run ahead of the lanes (a FIFO), so the
