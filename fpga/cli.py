@@ -25,6 +25,8 @@ def default_fc_read(target: str) -> str | None:
     """The f/c read for a target: synchronous on iCE40 (no LUT-RAM: block RAM instead of
     flip-flops, K1-M12 3,905 -> 2,517 logic cells), else the decoder's default."""
     return "sync" if target == "ice40" else None
+
+
 COUNTER_WIDTH = 32
 
 

@@ -104,6 +104,21 @@ def test_synth_suggests_the_faster_ways_for_four_lanes(tmp_path, capsys):
                  "--build-dir", str(tmp_path)]) == 0
     assert "--ways" not in capsys.readouterr().err
 
+def test_ice40_reads_f_and_c_synchronously_by_default(tmp_path, capsys):
+    """iCE40 has no LUT-RAM: `subbit synth --target ice40` builds the f/c tables as one
+    synchronously read memory per bank (block RAM), ECP5 as one LUT-RAM read asynchronously."""
+    assert main(["synth", "--target", "ice40", "--verilog-only", "--build-dir", str(tmp_path / "i")]) == 0
+    v = (tmp_path / "i" / "design.v").read_text()
+    assert "fc_mem0" in v and "fc_mem1" in v
+    assert main(["synth", "--target", "ecp5", "--verilog-only", "--build-dir", str(tmp_path / "e")]) == 0
+    v = (tmp_path / "e" / "design.v").read_text()
+    assert "fc_mem[" in v and "fc_mem0" not in v
+    capsys.readouterr()
+    assert main(["synth", "--target", "ecp5", "--lookup", "table", "--fc-read", "async", "--verilog-only",
+                 "--build-dir", str(tmp_path / "t")]) != 0
+    assert "fc_read='async' needs lookup='compare'" in capsys.readouterr().err
+
+
 # -- errors --------------------------------------------------------------------------------------
 
 def test_synthesis_error_names_step_and_log(tmp_path):
