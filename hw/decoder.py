@@ -114,20 +114,9 @@ class Decoder(wiring.Component):
         # beat, or an empty marker beat) has reached the window.
         beat_layout = fe.push.payload.shape()
         if p.prefetch:
-            depth = p.prefetch // p.words_per_beat
-            m.submodules.prefetch = pf = PrefetchFIFO(beat_layout, depth)
+            m.submodules.prefetch = pf = PrefetchFIFO(beat_layout, p.prefetch // p.words_per_beat)
             wiring.connect(m, fe.push, pf.i)
-            if depth > 32:
-                # maybe block RAM (yosys's choice; 128 beats of 16 bits are): its data (5.6 ns
-                # clock-to-out on ECP5 without its output register) only reaches a flip-flop
-                src_valid, src, src_ready = Signal(), Signal(beat_layout, reset_less=True), Signal()
-                with m.If(pf.o.valid & pf.o.ready):
-                    m.d.sync += [src_valid.eq(1), src.eq(pf.o.payload)]
-                with m.Elif(src_ready):
-                    m.d.sync += src_valid.eq(0)
-                m.d.comb += pf.o.ready.eq(~src_valid | src_ready)
-            else:                                   # LUT-RAM: o.payload is a register already
-                src_valid, src, src_ready = pf.o.valid, pf.o.payload, pf.o.ready
+            src_valid, src, src_ready = pf.o.valid, pf.o.payload, pf.o.ready
         else:
             src_valid, src, src_ready = fe.push.valid, fe.push.payload, fe.push.ready
         # an empty marker beat is always taken, so a full window never blocks the end of a layer

@@ -21,18 +21,26 @@ class PrefetchFIFO(wiring.Component):
     reach the RAM's write port, and ``i.ready`` is a register (set while at
     most ``depth - 3`` entries were in the memory a clock ago: then there is
     room for the registered entry and one more). The read is synchronous (LUT-RAM or block RAM on
-    ECP5, block RAM on iCE40) and its data register is ``o.payload``.
+    ECP5, block RAM on iCE40) and its data register is ``o.payload``; deeper than
+    ``LUTRAM_DEPTH`` entries, which yosys may put in block RAM (5.6 ns clock-to-out on ECP5
+    without its output register), the data passes one more register, so it only ever
+    reaches a flip-flop.
 
     Members
     -------
     i : In(stream.Signature(shape))
     o : Out(stream.Signature(shape))
 
-    Latency: an entry accepted on ``i`` is on ``o`` three clocks later.
+    Latency: an entry accepted on ``i`` is on ``o`` three clocks later (four deeper than
+    ``LUTRAM_DEPTH``).
     Throughput: one entry per clock. Backpressure: ``o`` holds its payload
     while not ready; ``i.ready`` is low only when ``depth - 3`` or more entries
-    are held (up to ``depth + 1`` in all: memory, registered entry, ``o``).
+    are held (up to ``depth + 1`` in all: memory, registered entry, ``o``; one more
+    with the extra register).
     """
+
+    #: Deepest FIFO whose memory is taken to be LUT-RAM (128 beats of 16 bits are block RAM).
+    LUTRAM_DEPTH = 32
 
     def __init__(self, shape, depth: int):
         if not (isinstance(depth, int) and depth >= 4 and depth & (depth - 1) == 0):
@@ -53,12 +61,22 @@ class PrefetchFIFO(wiring.Component):
         rdy = Signal(init=1)                       # i.ready
         m.d.sync += rdy.eq(cnt <= N - 3)
         m.d.comb += [self.i.ready.eq(rdy), w.addr.eq(wp), w.data.eq(wd), w.en.eq(wv),
-                     rd.eq((cnt != 0) & (~self.o.valid | self.o.ready)),
-                     r.addr.eq(rp), r.en.eq(rd), self.o.payload.eq(r.data)]
+                     r.addr.eq(rp), r.en.eq(rd)]
         m.d.sync += [wv.eq(self.i.valid & self.i.ready), wd.eq(self.i.payload),
                      wp.eq(wp + wv), rp.eq(rp + rd), cnt.eq(cnt + wv - rd)]
+        if N > self.LUTRAM_DEPTH:                  # maybe block RAM: one more register
+            r_valid, r_ready = Signal(), Signal()
+            with m.If(self.o.valid & self.o.ready):
+                m.d.sync += self.o.valid.eq(0)
+            with m.If(r_valid & r_ready):
+                m.d.sync += [self.o.valid.eq(1), self.o.payload.eq(r.data)]
+            m.d.comb += r_ready.eq(~self.o.valid | self.o.ready)
+        else:                                      # the read port's data register is o.payload
+            r_valid, r_ready = self.o.valid, self.o.ready
+            m.d.comb += self.o.payload.eq(r.data)
+        m.d.comb += rd.eq((cnt != 0) & (~r_valid | r_ready))
         with m.If(rd):
-            m.d.sync += self.o.valid.eq(1)
-        with m.Elif(self.o.ready):
-            m.d.sync += self.o.valid.eq(0)
+            m.d.sync += r_valid.eq(1)
+        with m.Elif(r_ready):
+            m.d.sync += r_valid.eq(0)
         return m

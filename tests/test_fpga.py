@@ -104,6 +104,7 @@ def test_synth_suggests_the_faster_ways_for_four_lanes(tmp_path, capsys):
                  "--build-dir", str(tmp_path)]) == 0
     assert "--ways" not in capsys.readouterr().err
 
+
 def test_ice40_reads_f_and_c_synchronously_by_default(tmp_path, capsys):
     """iCE40 has no LUT-RAM: `subbit synth --target ice40` builds the f/c tables as one
     synchronously read memory per bank (block RAM), ECP5 as one LUT-RAM read asynchronously."""
@@ -117,7 +118,6 @@ def test_ice40_reads_f_and_c_synchronously_by_default(tmp_path, capsys):
     assert main(["synth", "--target", "ecp5", "--lookup", "table", "--fc-read", "async", "--verilog-only",
                  "--build-dir", str(tmp_path / "t")]) != 0
     assert "fc_read='async' needs lookup='compare'" in capsys.readouterr().err
-
 
 # -- errors --------------------------------------------------------------------------------------
 
