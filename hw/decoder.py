@@ -105,7 +105,11 @@ class Decoder(wiring.Component):
         SB = p.sym_bits
         WB = max(1, (D - 1).bit_length())          # way index bits
 
-        m.submodules.window = win = WordWindow(p.window_depth, K, p.words_per_beat, width=17)
+        xs = D > PIPELINE_DEPTH                     # the S4b stage (see the lane datapath)
+        # with S4b the window's take is a register: in copies of it, each for about 6 words
+        take_copies = -(-p.window_depth // 6) if xs else 1
+        m.submodules.window = win = WordWindow(p.window_depth, K, p.words_per_beat, width=17,
+                                               take_copies=take_copies)
         m.submodules.frontend = fe = Frontend(p)
         wiring.connect(m, wiring.flipped(self.i), fe.i)
 
@@ -131,7 +135,10 @@ class Decoder(wiring.Component):
         with m.If(src_valid & src_ready & src.end):
             m.d.sync += pay_done.bit_select(src.tag, 1).eq(1)
 
-        en = Signal()                               # the whole datapath advances (a register)
+        en = Signal(attrs={"keep": 1})              # the whole datapath advances (a register)
+        # copies of `en` (registers made from the same next value): one per lane for its ring
+        # registers, multiplier and state read, so the control logic's `en` drives few loads
+        en_lane = [Signal(name=f"en_lane{j}", attrs={"keep": 1}) for j in range(K)]
         error = Signal(ErrorCode)
         dp_flags = Signal(2)                        # (payload length, final state) checks
         halt = Signal()
@@ -303,7 +310,7 @@ class Decoder(wiring.Component):
             # read a clock ahead (a synchronous read: block RAM where there is no LUT-RAM, as on
             # iCE40): the initial state joins the ring as the beat enters R0. The parser makes
             # a layer ready only after its last state write has landed (Frontend: `few`).
-            m.d.comb += [state_r[j].addr.eq(Cat(issue.way, issue.bank)), state_r[j].en.eq(en)]
+            m.d.comb += [state_r[j].addr.eq(Cat(issue.way, issue.bank)), state_r[j].en.eq(en_lane[j])]
         if p.lookup == "compare":
             with m.If(en & q.valid & q.first):
                 m.d.sync += [Cat(*active).eq(Cat(*shadow)), active_mask.eq(shadow_mask), shadow_busy.eq(0)]
@@ -316,7 +323,6 @@ class Decoder(wiring.Component):
         # and S5: each lane's "needs a word" flag is registered before the lanes' word positions
         # are counted across lanes (the path that limits K >= 4 otherwise: multiplier -> flag ->
         # count, across lanes placed far apart). Further ways are a delay at the ring's closure.
-        xs = D > PIPELINE_DEPTH
         r0m, r1m, r2m, r3m, r4m, r5m = (Signal(meta_layout, name=f"r{n}_meta") for n in range(6))
         r4bm = Signal(meta_layout, name="r4b_meta") if xs else r4m
         with m.If(en):
@@ -340,7 +346,7 @@ class Decoder(wiring.Component):
         for j in range(K):
             mul.append(Multiplier(32 - M - L, M + 1, p.multiplier))
             m.submodules[f"mul{j}"] = mul[j]
-            m.d.comb += [mul[j].a.eq(r2["hi"][j][L:]), mul[j].b.eq(fc[j].f), mul[j].ce.eq(en)]
+            m.d.comb += [mul[j].a.eq(r2["hi"][j][L:]), mul[j].b.eq(fc[j].f), mul[j].ce.eq(en_lane[j])]
         need = r5["need"]                           # lane j renormalises in S5 (valid, active)
         need4 = [Signal(name=f"need4_{j}") for j in range(K)]
         sym = []                                    # the lanes' output symbols (see "output")
@@ -362,10 +368,10 @@ class Decoder(wiring.Component):
             sym.append(s1)
             if p.fc_sync:
                 for b in range(2):
-                    m.d.comb += [fc_r[b][j].addr.eq(s1), fc_r[b][j].en.eq(en)]
+                    m.d.comb += [fc_r[b][j].addr.eq(s1), fc_r[b][j].en.eq(en_lane[j])]
             else:
                 m.d.comb += fc_r[j].addr.eq(Cat(r2s[j], r2m.bank))
-            with m.If(en):
+            with m.If(en_lane[j]):
                 m.d.sync += [r1["hi"][j].eq(hi0), r1["slot"][j].eq(slot0)]
                 if p.lookup == "compare":
                     m.d.sync += r1["therm"][j].eq(therm)
@@ -444,29 +450,32 @@ class Decoder(wiring.Component):
         if xs:
             go = Signal()
             m.d.comb += go.eq(obuf.room & Mux(en, ok_go, ok_stall))
-            m.d.sync += en.eq(~halt_next & go)
+            en_next = ~halt_next & go
             # the window's take, Mux(en, total, 0), as a register of its own (made from next
             # clock's `en` and `total`): keeps `en`'s fan-out off the window's shifter. Only with
             # S4b, where the count comes from registers: else it would join the multiplier's path.
             # The error flags stay off it: after an error (sticky until reset) the window's
             # contents no longer matter.
-            take = Signal.like(total)
-            m.d.sync += take.eq(Mux(go, Mux(en, pre4, total), 0))
-            m.d.comb += win.take.eq(take)
+            takes = [Signal.like(total, name=f"take{c}", attrs={"keep": 1}) for c in range(take_copies)]
+            m.d.sync += [t.eq(Mux(go, Mux(en, pre4, total), 0)) for t in takes]
+            m.d.comb += win.take.eq(takes[0])
+            m.d.comb += [win.take_dup[c - 1].eq(takes[c]) for c in range(1, take_copies)]
         else:
-            m.d.sync += en.eq(~halt_next & obuf.room & Mux(en, ok_go, ok_stall))
+            en_next = ~halt_next & obuf.room & Mux(en, ok_go, ok_stall)
             m.d.comb += win.take.eq(Mux(en, total, 0))
+
+        m.d.sync += [e.eq(en_next) for e in [en, *en_lane]]
 
         # ring closure, with extra delay when the stream has more ways than the pipeline
         for j in range(K):
             ring = xn[j]
             for d in range(D - PIPELINE_DEPTH - xs):
                 reg = Signal(32, name=f"delay{j}_{d}")
-                with m.If(en):
+                with m.If(en_lane[j]):
                     m.d.sync += reg.eq(ring)
                 ring = reg
             x_in = Mux(q.init, state_r[j].data, ring)
-            with m.If(en):
+            with m.If(en_lane[j]):
                 m.d.sync += r0["x"][j].eq(x_in)
             if p.lookup == "table":                 # slot RAM read in step with R0 (data in S0)
                 m.d.comb += [slot_r[j].addr.eq(Cat(x_in[rb:M], q.bank)), slot_r[j].en.eq(en)]

@@ -30,6 +30,10 @@ class WordWindow(wiring.Component):
     words_per_beat : 1 or 2
     width : int
         Bits per word (the decoder stores a 16-bit word and its layer tag).
+    take_copies : int
+        How many equal copies of ``take`` drive the buffer (``take`` and
+        ``take_copies - 1`` more in ``take_dup``, each for its own group of
+        words): a registered ``take`` then drives a fraction of the shifter.
 
     Members
     -------
@@ -42,19 +46,25 @@ class WordWindow(wiring.Component):
         ``level`` as a thermometer code: ``occ[i]`` is ``level > i`` (a register, so
         comparisons of ``level`` with a constant or a small count are a bit select).
     take : In(range(lanes + 1))
+    take_dup : In(ArrayLayout(range(lanes + 1), take_copies - 1))
+        Only with ``take_copies`` > 1: must equal ``take``.
 
     Latency: a pushed word is at the head (and counted in ``level``) the clock
     after it is accepted. Throughput: ``words_per_beat`` in and up to ``lanes``
     out per clock.
     """
 
-    def __init__(self, depth: int, lanes: int, words_per_beat: int = 1, width: int = 16):
+    def __init__(self, depth: int, lanes: int, words_per_beat: int = 1, width: int = 16,
+                 take_copies: int = 1):
         if words_per_beat not in (1, 2):
             raise rejected(self, f"words_per_beat must be 1 or 2, not {words_per_beat!r}")
         if not isinstance(depth, int) or depth < lanes + words_per_beat:
             raise rejected(self, f"window depth must be >= lanes + words_per_beat = "
                               f"{lanes + words_per_beat}, not {depth!r}")
+        if not isinstance(take_copies, int) or not 1 <= take_copies <= depth:
+            raise rejected(self, f"take_copies must be 1 .. depth = {depth}, not {take_copies!r}")
         self.depth, self.lanes, self.wpb, self.width = depth, lanes, words_per_beat, width
+        self.take_copies = take_copies
         self.push_layout = data.StructLayout({"data": data.ArrayLayout(unsigned(width), words_per_beat),
                                               "n": range(words_per_beat + 1)})
         super().__init__({
@@ -63,6 +73,8 @@ class WordWindow(wiring.Component):
             "level": Out(range(depth + 1)),
             "occ": Out(depth),
             "take": In(range(lanes + 1)),
+            **({"take_dup": In(data.ArrayLayout(range(lanes + 1), take_copies - 1))}
+               if take_copies > 1 else {}),
         })
 
     def elaborate(self, platform):
@@ -79,6 +91,10 @@ class WordWindow(wiring.Component):
         with m.If(self.push.valid & self.push.ready):
             m.d.comb += n_in.eq(self.push.payload.n)
 
+        # word i's copy of `take` (groups of consecutive words)
+        takes = [self.take] + ([self.take_dup[c] for c in range(self.take_copies - 1)]
+                               if self.take_copies > 1 else [])
+        take_of = [takes[i * self.take_copies // B] for i in range(B)]
         kept = Signal(range(B + 1))          # words left after the take
         m.d.comb += kept.eq(level - self.take)
         m.d.sync += level.eq(kept + n_in)
@@ -90,7 +106,7 @@ class WordWindow(wiring.Component):
         # makes a mux over the whole buffer for every word)
         occ_x = [occ[i] for i in range(B)] + [Const(0)] * K
         kept_gt = [Signal(name=f"kept_gt{i}") for i in range(B)]
-        m.d.comb += [kept_gt[i].eq(select(occ_x[i:i + K + 1], self.take)) for i in range(B)]
+        m.d.comb += [kept_gt[i].eq(select(occ_x[i:i + K + 1], take_of[i])) for i in range(B)]
 
         def kept_gt_(i):                     # kept > i, for i >= -2
             return Const(1) if i < 0 else kept_gt[i]
@@ -100,10 +116,10 @@ class WordWindow(wiring.Component):
         # (K = 8: 4.4k fewer LUT4 than one (K + 1)-way select per word on ECP5)
         shifted = list(buf)
         for d in range(0, max(1, K.bit_length()), 2):
-            digit = self.take[d:d + 2]
             n_opts = min(4, (K >> d) + 1)
             # reads past the end are don't-cares (the word is replaced by `incoming` there)
-            shifted = [select([shifted[min(i + (a << d), B - 1)] for a in range(n_opts)], digit)
+            shifted = [select([shifted[min(i + (a << d), B - 1)] for a in range(n_opts)],
+                              take_of[i][d:d + 2])
                        for i in range(B)]
         for i in range(B):
             incoming = self.push.payload.data[0]

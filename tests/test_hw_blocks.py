@@ -73,10 +73,11 @@ def test_le_const_equals_the_comparison(width, c):
 
 # -- word window -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("depth,lanes,wpb", [(4, 1, 1), (13, 4, 1), (14, 4, 2), (26, 8, 2)])
-def test_word_window_matches_fifo_model(depth, lanes, wpb):
-    """Random pushes and takes: head, level and occ always equal a deque's."""
-    dut = WordWindow(depth, lanes, wpb, width=16)
+@pytest.mark.parametrize("depth,lanes,wpb,copies", [(4, 1, 1, 1), (13, 4, 1, 3), (14, 4, 2, 1), (26, 8, 2, 5)])
+def test_word_window_matches_fifo_model(depth, lanes, wpb, copies):
+    """Random pushes and takes: head, level and occ always equal a deque's (with ``copies``
+    copies of ``take``, each driving its own group of words)."""
+    dut = WordWindow(depth, lanes, wpb, width=16, take_copies=copies)
     rng = random.Random(depth * 100 + lanes)
     model = deque()
     counter = iter(range(1, 1 << 20))
@@ -93,6 +94,8 @@ def test_word_window_matches_fifo_model(depth, lanes, wpb):
             n = rng.randint(0, wpb)
             words = [next(counter) & 0xFFFF for _ in range(n)]
             ctx.set(dut.take, take)
+            for c in range(copies - 1):
+                ctx.set(dut.take_dup[c], take)
             ctx.set(dut.push.valid, rng.random() < 0.8)
             ctx.set(dut.push.payload.n, n)
             for k, w in enumerate(words):
@@ -113,6 +116,12 @@ def test_word_window_matches_fifo_model(depth, lanes, wpb):
 def test_word_window_rejects_too_small_depth(depth, lanes, wpb):
     with pytest.raises(SubbitError, match=f"not {depth}"):
         WordWindow(depth, lanes, wpb)
+
+
+@pytest.mark.parametrize("copies", [0, 14, 2.0])
+def test_word_window_rejects_bad_take_copies(copies):
+    with pytest.raises(SubbitError, match=f"not {copies!r}"):
+        WordWindow(13, 4, 1, take_copies=copies)
 
 
 async def drain(ctx, o, got, clocks):
