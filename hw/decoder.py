@@ -457,7 +457,8 @@ class Decoder(wiring.Component):
             # The error flags stay off it: after an error (sticky until reset) the window's
             # contents no longer matter.
             takes = [Signal.like(total, name=f"take{c}", attrs={"keep": 1}) for c in range(take_copies)]
-            m.d.sync += [t.eq(Mux(go, Mux(en, pre4, total), 0)) for t in takes]
+            take_next = Mux(go, Mux(en, pre4, total), 0)
+            m.d.sync += [t.eq(take_next) for t in takes]
             m.d.comb += win.take.eq(takes[0])
             m.d.comb += [win.take_dup[c - 1].eq(takes[c]) for c in range(1, take_copies)]
         else:

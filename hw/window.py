@@ -92,8 +92,7 @@ class WordWindow(wiring.Component):
             m.d.comb += n_in.eq(self.push.payload.n)
 
         # word i's copy of `take` (groups of consecutive words)
-        takes = [self.take] + ([self.take_dup[c] for c in range(self.take_copies - 1)]
-                               if self.take_copies > 1 else [])
+        takes = [self.take, *(self.take_dup[c] for c in range(self.take_copies - 1))]
         take_of = [takes[i * self.take_copies // B] for i in range(B)]
         kept = Signal(range(B + 1))          # words left after the take
         m.d.comb += kept.eq(level - self.take)
