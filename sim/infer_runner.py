@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from ..hw.mac import MacParams
 from ..hw.params import DecoderParams
-from .runner import SimError, _locked, _patched_environ, build_dir_root, run_bench, toolchain_env
+from .runner import SimError, _patched_environ, build_dir_root, cached_build, run_bench, toolchain_env
 
 __all__ = ["InferBuild", "build", "run"]
 
@@ -37,21 +37,20 @@ def build(decoder: DecoderParams, mac: MacParams | None = None) -> InferBuild:
     digest = hashlib.sha256(src.encode()).hexdigest()[:12]
     d = os.path.join(build_dir_root(), "sim", "verilator",
                      f"infer_K{decoder.lanes}_S{decoder.max_symbols}_A{mac.act_depth}_P{mac.max_positions}_{digest}")
-    with _locked(d):
-        if not os.path.exists(os.path.join(d, "built.ok")):
-            path = os.path.join(d, f"{TOP}.v")
-            with open(path, "w") as fh:
-                fh.write(src)
-            from cocotb_tools.runner import get_runner
-            log = os.path.join(d, "build.log")
-            try:
-                with _patched_environ(env):
-                    get_runner("verilator").build(sources=[path], hdl_toplevel=TOP, build_dir=d, log_file=log,
-                                                  build_args=["-Wno-fatal", "-Wno-lint", "-Wno-style"])
-            except (SystemExit, Exception) as e:
-                raise SimError(f"verilator build of {TOP} failed ({type(e).__name__}); see {log}") from None
-            with open(os.path.join(d, "built.ok"), "w") as fh:
-                fh.write(digest)
+    def make():
+        path = os.path.join(d, f"{TOP}.v")
+        with open(path, "w") as fh:
+            fh.write(src)
+        from cocotb_tools.runner import get_runner
+        log = os.path.join(d, "build.log")
+        try:
+            with _patched_environ(env):
+                get_runner("verilator").build(sources=[path], hdl_toplevel=TOP, build_dir=d, log_file=log,
+                                              build_args=["-Wno-fatal", "-Wno-lint", "-Wno-style"])
+        except (SystemExit, Exception) as e:
+            raise SimError(f"verilator build of {TOP} failed ({type(e).__name__}); see {log}") from None
+
+    cached_build(d, digest, make)
     return InferBuild(decoder, mac, d)
 
 

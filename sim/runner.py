@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import hashlib
 import json
 import os
@@ -17,10 +18,12 @@ import numpy as np
 from ..hw.params import DecoderParams
 from ..model.errors import SubbitError
 
-__all__ = ["SIMULATORS", "SimError", "build_dir_root", "toolchain_env", "Build", "build", "run"]
+__all__ = ["SIMULATORS", "SimError", "build_dir_root", "toolchain_env", "cached_build", "Build", "build", "run"]
 
 SIMULATORS = ("verilator", "icarus")
 TB_MODULE = "subbit.sim.tb"
+CACHE_KEEP = 64           # finished builds kept per cache directory (least recently used go first)
+CACHE_GRACE_S = 3600      # never evict a build used within the last hour (another process may be running it)
 
 
 class SimError(SubbitError):
@@ -76,6 +79,47 @@ def _locked(path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def cached_build(d: str, digest: str, make) -> None:
+    """Run ``make()`` once for cache entry ``d`` (safe across processes); later calls only mark it used.
+
+    ``built.ok`` (holding ``digest``) marks a finished build; its mtime is the last use. After a
+    build, the precompiled headers Verilator leaves behind (two ~70 MB ``*.gch`` per model, needed
+    only while compiling) are deleted, and the directory's finished builds beyond the
+    :data:`CACHE_KEEP` most recently used (and unused for :data:`CACHE_GRACE_S`) are removed, so the
+    cache stays bounded (~2 MB per build) however often the RTL changes. Failed builds are kept
+    for their logs.
+    """
+    stamp = os.path.join(d, "built.ok")
+    with _locked(d):
+        if os.path.exists(stamp):
+            os.utime(stamp)
+            return
+        make()
+        for f in glob.glob(os.path.join(d, "**", "*.gch"), recursive=True):
+            os.remove(f)
+        with open(stamp, "w") as fh:
+            fh.write(digest)
+    _evict(os.path.dirname(d))
+
+
+def _evict(root: str, keep: int = CACHE_KEEP) -> None:
+    import time
+    done = []
+    for e in os.scandir(root):
+        with contextlib.suppress(OSError):
+            done.append((os.stat(os.path.join(e.path, "built.ok")).st_mtime, e.path))
+    done.sort(reverse=True)
+    for mtime, path in done[keep:]:
+        if time.time() - mtime < CACHE_GRACE_S:
+            continue
+        with open(os.path.join(path, ".lock"), "w") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue                     # being built or checked right now
+            shutil.rmtree(path, ignore_errors=True)
+
+
 @dataclass(frozen=True)
 class Build:
     """A compiled simulation model of one decoder configuration."""
@@ -102,34 +146,32 @@ def build(params: DecoderParams, simulator: str = "verilator", *, waves: bool = 
     src = generate_params(params)
     digest = hashlib.sha256(src.encode()).hexdigest()[:12]
     d = os.path.join(build_dir_root(), "sim", simulator, f"{_tag(params)}_{digest}" + ("_waves" if waves else ""))
-    with _locked(d):
-        stamp = os.path.join(d, "built.ok")
-        if not os.path.exists(stamp):
-            sources = [os.path.join(d, f"{TOP}.v")]
-            with open(sources[0], "w") as fh:
-                fh.write(src)
-            if params.multiplier == "ecp5":          # vendor primitive: behavioural model
-                from ..hw.mul import MULT18X18D_SIM
-                sources.append(os.path.join(d, "mult18x18d_sim.v"))
-                with open(sources[1], "w") as fh:
-                    fh.write(MULT18X18D_SIM)
-            from cocotb_tools.runner import get_runner
-            runner = get_runner(simulator)
-            kw = {"build_args": ["-Wno-fatal", "-Wno-lint", "-Wno-style"]} if simulator == "verilator" else \
-                {"timescale": ("1ns", "1ps"),
-                 # Yosys' Verilog wakes every ``always @*`` once through a ``reg x = 0`` declaration;
-                 # under -g2012 (cocotb's default) Icarus initialises such regs without an event,
-                 # so combinational blocks whose inputs never change stay X. -g2005 keeps the event.
-                 "build_args": ["-g2005"]}
-            log = os.path.join(d, "build.log")
-            try:
-                with _patched_environ(env):
-                    runner.build(sources=sources, hdl_toplevel=TOP, build_dir=d,
-                                 waves=waves, log_file=log, **kw)
-            except (SystemExit, Exception) as e:   # cocotb raises CalledProcessError / SystemExit
-                raise SimError(f"{simulator} build failed ({type(e).__name__}); see {log}") from None
-            with open(stamp, "w") as fh:
-                fh.write(digest)
+    def make():
+        sources = [os.path.join(d, f"{TOP}.v")]
+        with open(sources[0], "w") as fh:
+            fh.write(src)
+        if params.multiplier == "ecp5":          # vendor primitive: behavioural model
+            from ..hw.mul import MULT18X18D_SIM
+            sources.append(os.path.join(d, "mult18x18d_sim.v"))
+            with open(sources[1], "w") as fh:
+                fh.write(MULT18X18D_SIM)
+        from cocotb_tools.runner import get_runner
+        runner = get_runner(simulator)
+        kw = {"build_args": ["-Wno-fatal", "-Wno-lint", "-Wno-style"]} if simulator == "verilator" else \
+            {"timescale": ("1ns", "1ps"),
+             # Yosys' Verilog wakes every ``always @*`` once through a ``reg x = 0`` declaration;
+             # under -g2012 (cocotb's default) Icarus initialises such regs without an event,
+             # so combinational blocks whose inputs never change stay X. -g2005 keeps the event.
+             "build_args": ["-g2005"]}
+        log = os.path.join(d, "build.log")
+        try:
+            with _patched_environ(env):
+                runner.build(sources=sources, hdl_toplevel=TOP, build_dir=d,
+                             waves=waves, log_file=log, **kw)
+        except (SystemExit, Exception) as e:   # cocotb raises CalledProcessError / SystemExit
+            raise SimError(f"{simulator} build failed ({type(e).__name__}); see {log}") from None
+
+    cached_build(d, digest, make)
     return Build(params, simulator, d)
 
 

@@ -229,3 +229,31 @@ def test_real_network_bit_exact_at_full_rate(ccexam_codes, lanes):
     assert res["weights"] == sum(c.size for c in ccexam_codes)
     assert res["weights_per_cycle"] >= 0.99 * lanes
     assert res["first_weight_latency_cycles"] == res["header_words_before_first_weight"] + FIRST_WEIGHT_CLOCKS
+
+
+def test_build_cache_builds_once_drops_headers_and_stays_bounded(tmp_path):
+    """The simulation build cache: one build per entry, no precompiled headers kept, LRU-bounded."""
+    import os
+    calls = []
+
+    def make_in(d):
+        def make():
+            calls.append(d)
+            with open(os.path.join(d, "Vtop__pch.h.fast.gch"), "w") as fh:
+                fh.write("x" * 1000)
+            with open(os.path.join(d, "Vtop"), "w") as fh:
+                fh.write("exe")
+        return make
+
+    entries = [str(tmp_path / f"e{i}") for i in range(5)]
+    for i, d in enumerate(entries):
+        runner.cached_build(d, f"digest{i}", make_in(d))
+        os.utime(os.path.join(d, "built.ok"), (1000 + i, 1000 + i))    # long unused, oldest first
+    assert calls == entries
+    runner.cached_build(entries[0], "digest0", make_in(entries[0]))  # hit: no rebuild, marked used
+    assert calls == entries
+    assert os.listdir(entries[0]).count("Vtop") == 1
+    assert not any(f.endswith(".gch") for d in entries for f in os.listdir(d))
+    runner._evict(str(tmp_path), keep=2)
+    # entries[0] was just used (and is within the grace period); of the rest only the newest survives
+    assert sorted(os.listdir(tmp_path)) == ["e0", "e4"]
