@@ -27,6 +27,7 @@ LANES, PROB_BITS, LOOKUPS = (1, 2, 4, 8), (10, 12, 14), ("compare", "table")
 MEASURE = "subbit.sim.rtl_decode.measure"
 MEASURED_KEYS = ("weights_per_cycle", "first_weight_latency_cycles", "header_words", "layer_switch_bubbles")
 AREA_KEYS = ("luts", "ffs", "carry", "dsps", "brams", "lutram", "logic_cells", "lut_depth", "fmax_mhz")
+PNR_KEYS = ("device", "tools", "freq_target_mhz", "fmax_by_seed")
 
 
 def measure_function():
@@ -69,7 +70,7 @@ def run_point(point: dict, target: str, build_root: str, freq_mhz=None, seed=1, 
             res = flow.synthesize(verilog, top, target, os.path.join(build_root, _tag(point)),
                                   freq_mhz=freq_mhz, seed=seed, jobs=jobs)
             row.update({k: res[k] for k in AREA_KEYS})
-            row.update({"device": res["device"], "tools": res["tools"], "freq_target_mhz": res["freq_target_mhz"]})
+            row.update({k: res[k] for k in PNR_KEYS if k in res})
         except SubbitError as e:
             row["error"] = str(e)
     fn = measure_function() if measure and point.get("design", "decoder") == "decoder" else None
@@ -139,6 +140,10 @@ def rtl_markdown(rows: list[dict], *, command: str, source: str | None = None, p
                                    for w, ks in sorted(ways.items(), key=lambda i: min(i[1])))
     fixed_s = ", ".join(f"{k}={'default (the pipeline depth)' if v is None else v}" for k, v in fixed.items())
     freq = f"nextpnr `--freq {ok['freq_target_mhz']:g}`" if ok.get("freq_target_mhz") else "no place and route"
+    seeds = list(ok.get("fmax_by_seed") or {})
+    if len(seeds) > 1:
+        freq += (f", seeds {', '.join(map(str, seeds))}: Fmax is the median run's (the lower middle one for an "
+                 "even count), the range over the seeds in brackets; the other columns are the same for every seed")
     out = ["## RTL decoder: area, Fmax, throughput, latency (`subbit bench rtl`)", "",
            f"Command: `{command}`. Target: {ok.get('device', '?')}; {tools}; {freq}. "
            f"Decoder {fixed_s}" + (f", source: {source}" if source else "") + ". Every figure comes from a "
@@ -162,8 +167,10 @@ def rtl_markdown(rows: list[dict], *, command: str, source: str | None = None, p
             out.append(head + f"| failed [{len(notes)}] |" + " |" * 13)
             continue
         wps = r.get("weights_per_s")
+        by_seed = list((r.get("fmax_by_seed") or {}).values())
+        fmax = _fmt(r["fmax_mhz"], ".1f") + (f" ({min(by_seed):.1f}–{max(by_seed):.1f})" if len(by_seed) > 1 else "")
         out.append(head + f"| {r['luts']} | {r['ffs']} | {r['carry']} | {r['dsps']} | {r['brams']} | {r['lutram']} "
-                   f"| {_fmt(r['logic_cells'])} | {r['lut_depth']} | {_fmt(r['fmax_mhz'], '.1f')} "
+                   f"| {_fmt(r['logic_cells'])} | {r['lut_depth']} | {fmax} "
                    f"| {_fmt(r.get('weights_per_cycle'), '.3f')} | {_fmt(wps and wps / 1e6, '.1f')} "
                    f"| {_fmt(r.get('weights_per_s_per_lut'), '.0f')} | {_first(r)} "
                    f"| {_fmt(r.get('layer_switch_bubbles'), '.1f')} |")
@@ -230,6 +237,10 @@ def source_state() -> str | None:
     return f"commit {head}" + (" with uncommitted changes in hw/" if dirty else "")
 
 
+def _seeds(seed):
+    return ",".join(map(str, seed)) if isinstance(seed, tuple) else seed
+
+
 def _command(args):
     cmd = ["subbit bench rtl", f"--target {args.target}"]
     if args.quick:
@@ -242,7 +253,7 @@ def _command(args):
     for opt, val in (("--max-symbols", args.max_symbols if args.max_symbols != 15 else None),
                      ("--word-width", args.word_width if args.word_width != 16 else None),
                      ("--ways", args.ways), ("--fc-read", args.fc_read), ("--freq", args.freq),
-                     ("--seed", args.seed if args.seed != 1 else None)):
+                     ("--seed", _seeds(args.seed) if args.seed != 1 else None)):
         if val is not None:
             cmd.append(f"{opt} {val:g}" if isinstance(val, float) else f"{opt} {val}")
     return " ".join(cmd)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -49,6 +50,17 @@ def _progress(prefix):
     return lambda msg: print(f"{prefix}: [{time.monotonic() - t0:6.1f} s] {msg}", file=sys.stderr, flush=True)
 
 
+def seed_list(text: str):
+    """``--seed``: one non-negative int, or a comma-separated list of distinct ones."""
+    try:
+        seeds = [int(t) for t in text.split(",")]
+    except ValueError:
+        seeds = None
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"expected a seed or distinct seeds like 1,2,3, not {text!r}")
+    return seeds[0] if len(seeds) == 1 else tuple(seeds)
+
+
 def format_report(r: dict) -> str:
     """A short human-readable table of a :func:`subbit.fpga.flow.synthesize` result."""
     c = r["cells"]
@@ -65,7 +77,11 @@ def format_report(r: dict) -> str:
         rows.append(("logic cells", r["logic_cells"], f"nextpnr {comb} used"
                      + (", scan wrapper included" if r["target"] == "ice40" else "")))
     if r["fmax_mhz"] is not None:
-        rows.append(("Fmax", f"{r['fmax_mhz']:.1f} MHz", f"nextpnr report, target {r['freq_target_mhz']:g} MHz"))
+        by_seed = r.get("fmax_by_seed", {})
+        how = f"nextpnr report, target {r['freq_target_mhz']:g} MHz"
+        if len(by_seed) > 1:
+            how += f"; median of seeds {', '.join(f'{s}: {f:.1f}' for s, f in by_seed.items())}"
+        rows.append(("Fmax", f"{r['fmax_mhz']:.1f} MHz", how))
     rows.append(("LUT depth", r["lut_depth"], "synth -lut 4; ltp -noff"))
     out = [f"{r['top']} on {r['device']}"]
     out += [f"  {name:<14}{val!s:>12}  {how}".rstrip() for name, val, how in rows]
@@ -127,7 +143,9 @@ def add_design_args(p):
     p.add_argument("--freq", type=float, default=None, metavar="MHZ",
                    help="nextpnr target frequency (default 200 on ECP5, 50 on iCE40); Fmax is what "
                    "nextpnr achieves, met or not")
-    p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    p.add_argument("--seed", type=seed_list, default=1, metavar="S[,S...]",
+                   help="nextpnr placement seed (default 1); several, e.g. 1,2,3, place and route once "
+                   "per seed and report the median Fmax")
     p.add_argument("--multiplier", choices=["generic", "ecp5"], default=None,
                    help="lane multiplier (default: ecp5, a MULT18X18D with its registers, on the ecp5 "
                    "target; generic elsewhere)")

@@ -43,7 +43,10 @@ What the keys count
     placed, including carry, LUT-RAM and route-through LUTs) or ``ICESTORM_LC.used`` (iCE40).
 ``fmax_mhz``
     ``min`` over clocks of ``fmax[<clock>].achieved`` in nextpnr's ``--report`` JSON (``None`` for
-    generic). ``fmax_by_clock`` has each clock.
+    generic). ``fmax_by_clock`` has each clock. With several placement seeds, nextpnr runs once per
+    seed and ``fmax_mhz`` is the median run's (the lower middle one for an even count, so always
+    a measured placement); ``fmax_by_seed`` has every run, ``seed`` names the median run, whose
+    report also gives ``fmax_by_clock``, ``logic_cells`` and ``utilization``.
 ``lut_depth``
     LUT levels of the longest path between flip-flops, memories and ports: ``ltp -noff`` after
     ``synth -flatten -lut 4`` (``synth_generic.ys``), for every target. Carry chains are counted
@@ -73,6 +76,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 
@@ -284,7 +288,7 @@ def read_ports(verilog: str, top: str, build_dir: str, timeout: float | None = N
 # -- the flow -----------------------------------------------------------------------------------
 
 def synthesize(verilog: str, top: str, target: str, build_dir: str, *, freq_mhz: float | None = None,
-               seed: int = 1, pnr_args: tuple[str, ...] = (), jobs: int = 1, timeout: float | None = None,
+               seed: int | Sequence[int] = 1, pnr_args: tuple[str, ...] = (), jobs: int = 1, timeout: float | None = None,
                progress=None) -> dict:
     """Synthesize (and place and route) ``verilog`` with top module ``top`` for ``target``.
 
@@ -301,12 +305,13 @@ def synthesize(verilog: str, top: str, target: str, build_dir: str, *, freq_mhz:
     freq_mhz : float, optional
         nextpnr's ``--freq`` target (default: 200 for ECP5, 50 for iCE40). Fmax is what nextpnr
         achieved, met or not (``--timing-allow-fail``).
-    seed : int
-        nextpnr ``--seed``.
+    seed : int or sequence of int
+        nextpnr ``--seed``; several seeds run nextpnr once each (logs ``<target>_nextpnr.log`` for
+        the first, ``<target>_nextpnr_seed<S>.log`` for the others) and report the median Fmax.
     pnr_args : tuple of str
         Extra nextpnr arguments.
     jobs : int
-        2 runs place and route and the LUT-depth synthesis at the same time.
+        More than 1 runs place and route (each seed) and the LUT-depth synthesis that many at a time.
     timeout : float, optional
         Seconds allowed per tool run.
     progress : callable, optional
@@ -317,18 +322,21 @@ def synthesize(verilog: str, top: str, target: str, build_dir: str, *, freq_mhz:
     dict
         ``target``, ``device``, ``top``, ``luts``, ``ffs``, ``dsps``, ``brams``, ``carry``,
         ``lutram``, ``fmax_mhz``, ``lut_depth``, ``logic_cells``, ``fmax_by_clock``,
-        ``freq_target_mhz``, ``cells``, ``wrapper`` (iCE40 only), ``utilization``, ``tools``,
-        ``seconds``, ``files``.
+        ``freq_target_mhz``, ``fmax_by_seed``, ``seed``, ``cells``, ``wrapper`` (iCE40 only),
+        ``utilization``, ``tools``, ``seconds``, ``files``.
 
     Raises
     ------
     ValueError
-        Unknown target.
+        Unknown target, or no / a repeated / a negative seed.
     ToolNotFoundError, SynthesisError, PlaceRouteError
         A step failed; the message names the step and its log file.
     """
     if target not in TARGETS:
         raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
+    seeds = (seed,) if isinstance(seed, int) else tuple(seed)
+    if not seeds or len(set(seeds)) != len(seeds) or any(not isinstance(x, int) or x < 0 for x in seeds):
+        raise ValueError(f"seed must be a non-negative int or distinct non-negative ints, not {seed!r}")
     spec = TARGETS[target]
     say = progress or (lambda msg: None)
     build_dir = os.path.abspath(build_dir)
@@ -382,44 +390,63 @@ def synthesize(verilog: str, top: str, target: str, build_dir: str, *, freq_mhz:
     dstep, dlog = "yosys synth -lut 4 (LUT depth)", path("generic_yosys.log")
     files.update({"depth_log": dlog, "ltp": path("generic_ltp.txt")})
     freq = float(freq_mhz if freq_mhz is not None else spec["freq"])
-    pstep, plog, rpt = spec["pnr"].removeprefix("yowasp-"), path(f"{target}_nextpnr.log"), \
-        path(f"{target}_report.json")
+    pstep = spec["pnr"].removeprefix("yowasp-")
+    runs = {}                                   # seed -> (log, report)
+    for i, sd in enumerate(seeds):
+        sfx = "" if i == 0 else f"_seed{sd}"
+        runs[sd] = (path(f"{target}_nextpnr{sfx}.log"), path(f"{target}_report{sfx}.json"))
+    plog, rpt = runs[seeds[0]]
     files.update({"pnr_log": plog, "report": rpt, "netlist": path(f"{target}_netlist.json")})
-    if os.path.exists(rpt):
-        os.remove(rpt)
-    args = [*spec["pnr_args"], "--json", f"{target}_netlist.json", "--report", os.path.basename(rpt),
-            "--freq", f"{freq:g}", "--seed", str(seed), "--timing-allow-fail", "-l", os.path.basename(plog),
-            *pnr_args]
+    if len(seeds) > 1:
+        files.update({"pnr_logs": {sd: lg for sd, (lg, _) in runs.items()},
+                      "reports": {sd: rp for sd, (_, rp) in runs.items()}})
+    for _, r in runs.values():
+        if os.path.exists(r):
+            os.remove(r)
 
     def depth():
         say(f"{dstep} (log: {dlog})")
         timed("yosys_depth", _yosys, dstep, "synth_generic.ys", dlog, build_dir, timeout)
 
-    def pnr():
-        say(f"{pstep} at {freq:g} MHz (log: {plog})")
-        timed("nextpnr", _run, pstep, spec["pnr"], args, plog, build_dir, PlaceRouteError, timeout)
+    def pnr(sd):
+        lg, rp = runs[sd]
+        args = [*spec["pnr_args"], "--json", f"{target}_netlist.json", "--report", os.path.basename(rp),
+                "--freq", f"{freq:g}", "--seed", str(sd), "--timing-allow-fail", "-l", os.path.basename(lg),
+                *pnr_args]
+        say(f"{pstep} at {freq:g} MHz, seed {sd} (log: {lg})")
+        timed("nextpnr" if sd == seeds[0] else f"nextpnr_seed{sd}", _run, pstep, spec["pnr"], args, lg,
+              build_dir, PlaceRouteError, timeout)
 
     if jobs > 1:
-        with ThreadPoolExecutor(2) as ex:
-            done = [ex.submit(depth), ex.submit(pnr)]
+        with ThreadPoolExecutor(jobs) as ex:
+            done = [ex.submit(pnr, seeds[0]), ex.submit(depth)] + [ex.submit(pnr, sd) for sd in seeds[1:]]
         for f in done:
             f.result()
     else:
-        pnr()  # first: a design that does not fit fails fast
+        pnr(seeds[0])  # first: a design that does not fit fails fast
         depth()
+        for sd in seeds[1:]:
+            pnr(sd)
     res["lut_depth"] = _lut_depth(files["ltp"], dstep, dlog)
 
-    if not os.path.exists(rpt):
-        raise PlaceRouteError(pstep, f"nextpnr wrote no timing report {rpt}", plog)
-    report = _load_json(rpt, pstep, PlaceRouteError, plog)
-    # nextpnr-ice40 lists constant nets feeding clock pins (unused RAM/DSP clocks) as clocks
-    fmax = {clk: float(v["achieved"]) for clk, v in report.get("fmax", {}).items()
-            if "achieved" in v and not re.match(r"\$PACKER_(GND|VCC)_NET", clk)}
-    if not fmax:
-        raise PlaceRouteError(pstep, f"no clock with an achieved Fmax in {rpt} (is the design clocked?)", plog)
+    placed = {}                                 # seed -> (Fmax, by clock, report)
+    for sd, (lg, rp) in runs.items():
+        if not os.path.exists(rp):
+            raise PlaceRouteError(pstep, f"nextpnr wrote no timing report {rp}", lg)
+        report = _load_json(rp, pstep, PlaceRouteError, lg)
+        # nextpnr-ice40 lists constant nets feeding clock pins (unused RAM/DSP clocks) as clocks
+        fmax = {clk: float(v["achieved"]) for clk, v in report.get("fmax", {}).items()
+                if "achieved" in v and not re.match(r"\$PACKER_(GND|VCC)_NET", clk)}
+        if not fmax:
+            raise PlaceRouteError(pstep, f"no clock with an achieved Fmax in {rp} (is the design clocked?)", lg)
+        placed[sd] = (min(fmax.values()), fmax, report)
+    ranked = sorted(seeds, key=lambda sd: placed[sd][0])
+    med = ranked[(len(ranked) - 1) // 2]        # the lower middle: a placement that was measured
+    fmax_mhz, fmax, report = placed[med]
     util = {bel: {"used": u["used"], "available": u["available"]}
             for bel, u in sorted(report.get("utilization", {}).items()) if u.get("used")}
-    res.update({"fmax_mhz": min(fmax.values()), "fmax_by_clock": fmax, "freq_target_mhz": freq,
+    res.update({"fmax_mhz": fmax_mhz, "fmax_by_clock": fmax, "freq_target_mhz": freq,
+                "fmax_by_seed": {sd: placed[sd][0] for sd in seeds}, "seed": med,
                 "logic_cells": util.get(spec["comb"], {}).get("used", 0), "utilization": util})
     res["tools"]["nextpnr"] = spec["pnr"]
     if not os.environ.get(_env_var(spec["pnr"])):

@@ -6,6 +6,7 @@ generic LUTs); the decoder on ECP5 and the documented manual commands are ``slow
 
 import json
 import os
+import pathlib
 import re
 import shutil
 import subprocess
@@ -64,6 +65,26 @@ def test_ecp5_counter(tmp_path):
     from subbit.fpga.cli import format_report
     text = format_report(r)
     assert f"{r['fmax_mhz']:.1f} MHz" in text and "LUT4 sites" in text
+
+
+def test_several_seeds_report_the_median_run(tmp_path, capsys):
+    r = flow.synthesize(counter_verilog(32), "counter", "ecp5", tmp_path, seed=(3, 1, 2), jobs=2)
+    by_seed = r["fmax_by_seed"]
+    assert list(by_seed) == [3, 1, 2] and r["seed"] in by_seed
+    assert r["fmax_mhz"] == sorted(by_seed.values())[1] == by_seed[r["seed"]]
+    for s, f in by_seed.items():     # each seed's own report, its own log
+        rpt = json.loads(pathlib.Path(r["files"]["reports"][s]).read_text())
+        assert f == min(v["achieved"] for v in rpt["fmax"].values())
+        assert "Max frequency for clock" in pathlib.Path(r["files"]["pnr_logs"][s]).read_text()
+    assert len(set(r["files"]["pnr_logs"].values())) == 3
+    assert r["files"]["pnr_log"].endswith("ecp5_nextpnr.log") and r["files"]["pnr_logs"][1].endswith("_seed1.log")
+    for bad in ((), (1, 1), (-1,)):
+        with pytest.raises(ValueError, match="seed must be"):
+            flow.synthesize(counter_verilog(8), "counter", "ecp5", tmp_path, seed=bad)
+    with pytest.raises(SystemExit) as e:      # argparse's usage error
+        main(["synth", "--design", "counter", "--seed", "1,x", "--build-dir", str(tmp_path / "b")])
+    assert e.value.code == 2
+    assert "expected a seed or distinct seeds like 1,2,3, not '1,x'" in capsys.readouterr().err
 
 
 def test_ice40_counter_behind_the_scan_wrapper(tmp_path):
@@ -315,6 +336,11 @@ def test_rtl_markdown_and_plot(tmp_path):
     rows[2]["ways"], rows[3]["ways"] = 7, 7
     md = bench.rtl_markdown(rows, command="subbit bench rtl")
     assert "ways=default (K=1) / 7 (K=2, 8)," in md
+    # several seeds: the median and the range
+    for r in rows[1:3]:
+        r["fmax_by_seed"] = {1: r["fmax_mhz"], 2: r["fmax_mhz"] - 10, 3: r["fmax_mhz"] + 5}
+    md = bench.rtl_markdown(rows, command="subbit bench rtl --seed 1,2,3")
+    assert "| 9 | 100.0 (90.0–105.0) | 0.500 |" in md and "seeds 1, 2, 3: Fmax is the median run's" in md
 
 
 def test_recommended_ways():
