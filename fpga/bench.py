@@ -195,7 +195,8 @@ def rtl_markdown(rows: list[dict], *, command: str, source: str | None = None, p
 
 
 def plot(rows: list[dict], path: str) -> str:
-    """PNG: LUT4 sites, Fmax and (when measured) Mweights/s over K, one line per (M, lookup)."""
+    """PNG: LUT4 sites, Fmax (a bar over the seeds' range when several ran) and (when measured)
+    Mweights/s over K, one line per (M, lookup)."""
     from matplotlib.figure import Figure
     dec = [r for r in rows if r.get("design", "decoder") == "decoder" and "error" not in r]
     panels = [("luts", "LUT4 sites", 1), ("fmax_mhz", "Fmax (MHz)", 1), ("weights_per_s", "Mweights/s", 1e-6)]
@@ -211,6 +212,11 @@ def plot(rows: list[dict], path: str) -> str:
             if pts:
                 ax.plot(*zip(*pts), marker="o", color=colors[m], linestyle="-" if lk == "compare" else "--",
                         label=f"M={m} {lk}")
+            if key == "fmax_mhz":                # the range over placement seeds, when several ran
+                spans = [(r["lanes"], min(v), max(v)) for r in dec if (r["prob_bits"], r["lookup"]) == (m, lk)
+                         for v in [list((r.get("fmax_by_seed") or {}).values())] if len(v) > 1]
+                if spans:
+                    ax.vlines(*zip(*spans), color=colors[m], alpha=0.5, linewidth=3)
         ax.set_xscale("log", base=2)
         ax.set_xticks(LANES, [str(k) for k in LANES])
         ax.set_xlabel("lanes K")

@@ -341,6 +341,7 @@ def test_rtl_markdown_and_plot(tmp_path):
         r["fmax_by_seed"] = {1: r["fmax_mhz"], 2: r["fmax_mhz"] - 10, 3: r["fmax_mhz"] + 5}
     md = bench.rtl_markdown(rows, command="subbit bench rtl --seed 1,2,3")
     assert "| 9 | 100.0 (90.0–105.0) | 0.500 |" in md and "seeds 1, 2, 3: Fmax is the median run's" in md
+    assert os.path.getsize(bench.plot(rows, str(tmp_path / "p2.png"))) > 1000
 
 
 def test_recommended_ways():
