@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from subbit.hw.params import FIRST_WEIGHT_CLOCKS, DecoderParams, ErrorCode
+from subbit.hw.params import FIRST_WEIGHT_CLOCKS, DecoderParams, ErrorCode, recommended_ways
 from subbit.model import rans, stream
 from subbit.model.errors import DecodeError
 from subbit.model.faults import refix_payload
@@ -218,11 +218,12 @@ def ccexam_codes():
     return ccexam_codes(3)
 
 
-@pytest.mark.parametrize("lanes", [1, 4])
+@pytest.mark.parametrize("lanes", [1, 2, 4])
 def test_real_network_bit_exact_at_full_rate(ccexam_codes, lanes):
     """ccexam MNIST CNN (421k weights, 3-bit RTN): bit-exact, >= 0.99*K weights per clock, the
-    first weight header words + FIRST_WEIGHT_CLOCKS clocks after the first word."""
-    p = DecoderParams(lanes=lanes, max_symbols=7)
+    first weight header words + FIRST_WEIGHT_CLOCKS clocks after the first word; built with the
+    ways `subbit bench rtl` uses (the S4b stage from two lanes)."""
+    p = DecoderParams(lanes=lanes, max_symbols=7, ways=recommended_ways(lanes))
     hw, words = make_stream(p, ccexam_codes)
     res = decode_words(words, hw, p.stream_config, p, "verilator")
     assert res["bit_exact"], {k: v for k, v in res.items() if k != "codes"}

@@ -18,7 +18,7 @@ from subbit.sim import runner
 CONFIGS = {
     "K1-M12-compare": DecoderParams(lanes=1, prob_bits=12, max_symbols=15, word_width=16),
     "K4-M10-w32-compare": DecoderParams(lanes=4, prob_bits=10, max_symbols=15, word_width=32),
-    # the S4b stage (ways > 6): the configuration `subbit bench rtl` builds for K >= 4
+    # the S4b stage (ways > 6): the configuration `subbit bench rtl` builds for K >= 2
     "K4-M10-w32-compare-D7": DecoderParams(lanes=4, prob_bits=10, max_symbols=15, word_width=32, ways=7),
 }
 
