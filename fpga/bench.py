@@ -116,6 +116,11 @@ def sweep(points: list[dict], *, target: str, build_root: str, jobs: int = 2, fr
     return rows
 
 
+def _seed_fmax(r) -> list:
+    """The row's Fmax per placement seed (empty for a single-seed run)."""
+    return list((r.get("fmax_by_seed") or {}).values())
+
+
 def _fmt(v, spec=""):
     return "" if v is None else format(v, spec)
 
@@ -167,7 +172,7 @@ def rtl_markdown(rows: list[dict], *, command: str, source: str | None = None, p
             out.append(head + f"| failed [{len(notes)}] |" + " |" * 13)
             continue
         wps = r.get("weights_per_s")
-        by_seed = list((r.get("fmax_by_seed") or {}).values())
+        by_seed = _seed_fmax(r)
         fmax = _fmt(r["fmax_mhz"], ".1f") + (f" ({min(by_seed):.1f}–{max(by_seed):.1f})" if len(by_seed) > 1 else "")
         out.append(head + f"| {r['luts']} | {r['ffs']} | {r['carry']} | {r['dsps']} | {r['brams']} | {r['lutram']} "
                    f"| {_fmt(r['logic_cells'])} | {r['lut_depth']} | {fmax} "
@@ -214,7 +219,7 @@ def plot(rows: list[dict], path: str) -> str:
                         label=f"M={m} {lk}")
             if key == "fmax_mhz":                # the range over placement seeds, when several ran
                 spans = [(r["lanes"], min(v), max(v)) for r in dec if (r["prob_bits"], r["lookup"]) == (m, lk)
-                         for v in [list((r.get("fmax_by_seed") or {}).values())] if len(v) > 1]
+                         for v in [_seed_fmax(r)] if len(v) > 1]
                 if spans:
                     ax.vlines(*zip(*spans), color=colors[m], alpha=0.5, linewidth=3)
         ax.set_xscale("log", base=2)

@@ -52,13 +52,12 @@ def _progress(prefix):
 
 def seed_list(text: str):
     """``--seed``: one non-negative int, or a comma-separated list of distinct ones."""
+    from subbit.fpga.flow import seed_tuple
     try:
-        seeds = [int(t) for t in text.split(",")]
+        seeds = seed_tuple([int(t) for t in text.split(",")])
     except ValueError:
-        seeds = None
-    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
-        raise argparse.ArgumentTypeError(f"expected a seed or distinct seeds like 1,2,3, not {text!r}")
-    return seeds[0] if len(seeds) == 1 else tuple(seeds)
+        raise argparse.ArgumentTypeError(f"expected a seed or distinct seeds like 1,2,3, not {text!r}") from None
+    return seeds[0] if len(seeds) == 1 else seeds
 
 
 def format_report(r: dict) -> str:

@@ -83,7 +83,7 @@ from importlib import metadata
 from subbit.model.errors import SubbitError
 
 __all__ = ["TARGETS", "FlowError", "ToolNotFoundError", "SynthesisError", "PlaceRouteError",
-           "synthesize", "read_ports", "tool_path"]
+           "synthesize", "read_ports", "seed_tuple", "tool_path"]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -287,6 +287,14 @@ def read_ports(verilog: str, top: str, build_dir: str, timeout: float | None = N
 
 # -- the flow -----------------------------------------------------------------------------------
 
+def seed_tuple(seed: int | Sequence[int]) -> tuple[int, ...]:
+    """``seed`` as a tuple of nextpnr seeds; ValueError unless one or more distinct non-negative ints."""
+    seeds = (seed,) if isinstance(seed, int) else tuple(seed)
+    if not seeds or len(set(seeds)) != len(seeds) or any(not isinstance(x, int) or x < 0 for x in seeds):
+        raise ValueError(f"seed must be a non-negative int or distinct non-negative ints, not {seed!r}")
+    return seeds
+
+
 def synthesize(verilog: str, top: str, target: str, build_dir: str, *, freq_mhz: float | None = None,
                seed: int | Sequence[int] = 1, pnr_args: tuple[str, ...] = (), jobs: int = 1, timeout: float | None = None,
                progress=None) -> dict:
@@ -334,9 +342,7 @@ def synthesize(verilog: str, top: str, target: str, build_dir: str, *, freq_mhz:
     """
     if target not in TARGETS:
         raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
-    seeds = (seed,) if isinstance(seed, int) else tuple(seed)
-    if not seeds or len(set(seeds)) != len(seeds) or any(not isinstance(x, int) or x < 0 for x in seeds):
-        raise ValueError(f"seed must be a non-negative int or distinct non-negative ints, not {seed!r}")
+    seeds = seed_tuple(seed)
     spec = TARGETS[target]
     say = progress or (lambda msg: None)
     build_dir = os.path.abspath(build_dir)

@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,7 +104,6 @@ def cached_build(d: str, digest: str, make) -> None:
 
 
 def _evict(root: str, keep: int = CACHE_KEEP) -> None:
-    import time
     done = []
     for e in os.scandir(root):
         with contextlib.suppress(OSError):
