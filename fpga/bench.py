@@ -263,7 +263,8 @@ def _command(args):
                 cmd.append(f"{opt} {' '.join(map(str, val))}")
     for opt, val in (("--max-symbols", args.max_symbols if args.max_symbols != 15 else None),
                      ("--word-width", args.word_width if args.word_width != 16 else None),
-                     ("--ways", args.ways), ("--fc-read", args.fc_read), ("--freq", args.freq),
+                     ("--ways", args.ways), ("--fc-read", args.fc_read),
+                     ("--window", args.window), ("--freq", args.freq),
                      ("--seed", _seeds(args.seed) if args.seed != 1 else None)):
         if val is not None:
             cmd.append(f"{opt} {val:g}" if isinstance(val, float) else f"{opt} {val}")
@@ -272,7 +273,7 @@ def _command(args):
 
 def cmd_bench_rtl(args):
     from subbit import results
-    from subbit.fpga.cli import default_fc_read, default_multiplier
+    from subbit.fpga.cli import default_fc_read, default_multiplier, default_window
     from subbit.hw.params import recommended_ways
     t0 = time.monotonic()
     if args.redraw:
@@ -285,7 +286,8 @@ def cmd_bench_rtl(args):
             {"design": "decoder", "lanes": k, "prob_bits": m, "lookup": lk, "max_symbols": args.max_symbols,
              "word_width": args.word_width, "ways": args.ways if args.ways is not None else recommended_ways(k),
              "multiplier": args.multiplier or default_multiplier(args.target), "prefetch": args.prefetch,
-             "fc_read": args.fc_read or default_fc_read(args.target)}
+             "fc_read": args.fc_read or default_fc_read(args.target),
+             "window": args.window or default_window(args.target)}
             for k in args.lanes for m in args.prob_bits for lk in args.lookup]
         measure = measure_function() is not None and not args.no_measure
         if not measure:

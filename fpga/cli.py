@@ -14,7 +14,7 @@ __all__ = ["register", "design_verilog", "format_report"]
 
 #: The decoder's generator parameters, in the order of ``subbit.hw.verilog.generate``.
 DECODER_PARAMS = ("lanes", "prob_bits", "max_symbols", "word_width", "lookup", "ways", "multiplier", "prefetch",
-                  "fc_read")
+                  "fc_read", "window")
 
 
 def default_multiplier(target: str) -> str:
@@ -26,6 +26,12 @@ def default_fc_read(target: str) -> str | None:
     """The f/c read for a target: synchronous on iCE40 (no LUT-RAM: block RAM instead of
     flip-flops, K1-M12 3,905 -> 2,517 logic cells), else the decoder's default."""
     return "sync" if target == "ice40" else None
+
+
+def default_window(target: str) -> str | None:
+    """The payload window for a target: the shift register on iCE40 (no distributed RAM there,
+    so the ring's RAM copies would be flip-flops and wide muxes), else the decoder's default."""
+    return "shift" if target == "ice40" else None
 
 
 COUNTER_WIDTH = 32
@@ -95,6 +101,7 @@ def cmd_synth(args):
     params = {k: getattr(args, k) for k in DECODER_PARAMS}
     params["multiplier"] = params["multiplier"] or default_multiplier(args.target)
     params["fc_read"] = params["fc_read"] or default_fc_read(args.target)
+    params["window"] = params["window"] or default_window(args.target)
     if params["multiplier"] == "ecp5" and args.target != "ecp5":
         raise SubbitError(f"--multiplier ecp5 instantiates an ECP5 MULT18X18D; it cannot be built for "
                           f"--target {args.target!r} (use --multiplier generic)")
@@ -153,6 +160,9 @@ def add_design_args(p):
     p.add_argument("--fc-read", choices=["async", "sync"], default=None,
                    help="how the lanes read f/c (default: sync on ice40, where block RAM then holds them; "
                    "else async, LUT-RAM, for compare)")
+    p.add_argument("--window", choices=["shift", "ring"], default=None,
+                   help="payload word window: shift (a register file) or ring (LUT-RAM, one copy per lane); "
+                   "default: shift on ice40 (no LUT-RAM), else the decoder's choice for K (docs/decoder.md)")
 
 
 def register(sub):

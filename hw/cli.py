@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from .mul import MULTIPLIERS
-from .params import LOOKUPS, PIPELINE_DEPTH
+from .params import LOOKUPS, PIPELINE_DEPTH, WINDOWS, default_window
 
 
 def add_decoder_args(p):
@@ -27,6 +27,9 @@ def add_decoder_args(p):
     p.add_argument("--fc-read", choices=["async", "sync"], default=None,
                    help="how the lanes read f/c: async (LUT-RAM, the default for compare) or sync "
                    "(block RAM where there is no LUT-RAM; always with --lookup table)")
+    p.add_argument("--window", choices=WINDOWS, default=None,
+                   help="payload word window: shift (a register file) or ring (LUT-RAM, one copy per "
+                   "lane); default: " + ", ".join(f"K={k}: {default_window(k)}" for k in (1, 2, 4, 8)))
 
 
 def params_from_args(args):
@@ -34,7 +37,7 @@ def params_from_args(args):
     return DecoderParams(lanes=args.lanes, prob_bits=args.prob_bits, max_symbols=args.max_symbols,
                          word_width=args.word_width, lookup=args.lookup, ways=args.ways,
                          multiplier=args.multiplier, prefetch=args.prefetch,
-                         fc_read=args.fc_read)
+                         fc_read=args.fc_read, window=args.window)
 
 
 def register(sub):
@@ -60,5 +63,6 @@ def cmd_verilog(args):
     print(f"{args.output}: module {TOP}, lanes={params.lanes} M={params.prob_bits} ways={params.ways} "
           f"max_symbols={params.max_symbols} ({params.code_bits}-bit codes) word_width={params.word_width} "
           f"lookup={params.lookup} multiplier={params.multiplier} prefetch={params.prefetch} "
-          f"fc_read={'sync' if params.fc_sync else 'async'}; i__payload {params.word_width + 1} bits, "
+          f"fc_read={'sync' if params.fc_sync else 'async'} "
+          f"window={'ring' if params.ring_window else 'shift'}; i__payload {params.word_width + 1} bits, "
           f"o__payload {Shape.cast(output_layout(params)).width} bits, status 6 bits", file=sys.stderr)

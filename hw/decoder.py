@@ -14,7 +14,7 @@ from .mul import Multiplier
 from .outbuf import OutputBuffer
 from .prefetch import PrefetchFIFO
 from .params import PIPELINE_DEPTH, DecoderParams, ErrorCode
-from .window import WordWindow
+from .window import RingWindow, WordWindow
 
 __all__ = ["Decoder", "output_layout", "status_layout"]
 
@@ -107,9 +107,14 @@ class Decoder(wiring.Component):
 
         xs = D > PIPELINE_DEPTH                     # the S4b stage (see the lane datapath)
         # with S4b the window's take is a register: in copies of it, each for about 6 words
-        take_copies = -(-p.window_depth // 6) if xs else 1
-        m.submodules.window = win = WordWindow(p.window_depth, K, p.words_per_beat, width=17,
-                                               take_copies=take_copies)
+        ring = p.ring_window
+        take_copies = -(-p.window_depth // 6) if xs and not ring else 1
+        if ring:     # lane j's word (and the one after the lanes' words) read at its own address;
+            # each word is stored with its layer's tag and a "word is 0" flag (the final-state test)
+            win = RingWindow(p.window_depth, K, K + 1, p.words_per_beat, width=18)
+        else:
+            win = WordWindow(p.window_depth, K, p.words_per_beat, width=17, take_copies=take_copies)
+        m.submodules.window = win
         m.submodules.frontend = fe = Frontend(p)
         wiring.connect(m, wiring.flipped(self.i), fe.i)
 
@@ -128,7 +133,7 @@ class Decoder(wiring.Component):
         m.d.comb += [win.push.valid.eq(src_valid & ~marker), win.push.payload.n.eq(src.n),
                      src_ready.eq(win.push.ready | marker)]
         for k in range(p.words_per_beat):
-            m.d.comb += win.push.payload.data[k].eq(Cat(src.data[k], src.tag))
+            m.d.comb += win.push.payload.data[k].eq(Cat(src.data[k], src.tag, *([src.data[k] == 0] if ring else [])))
         pay_done = Signal(2)
         with m.If(fe.loading.we):
             m.d.sync += pay_done.bit_select(fe.loading.bank, 1).eq(0)
@@ -335,7 +340,10 @@ class Decoder(wiring.Component):
         L = p.mul_split                             # x >> M = hh * 2**L + hl; DSP: f * hh
         r3 = stage("r3", hl=max(L, 1), f=M + 1, r=M)
         r4 = stage("r4", q=M + 2 + L)
-        r5 = stage("r5", x=32, need=1, pre=range(K + 1))
+        # ring window with S4b: the final-state test's comparisons of x are made in S4b, so in S5
+        # only the word's "is 0" flag, read from the ring's RAM, is on the path to the check
+        early_at_l = ring and xs
+        r5 = stage("r5", x=32, need=1, pre=range(K + 1), **({"x_one": 1, "x_l": 1} if early_at_l else {}))
         r4b = stage("r4b", x=32, need=1) if xs else None
         r2s = None if p.fc_sync else stage("r2", s=SB)["s"]
         # S2's f and c, per lane
@@ -398,19 +406,24 @@ class Decoder(wiring.Component):
                 if xs:
                     m.d.sync += [r4b["x"][j].eq(x1), r4b["need"][j].eq(need4[j]),
                                  r5["x"][j].eq(r4b["x"][j]), r5["need"][j].eq(r4b["need"][j])]
+                    if early_at_l:
+                        m.d.sync += [r5["x_one"][j].eq(r4b["x"][j][:16] == 1),
+                                     r5["x_l"][j].eq(r4b["x"][j] == RANS_L)]
                 else:
                     m.d.sync += [r5["x"][j].eq(x1), r5["need"][j].eq(need4[j])]
             m.d.comb += need4[j].eq(r4m.valid & r4m.act[j] & rn)
         # S4 (S4b) also counts the words the lanes < j will take (lane j's word position in the
         # window head), so S5's word select and the window's take start from registers
         pre4 = Const(0, range(K + 1))
-        for j in range(K):
-            with m.If(en):
-                m.d.sync += r5["pre"][j].eq(pre4)
-            pre4 = pre4 + (r4b["need"][j] if xs else need4[j])
         total = Signal(range(K + 1))                # words the lanes take in S5
-        with m.If(en):
-            m.d.sync += total.eq(pre4)
+        for j in range(K + 1):
+            r5_pre = r5["pre"][j] if j < K else total
+            with m.If(en):
+                m.d.sync += r5_pre.eq(pre4)
+            if ring:                                # the ring reads S5's words from registers
+                m.d.comb += win.offset[j].eq(Mux(en, pre4, r5_pre))
+            if j < K:
+                pre4 = pre4 + (r4b["need"][j] if xs else need4[j])
 
         # S5: renormalise from the word window; lane j takes the word after those of lanes < j.
         # Each word carries its layer's bank as a tag: a lane reaching a word of the next
@@ -420,16 +433,24 @@ class Decoder(wiring.Component):
         at_l = []
         for j in range(K):
             prefix = r5["pre"][j]
-            word = select([win.head[k] for k in range(j + 1)], prefix) if j else win.head[0]
+            if ring:
+                word = win.word[j]
+            else:
+                word = select([win.head[k] for k in range(j + 1)], prefix) if j else win.head[0]
             m.d.comb += xn[j].eq(Mux(need[j], Cat(word[:16], r5["x"][j][:16]), r5["x"][j]))
             # the new state is L = 2**16 exactly: tested on the sources of the mux above
-            at_l.append(Mux(need[j], (r5["x"][j][:16] == 1) & (word[:16] == 0), r5["x"][j] == RANS_L))
+            if early_at_l:
+                at_l.append(Mux(need[j], r5["x_one"][j] & word[17], r5["x_l"][j]))
+            elif ring:
+                at_l.append(Mux(need[j], (r5["x"][j][:16] == 1) & word[17], r5["x"][j] == RANS_L))
+            else:
+                at_l.append(Mux(need[j], (r5["x"][j][:16] == 1) & (word[:16] == 0), r5["x"][j] == RANS_L))
             here = win.occ.bit_select(prefix, 1)             # prefix < level
             ovr.append(need[j] & Mux(here, word[16] != r5m.bank, pay_done.bit_select(r5m.bank, 1)))
         m.d.comb += overrun.eq(Cat(*ovr).any())
         # after the layer's last beat no word of it may remain (its last beat only proceeds
         # once the end of its payload has reached the window, see `en` below)
-        nxt_word = select([win.head[k] for k in range(K + 1)], total)
+        nxt_word = win.word[K] if ring else select([win.head[k] for k in range(K + 1)], total)
         underrun = win.occ.bit_select(total, 1) & (nxt_word[16] == r5m.bank)   # total < level
 
         m.submodules.out_buf = obuf = OutputBuffer(output_layout(p))

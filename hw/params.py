@@ -10,7 +10,8 @@ from ..model import rans
 from ..model.errors import SubbitError
 from ..model.stream import StreamConfig
 
-__all__ = ["PIPELINE_DEPTH", "LAYER_CHECK_CLOCKS", "FIRST_WEIGHT_CLOCKS", "LOOKUPS", "recommended_ways",
+__all__ = ["PIPELINE_DEPTH", "LAYER_CHECK_CLOCKS", "FIRST_WEIGHT_CLOCKS", "LOOKUPS", "WINDOWS", "recommended_ways",
+           "default_window",
            "DecoderParams", "ErrorCode", "rejected"]
 
 
@@ -37,6 +38,7 @@ LAYER_CHECK_CLOCKS = 5
 #: (A first layer of at most ``lanes`` weights is ready with its check word: one clock more.)
 FIRST_WEIGHT_CLOCKS = 4
 LOOKUPS = ("compare", "table")
+WINDOWS = ("shift", "ring")
 WORD_WIDTHS = (16, 32)
 
 
@@ -46,6 +48,15 @@ def recommended_ways(lanes: int) -> int:
     (docs/architecture.md; K=2 M=12 on ECP5, median of 3 seeds: 143.6 MHz with 6 ways, 164.1
     with 7). Streams and the other tools default to ``PIPELINE_DEPTH``."""
     return PIPELINE_DEPTH + (lanes >= 2)
+
+
+def default_window(lanes: int) -> str:
+    """The payload window a decoder of ``lanes`` lanes gets unless told (``DecoderParams.window``):
+    the ring buffer from 4 lanes, else the shift register. Measured on ECP5 (M=12, ways=7, median
+    of seeds 1-3, ``subbit synth --window shift|ring``): K=8 109.9 -> 131.9 MHz and 7,407 -> 5,156
+    LUT4 sites (the 8-word shift was the critical path); K=4 3,809 -> 3,136 sites at about the same
+    Fmax (docs/architecture.md)."""
+    return "ring" if lanes >= 4 else "shift"
 
 
 class ErrorCode(enum.Enum, shape=4):
@@ -108,6 +119,11 @@ class DecoderParams:
         (``subbit synth --target ice40`` uses it) K1-M12 measured 3,905 -> 2,517 logic
         cells; on ECP5 it is slower from 4 lanes (docs/architecture.md). Cycle
         behaviour is identical.
+    window : None, "shift" or "ring"
+        The payload word window (`subbit.hw.window`). ``"shift"``: a register file whose words
+        move up by the words taken, each lane selecting from its head. ``"ring"``: a ring buffer
+        in distributed RAM, one copy per lane read at a registered address, so no word moves.
+        None: :func:`default_window`. Cycle behaviour is identical.
     """
     lanes: int = 1
     prob_bits: int = 12
@@ -118,6 +134,7 @@ class DecoderParams:
     multiplier: str = "generic"
     prefetch: int = 32
     fc_read: str | None = None
+    window: str | None = None
 
     def __post_init__(self):
         if self.lanes not in rans.LANES_ALLOWED:
@@ -139,6 +156,8 @@ class DecoderParams:
         if self.fc_read == "async" and self.lookup == "table":
             raise SubbitError("fc_read='async' needs lookup='compare' (the slot table's symbol is "
                               "known a clock later; lookup='table' reads f/c synchronously)")
+        if self.window not in (None,) + WINDOWS:
+            raise SubbitError(f"window must be 'shift' or 'ring', not {self.window!r}")
         if self.multiplier not in ("generic", "ecp5"):
             raise SubbitError(f"multiplier must be 'generic' or 'ecp5', not {self.multiplier!r}")
         if not (isinstance(self.ways, int) and PIPELINE_DEPTH <= self.ways <= rans.MAX_WAYS):
@@ -149,6 +168,11 @@ class DecoderParams:
     def fc_sync(self) -> bool:
         """f/c are read synchronously, issued in S1 (``fc_read``)."""
         return self.fc_read == "sync" or self.lookup == "table"
+
+    @property
+    def ring_window(self) -> bool:
+        """The payload window is a ring buffer (``window``, else :func:`default_window`)."""
+        return (self.window or default_window(self.lanes)) == "ring"
 
     @property
     def layer_check_clocks(self) -> int:

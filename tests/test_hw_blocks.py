@@ -18,9 +18,9 @@ from subbit.hw.frontend import Frontend
 from subbit.hw.logic import le_const, select
 from subbit.hw.mul import Multiplier
 from subbit.hw.outbuf import OutputBuffer
-from subbit.hw.params import DecoderParams, ErrorCode
+from subbit.hw.params import DecoderParams, ErrorCode, default_window
 from subbit.hw.prefetch import PrefetchFIFO
-from subbit.hw.window import WordWindow
+from subbit.hw.window import RingWindow, WordWindow
 from subbit.model import stream
 from subbit.model.errors import SubbitError
 
@@ -122,6 +122,61 @@ def test_word_window_rejects_too_small_depth(depth, lanes, wpb):
 def test_word_window_rejects_bad_take_copies(copies):
     with pytest.raises(SubbitError, match=f"not {copies!r}"):
         WordWindow(13, 4, 1, take_copies=copies)
+
+
+@pytest.mark.parametrize("depth,lanes,wpb", [(4, 1, 1), (13, 4, 1), (14, 4, 2), (25, 8, 1), (26, 8, 2)])
+def test_ring_window_matches_fifo_model(depth, lanes, wpb):
+    """Random pushes, takes and read offsets: level, occ and every reader's word (named a clock
+    earlier, relative to the words held after that clock's take) equal a deque's."""
+    readers = lanes + 1
+    dut = RingWindow(depth, lanes, readers, wpb, width=16)
+    rng = random.Random(depth * 100 + lanes + 7)
+    model = deque()
+    counter = iter(range(1, 1 << 20))
+    asked = [None] * readers
+    checked = 0
+
+    async def bench(ctx):
+        nonlocal checked
+        for _ in range(800):
+            level = ctx.get(dut.level)
+            assert level == len(model)
+            assert ctx.get(dut.occ) == (1 << level) - 1
+            got = ctx.get(dut.word)
+            for r, off in enumerate(asked):
+                if off is not None and off < level:
+                    assert got[r] == model[off], f"reader {r}, offset {off}"
+                    checked += 1
+            take = rng.randint(0, min(level, lanes))
+            n = rng.randint(0, wpb)
+            words = [next(counter) & 0xFFFF for _ in range(n)]
+            ctx.set(dut.take, take)
+            for r in range(readers):
+                asked[r] = rng.randint(0, lanes)
+                ctx.set(dut.offset[r], asked[r])
+            ctx.set(dut.push.valid, rng.random() < 0.8)
+            ctx.set(dut.push.payload.n, n)
+            for k, w in enumerate(words):
+                ctx.set(dut.push.payload.data[k], w)
+            accepted = ctx.get(dut.push.valid) and ctx.get(dut.push.ready)
+            assert ctx.get(dut.push.ready) == (level <= depth - wpb)
+            await ctx.tick()
+            for _ in range(take):
+                model.popleft()
+            if accepted:
+                model.extend(words)
+            assert len(model) <= depth
+
+    simulate(dut, bench)
+    assert checked > 400                # most clocks compared words
+
+
+@pytest.mark.parametrize("kw,bad", [(dict(depth=4, lanes=4, readers=5), "not 4"),
+                                    (dict(depth=13, lanes=4, readers=0), "not 0"),
+                                    (dict(depth=13, lanes=4, readers=5, words_per_beat=3), "not 3")])
+def test_ring_window_rejects_bad_parameters(kw, bad):
+    with pytest.raises(SubbitError, match=bad):
+        RingWindow(**kw)
 
 
 async def drain(ctx, o, got, clocks):
@@ -253,6 +308,17 @@ def test_fc_read_choices():
     with pytest.raises(SubbitError, match="fc_read='async' needs lookup='compare'"):
         DecoderParams(lookup="table", fc_read="async")
 
+
+
+def test_window_choices():
+    """The payload window is what was asked for, else the default for the lane count; a bad
+    choice is rejected with the value quoted."""
+    for k in (1, 2, 4, 8):
+        assert DecoderParams(lanes=k).ring_window == (default_window(k) == "ring")
+        assert DecoderParams(lanes=k, window="ring").ring_window
+        assert not DecoderParams(lanes=k, window="shift").ring_window
+    with pytest.raises(SubbitError, match="not 'fifo'"):
+        DecoderParams(window="fifo")
 
 # -- parser ------------------------------------------------------------------------------------------
 

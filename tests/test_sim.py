@@ -14,7 +14,7 @@ from subbit.sim.rtl_decode import decode_words, pack_beats
 
 # Hand-picked configurations: the reference (K=1, compare), wide bus + 4 lanes with the
 # synchronous f/c read (the iCE40 build's), 8-bit layers through the slot table, and the widest
-# datapath (with the S4b stage and a ring delay: ways=8).
+# datapath (with the S4b stage and a ring delay: ways=8; the ring-buffer window, K=8's default).
 CONFIGS = {
     "K1-M12-compare": DecoderParams(lanes=1, prob_bits=12, max_symbols=15, word_width=16),
     "K4-M10-w32-compare-sync": DecoderParams(lanes=4, prob_bits=10, max_symbols=15, word_width=32,
@@ -218,11 +218,12 @@ def ccexam_codes():
     return ccexam_codes(3)
 
 
-@pytest.mark.parametrize("lanes", [1, 2, 4])
+@pytest.mark.parametrize("lanes", [1, 2, 4, 8])
 def test_real_network_bit_exact_at_full_rate(ccexam_codes, lanes):
     """ccexam MNIST CNN (421k weights, 3-bit RTN): bit-exact, >= 0.99*K weights per clock, the
     first weight header words + FIRST_WEIGHT_CLOCKS clocks after the first word; built with the
-    ways `subbit bench rtl` uses (the S4b stage from two lanes)."""
+    ways `subbit bench rtl` uses (the S4b stage from two lanes) and the default window (the ring
+    buffer at K=8)."""
     p = DecoderParams(lanes=lanes, max_symbols=7, ways=recommended_ways(lanes))
     hw, words = make_stream(p, ccexam_codes)
     res = decode_words(words, hw, p.stream_config, p, "verilator")
