@@ -86,8 +86,8 @@ class Decoder(wiring.Component):
     Errors: parse errors (header words, tables, check words, ``last``) are
     flagged on ``status.error`` at most 3 clocks after the offending word is
     accepted; the per-layer final-state and payload-length checks at most
-    ``LAYER_CHECK_CLOCKS`` = 5 (7 with ``ways > 6``) clocks after the layer's ``last`` beat leaves ``o``
-    (``docs/decoder.md``).
+    ``LAYER_CHECK_CLOCKS`` = 5 (7 with ``ways > 6``, 8 with the ring window and ``ways > 7``) clocks
+    after the layer's ``last`` beat leaves ``o`` (``DecoderParams.layer_check_clocks``, ``docs/decoder.md``).
     """
 
     def __init__(self, params: DecoderParams = DecoderParams()):
@@ -108,6 +108,9 @@ class Decoder(wiring.Component):
         xs = D > PIPELINE_DEPTH                     # the S4b stage (see the lane datapath)
         # with S4b the window's take is a register: in copies of it, each for about 6 words
         ring = p.ring_window
+        # with the ring window, a second extra way is a stage S4c: S4b's count of the lanes'
+        # word flags is registered before it makes the window's read addresses
+        xc = ring and D > PIPELINE_DEPTH + 1
         take_copies = -(-p.window_depth // 6) if xs and not ring else 1
         if ring:     # lane j's word (and the one after the lanes' words) read at its own address;
             # each word is stored with its layer's tag and a "word is 0" flag (the final-state test)
@@ -330,10 +333,13 @@ class Decoder(wiring.Component):
         # count, across lanes placed far apart). Further ways are a delay at the ring's closure.
         r0m, r1m, r2m, r3m, r4m, r5m = (Signal(meta_layout, name=f"r{n}_meta") for n in range(6))
         r4bm = Signal(meta_layout, name="r4b_meta") if xs else r4m
+        r4cm = Signal(meta_layout, name="r4c_meta") if xc else r4bm
         with m.If(en):
-            m.d.sync += [r0m.eq(q), r1m.eq(r0m), r2m.eq(r1m), r3m.eq(r2m), r4m.eq(r3m), r5m.eq(r4bm)]
+            m.d.sync += [r0m.eq(q), r1m.eq(r0m), r2m.eq(r1m), r3m.eq(r2m), r4m.eq(r3m), r5m.eq(r4cm)]
             if xs:
                 m.d.sync += r4bm.eq(r4m)
+            if xc:
+                m.d.sync += r4cm.eq(r4bm)
         r0 = stage("r0", x=32)
         r1 = stage("r1", hi=32 - M, slot=M, therm=max(S - 1, 1), s=SB)
         r2 = stage("r2", hi=32 - M, slot=M)
@@ -345,6 +351,7 @@ class Decoder(wiring.Component):
         early_at_l = ring and xs
         r5 = stage("r5", x=32, need=1, pre=range(K + 1), **({"x_one": 1, "x_l": 1} if early_at_l else {}))
         r4b = stage("r4b", x=32, need=1) if xs else None
+        r4c = stage("r4c", x=32, need=1, pre=range(K + 1)) if xc else None
         r2s = None if p.fc_sync else stage("r2", s=SB)["s"]
         # S2's f and c, per lane
         fc = ([fc_layout(Mux(r2m.bank, fc_r[1][j].data, fc_r[0][j].data)) for j in range(K)] if p.fc_sync
@@ -403,7 +410,13 @@ class Decoder(wiring.Component):
                 x1 = (pl + q4)[:32]
                 low_carry = (pl[:16] + q4[:16])[16]
                 rn = (pl[16:32] == 0) & (q4[16:] == 0 if len(q4) > 16 else Const(1)) & ~low_carry
-                if xs:
+                if xc:
+                    m.d.sync += [r4b["x"][j].eq(x1), r4b["need"][j].eq(need4[j]),
+                                 r4c["x"][j].eq(r4b["x"][j]), r4c["need"][j].eq(r4b["need"][j]),
+                                 r5["x"][j].eq(r4c["x"][j]), r5["need"][j].eq(r4c["need"][j]),
+                                 r5["x_one"][j].eq(r4c["x"][j][:16] == 1),
+                                 r5["x_l"][j].eq(r4c["x"][j] == RANS_L)]
+                elif xs:
                     m.d.sync += [r4b["x"][j].eq(x1), r4b["need"][j].eq(need4[j]),
                                  r5["x"][j].eq(r4b["x"][j]), r5["need"][j].eq(r4b["need"][j])]
                     if early_at_l:
@@ -414,16 +427,24 @@ class Decoder(wiring.Component):
             m.d.comb += need4[j].eq(r4m.valid & r4m.act[j] & rn)
         # S4 (S4b) also counts the words the lanes < j will take (lane j's word position in the
         # window head), so S5's word select and the window's take start from registers
+        # (with S4c registered once more: `pre_in` is what enters S5)
         pre4 = Const(0, range(K + 1))
         total = Signal(range(K + 1))                # words the lanes take in S5
+        total4c = Signal(range(K + 1)) if xc else None
         for j in range(K + 1):
             r5_pre = r5["pre"][j] if j < K else total
+            pre_in = pre4
+            if xc:
+                pre_in = r4c["pre"][j] if j < K else total4c
+                with m.If(en):
+                    m.d.sync += pre_in.eq(pre4)
             with m.If(en):
-                m.d.sync += r5_pre.eq(pre4)
+                m.d.sync += r5_pre.eq(pre_in)
             if ring:                                # the ring reads S5's words from registers
-                m.d.comb += win.offset[j].eq(Mux(en, pre4, r5_pre))
+                m.d.comb += win.offset[j].eq(Mux(en, pre_in, r5_pre))
             if j < K:
                 pre4 = pre4 + (r4b["need"][j] if xs else need4[j])
+        total_in = pre_in                           # the count of the beat entering S5
 
         # S5: renormalise from the word window; lane j takes the word after those of lanes < j.
         # Each word carries its layer's bank as a tag: a lane reaching a word of the next
@@ -465,7 +486,7 @@ class Decoder(wiring.Component):
         def ok(r, words):
             done = pay_done.bit_select(r.bank, 1)
             return ~r.valid | done | (words & ~r.last)
-        ok_go = ok(r4bm, win.occ[2 * K - 1])         # level >= 2K
+        ok_go = ok(r4cm, win.occ[2 * K - 1])         # level >= 2K
         ok_stall = ok(r5m, win.occ[K - 1])          # level >= K
         halt_next = halt | (fe.error != ErrorCode.NONE) | dp_flags_r.any()
         if xs:
@@ -478,7 +499,7 @@ class Decoder(wiring.Component):
             # The error flags stay off it: after an error (sticky until reset) the window's
             # contents no longer matter.
             takes = [Signal.like(total, name=f"take{c}", attrs={"keep": 1}) for c in range(take_copies)]
-            take_next = Mux(go, Mux(en, pre4, total), 0)
+            take_next = Mux(go, Mux(en, total_in, total), 0)
             m.d.sync += [t.eq(take_next) for t in takes]
             m.d.comb += win.take.eq(takes[0])
             m.d.comb += [win.take_dup[c - 1].eq(takes[c]) for c in range(1, take_copies)]
@@ -491,7 +512,7 @@ class Decoder(wiring.Component):
         # ring closure, with extra delay when the stream has more ways than the pipeline
         for j in range(K):
             ring = xn[j]
-            for d in range(D - PIPELINE_DEPTH - xs):
+            for d in range(D - PIPELINE_DEPTH - xs - xc):
                 reg = Signal(32, name=f"delay{j}_{d}")
                 with m.If(en_lane[j]):
                     m.d.sync += reg.eq(ring)

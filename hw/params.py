@@ -99,7 +99,9 @@ class DecoderParams:
         ``PIPELINE_DEPTH`` becomes a ring stage (S4b) that takes the lanes' word
         counting off the multiplier's path: K = 4 at M = 12 measured 122 -> 149 MHz
         with ``ways=7`` (ECP5-25K, ``subbit bench rtl`` at 776c251), at 2K more header words per layer
-        (:func:`recommended_ways`).
+        (:func:`recommended_ways`). With the ring window the second extra way is a stage too
+        (S4c: the word count is registered before it makes the window's read addresses; K=8 M=12
+        131.9 -> 140.7 MHz, docs/architecture.md); further ways are delay registers.
     prefetch : 0 or a power of two in 16..4096
         Payload words the parser may run ahead of the lanes (a FIFO), so the
         next layer's header is parsed while the current layer still decodes.
@@ -176,8 +178,9 @@ class DecoderParams:
 
     @property
     def layer_check_clocks(self) -> int:
-        """:data:`LAYER_CHECK_CLOCKS` for this configuration (two more with the S4b stage)."""
-        return LAYER_CHECK_CLOCKS + 2 * (self.ways > PIPELINE_DEPTH)
+        """:data:`LAYER_CHECK_CLOCKS` for this configuration (two more with the S4b stage, one
+        more with S4c: the ring window and ``ways`` >= 8)."""
+        return LAYER_CHECK_CLOCKS + 2 * (self.ways > PIPELINE_DEPTH) + (self.ring_window and self.ways > PIPELINE_DEPTH + 1)
 
     @classmethod
     def for_stream(cls, config: StreamConfig, **kw) -> "DecoderParams":
