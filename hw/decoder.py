@@ -136,7 +136,8 @@ class Decoder(wiring.Component):
         m.d.comb += [win.push.valid.eq(src_valid & ~marker), win.push.payload.n.eq(src.n),
                      src_ready.eq(win.push.ready | marker)]
         for k in range(p.words_per_beat):
-            m.d.comb += win.push.payload.data[k].eq(Cat(src.data[k], src.tag, *([src.data[k] == 0] if ring else [])))
+            zero = [src.data[k] == 0] if ring else []      # the ring stores a "word is 0" flag too
+            m.d.comb += win.push.payload.data[k].eq(Cat(src.data[k], src.tag, *zero))
         pay_done = Signal(2)
         with m.If(fe.loading.we):
             m.d.sync += pay_done.bit_select(fe.loading.bank, 1).eq(0)
@@ -511,13 +512,13 @@ class Decoder(wiring.Component):
 
         # ring closure, with extra delay when the stream has more ways than the pipeline
         for j in range(K):
-            ring = xn[j]
+            back = xn[j]                            # the state going round again
             for d in range(D - PIPELINE_DEPTH - xs - xc):
                 reg = Signal(32, name=f"delay{j}_{d}")
                 with m.If(en_lane[j]):
-                    m.d.sync += reg.eq(ring)
-                ring = reg
-            x_in = Mux(q.init, state_r[j].data, ring)
+                    m.d.sync += reg.eq(back)
+                back = reg
+            x_in = Mux(q.init, state_r[j].data, back)
             with m.If(en_lane[j]):
                 m.d.sync += r0["x"][j].eq(x_in)
             if p.lookup == "table":                 # slot RAM read in step with R0 (data in S0)

@@ -180,7 +180,8 @@ class DecoderParams:
     def layer_check_clocks(self) -> int:
         """:data:`LAYER_CHECK_CLOCKS` for this configuration (two more with the S4b stage, one
         more with S4c: the ring window and ``ways`` >= 8)."""
-        return LAYER_CHECK_CLOCKS + 2 * (self.ways > PIPELINE_DEPTH) + (self.ring_window and self.ways > PIPELINE_DEPTH + 1)
+        s4c = self.ring_window and self.ways > PIPELINE_DEPTH + 1
+        return LAYER_CHECK_CLOCKS + 2 * (self.ways > PIPELINE_DEPTH) + s4c
 
     @classmethod
     def for_stream(cls, config: StreamConfig, **kw) -> "DecoderParams":
