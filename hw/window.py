@@ -161,8 +161,9 @@ class RingWindow(wiring.Component):
     the next clock by its place among the words held then: ``offset[r]`` = ``n`` asks for
     the ``n``-th oldest word after this clock's ``take``. Its address (read pointer + take +
     offset) is a register, so ``word[r]`` is an asynchronous RAM read straight from a
-    flip-flop, and no word ever moves: a buffer of ``lanes`` readers costs ``lanes`` copies
-    of a small RAM instead of a shifter over every word (:class:`WordWindow`).
+    flip-flop, and no word ever moves: each reader costs a copy of a small RAM (the copies
+    share the write port) instead of every word a mux over its successors (:class:`WordWindow`).
+    A word named on the clock it is pushed is read correctly on the next.
 
     Parameters
     ----------
