@@ -101,7 +101,7 @@ class DecoderParams:
         with ``ways=7`` (ECP5-25K, ``subbit bench rtl`` at 776c251), at 2K more header words per layer
         (:func:`recommended_ways`). With the ring window the second extra way is a stage too
         (S4c: the word count is registered before it makes the window's read addresses; K=8 M=12
-        131.9 -> 140.7 MHz, docs/architecture.md); further ways are delay registers.
+        131.9 -> 140.6 MHz, docs/architecture.md); further ways are delay registers.
     prefetch : 0 or a power of two in 16..4096
         Payload words the parser may run ahead of the lanes (a FIFO), so the
         next layer's header is parsed while the current layer still decodes.
