@@ -130,6 +130,12 @@ def _first(r):
     return "" if lat is None else f"{lat} ({hdr} header words)" if hdr is not None else str(lat)
 
 
+def _window(r) -> str:
+    """The payload window a row was built with (rows of sweeps before the ring window: shift)."""
+    from subbit.hw.params import default_window
+    return "shift" if "window" not in r else r["window"] or default_window(r["lanes"])
+
+
 def rtl_markdown(rows: list[dict], *, command: str, source: str | None = None, plot_file: str | None = None) -> str:
     """The results section: calibration line, one table row per configuration, definitions."""
     ref = next((r for r in rows if r.get("design") == "counter"), None)
@@ -137,12 +143,15 @@ def rtl_markdown(rows: list[dict], *, command: str, source: str | None = None, p
     ok = next((r for r in dec + rows if "error" not in r and "device" in r), {})
     tools = ", ".join(ok.get("tools", {}).values())
     fixed = {k: dec[0].get(k) for k in ("max_symbols", "word_width", "ways", "multiplier", "prefetch")} if dec else {}
-    ways = {}                                  # ways -> the K built with it
-    for r in dec:
-        ways.setdefault(r.get("ways"), set()).add(r["lanes"])
-    if len(ways) > 1:
-        fixed["ways"] = " / ".join(f"{'default' if w is None else w} (K={', '.join(map(str, sorted(ks)))})"
-                                   for w, ks in sorted(ways.items(), key=lambda i: min(i[1])))
+    if dec:
+        fixed["window"] = _window(dec[0])
+    for key, value in (("ways", lambda r: r.get("ways")), ("window", _window)):
+        by = {}                                # value -> the K built with it
+        for r in dec:
+            by.setdefault(value(r), set()).add(r["lanes"])
+        if len(by) > 1:
+            fixed[key] = " / ".join(f"{'default' if w is None else w} (K={', '.join(map(str, sorted(ks)))})"
+                                    for w, ks in sorted(by.items(), key=lambda i: min(i[1])))
     fixed_s = ", ".join(f"{k}={'default (the pipeline depth)' if v is None else v}" for k, v in fixed.items())
     freq = f"nextpnr `--freq {ok['freq_target_mhz']:g}`" if ok.get("freq_target_mhz") else "no place and route"
     seeds = list(ok.get("fmax_by_seed") or {})

@@ -336,6 +336,13 @@ def test_rtl_markdown_and_plot(tmp_path):
     rows[2]["ways"], rows[3]["ways"] = 7, 7
     md = bench.rtl_markdown(rows, command="subbit bench rtl")
     assert "ways=default (K=1) / 7 (K=2, 8)," in md
+    # the payload window: rows of sweeps before it was a parameter are the shift register; the
+    # default (None) is the decoder's choice for K
+    assert "window=shift" in md and "window=shift (" not in md
+    for r in rows[1:]:
+        r["window"] = None
+    md = bench.rtl_markdown(rows, command="subbit bench rtl")
+    assert "window=shift (K=1, 2) / ring (K=8)" in md
     # several seeds: the median and the range
     for r in rows[1:3]:
         r["fmax_by_seed"] = {1: r["fmax_mhz"], 2: r["fmax_mhz"] - 10, 3: r["fmax_mhz"] + 5}
