@@ -13,6 +13,22 @@ from .params import rejected
 __all__ = ["WordWindow", "RingWindow"]
 
 
+def _common(win, depth, lanes, words_per_beat, width) -> dict:
+    """Checks and records the parameters both windows have; returns their shared members."""
+    if words_per_beat not in (1, 2):
+        raise rejected(win, f"words_per_beat must be 1 or 2, not {words_per_beat!r}")
+    if not isinstance(depth, int) or depth < lanes + words_per_beat:
+        raise rejected(win, f"window depth must be >= lanes + words_per_beat = "
+                           f"{lanes + words_per_beat}, not {depth!r}")
+    win.depth, win.lanes, win.wpb, win.width = depth, lanes, words_per_beat, width
+    win.push_layout = data.StructLayout({"data": data.ArrayLayout(unsigned(width), words_per_beat),
+                                         "n": range(words_per_beat + 1)})
+    return {"push": In(stream.Signature(win.push_layout)),
+            "level": Out(range(depth + 1)),
+            "occ": Out(depth),
+            "take": In(range(lanes + 1))}
+
+
 def _level(m, win):
     """The register behind ``win.level``."""
     level = Signal(range(win.depth + 1))
@@ -31,8 +47,8 @@ def _accepted(m, win):
 
 def _occupancy(m, win, level, take_of, n_in):
     """``level`` (from :func:`_level`) and ``win.occ`` as registers, for words leaving by
-    ``take_of[i]`` (word i's copy of ``take``) and ``n_in`` arriving; returns the signals
-    ``kept > i`` (words left after the take)."""
+    ``take_of[i]`` (word i's copy of ``take``) and ``n_in`` arriving; returns ``kept_gt_(i)``,
+    the signal ``kept > i`` (words left after the take; a constant 1 for i < 0)."""
     B, K = win.depth, win.lanes
     kept = Signal(range(B + 1))          # words left after the take
     m.d.comb += kept.eq(level - take_of[0])
@@ -51,7 +67,7 @@ def _occupancy(m, win, level, take_of, n_in):
         return Const(1) if i < 0 else kept_gt[i]
     m.d.sync += occ.eq(Cat(*[select([kept_gt_(i - n) for n in range(win.wpb + 1)], n_in)
                              for i in range(B)]))
-    return kept_gt
+    return kept_gt_
 
 
 class WordWindow(wiring.Component):
@@ -98,23 +114,14 @@ class WordWindow(wiring.Component):
 
     def __init__(self, depth: int, lanes: int, words_per_beat: int = 1, width: int = 16,
                  take_copies: int = 1):
-        if words_per_beat not in (1, 2):
-            raise rejected(self, f"words_per_beat must be 1 or 2, not {words_per_beat!r}")
-        if not isinstance(depth, int) or depth < lanes + words_per_beat:
-            raise rejected(self, f"window depth must be >= lanes + words_per_beat = "
-                              f"{lanes + words_per_beat}, not {depth!r}")
+        common = _common(self, depth, lanes, words_per_beat, width)
         if not isinstance(take_copies, int) or not 1 <= take_copies <= depth:
             raise rejected(self, f"take_copies must be 1 .. depth = {depth}, not {take_copies!r}")
-        self.depth, self.lanes, self.wpb, self.width = depth, lanes, words_per_beat, width
         self.take_copies = take_copies
-        self.push_layout = data.StructLayout({"data": data.ArrayLayout(unsigned(width), words_per_beat),
-                                              "n": range(words_per_beat + 1)})
         super().__init__({
-            "push": In(stream.Signature(self.push_layout)),
+            "push": common["push"],
             "head": Out(data.ArrayLayout(unsigned(width), lanes + 1)),
-            "level": Out(range(depth + 1)),
-            "occ": Out(depth),
-            "take": In(range(lanes + 1)),
+            **{k: common[k] for k in ("level", "occ", "take")},
             **({"take_dup": In(data.ArrayLayout(range(lanes + 1), take_copies - 1))}
                if take_copies > 1 else {}),
         })
@@ -132,10 +139,7 @@ class WordWindow(wiring.Component):
         # word i's copy of `take` (groups of consecutive words)
         takes = [self.take, *(self.take_dup[c] for c in range(self.take_copies - 1))]
         take_of = [takes[i * self.take_copies // B] for i in range(B)]
-        kept_gt = _occupancy(m, self, level, take_of, n_in)
-
-        def kept_gt_(i):                     # kept > i, for i >= -2
-            return Const(1) if i < 0 else kept_gt[i]
+        kept_gt_ = _occupancy(m, self, level, take_of, n_in)
         # the words moved up by `take`: a shifter of 4-way stages, one per two bits of `take`
         # (K = 8: 4.4k fewer LUT4 than one (K + 1)-way select per word on ECP5)
         shifted = list(buf)
@@ -148,8 +152,8 @@ class WordWindow(wiring.Component):
         for i in range(B):
             incoming = self.push.payload.data[0]
             if self.wpb == 2 and i >= 1:      # kept == i - 1: the second word lands here
-                incoming = Mux(kept_gt_(i - 2) & ~kept_gt[i - 1], self.push.payload.data[1], incoming)
-            m.d.sync += buf[i].eq(Mux(kept_gt[i], shifted[i], incoming))
+                incoming = Mux(kept_gt_(i - 2) & ~kept_gt_(i - 1), self.push.payload.data[1], incoming)
+            m.d.sync += buf[i].eq(Mux(kept_gt_(i), shifted[i], incoming))
         return m
 
 
@@ -197,22 +201,13 @@ class RingWindow(wiring.Component):
 
     def __init__(self, depth: int, lanes: int, readers: int, words_per_beat: int = 1,
                  width: int = 16):
-        if words_per_beat not in (1, 2):
-            raise rejected(self, f"words_per_beat must be 1 or 2, not {words_per_beat!r}")
-        if not isinstance(depth, int) or depth < lanes + words_per_beat:
-            raise rejected(self, f"window depth must be >= lanes + words_per_beat = "
-                              f"{lanes + words_per_beat}, not {depth!r}")
+        common = _common(self, depth, lanes, words_per_beat, width)
         if not isinstance(readers, int) or readers < 1:
             raise rejected(self, f"readers must be an integer >= 1, not {readers!r}")
-        self.depth, self.lanes, self.readers, self.wpb, self.width = depth, lanes, readers, words_per_beat, width
+        self.readers = readers
         self.size = 1 << (depth - 1).bit_length()     # RAM entries (a power of two >= depth)
-        self.push_layout = data.StructLayout({"data": data.ArrayLayout(unsigned(width), words_per_beat),
-                                              "n": range(words_per_beat + 1)})
         super().__init__({
-            "push": In(stream.Signature(self.push_layout)),
-            "level": Out(range(depth + 1)),
-            "occ": Out(depth),
-            "take": In(range(lanes + 1)),
+            **common,
             "offset": In(data.ArrayLayout(range(lanes + 1), readers)),
             "word": Out(data.ArrayLayout(unsigned(width), readers)),
         })
