@@ -411,20 +411,14 @@ class Decoder(wiring.Component):
                 x1 = (pl + q4)[:32]
                 low_carry = (pl[:16] + q4[:16])[16]
                 rn = (pl[16:32] == 0) & (q4[16:] == 0 if len(q4) > 16 else Const(1)) & ~low_carry
-                if xc:
-                    m.d.sync += [r4b["x"][j].eq(x1), r4b["need"][j].eq(need4[j]),
-                                 r4c["x"][j].eq(r4b["x"][j]), r4c["need"][j].eq(r4b["need"][j]),
-                                 r5["x"][j].eq(r4c["x"][j]), r5["need"][j].eq(r4c["need"][j]),
-                                 r5["x_one"][j].eq(r4c["x"][j][:16] == 1),
-                                 r5["x_l"][j].eq(r4c["x"][j] == RANS_L)]
-                elif xs:
-                    m.d.sync += [r4b["x"][j].eq(x1), r4b["need"][j].eq(need4[j]),
-                                 r5["x"][j].eq(r4b["x"][j]), r5["need"][j].eq(r4b["need"][j])]
-                    if early_at_l:
-                        m.d.sync += [r5["x_one"][j].eq(r4b["x"][j][:16] == 1),
-                                     r5["x_l"][j].eq(r4b["x"][j] == RANS_L)]
-                else:
-                    m.d.sync += [r5["x"][j].eq(x1), r5["need"][j].eq(need4[j])]
+                # the new state and its flag through S4b (and S4c) into R5
+                x_, need_ = x1, need4[j]
+                for st in [r for r in (r4b, r4c) if r is not None]:
+                    m.d.sync += [st["x"][j].eq(x_), st["need"][j].eq(need_)]
+                    x_, need_ = st["x"][j], st["need"][j]
+                m.d.sync += [r5["x"][j].eq(x_), r5["need"][j].eq(need_)]
+                if early_at_l:                      # from the stage before R5's register
+                    m.d.sync += [r5["x_one"][j].eq(x_[:16] == 1), r5["x_l"][j].eq(x_ == RANS_L)]
             m.d.comb += need4[j].eq(r4m.valid & r4m.act[j] & rn)
         # S4 (S4b) also counts the words the lanes < j will take (lane j's word position in the
         # window head), so S5's word select and the window's take start from registers
@@ -461,12 +455,11 @@ class Decoder(wiring.Component):
                 word = select([win.head[k] for k in range(j + 1)], prefix) if j else win.head[0]
             m.d.comb += xn[j].eq(Mux(need[j], Cat(word[:16], r5["x"][j][:16]), r5["x"][j]))
             # the new state is L = 2**16 exactly: tested on the sources of the mux above
+            word_zero = word[17] if ring else word[:16] == 0    # the ring stores the zero test
             if early_at_l:
-                at_l.append(Mux(need[j], r5["x_one"][j] & word[17], r5["x_l"][j]))
-            elif ring:
-                at_l.append(Mux(need[j], (r5["x"][j][:16] == 1) & word[17], r5["x"][j] == RANS_L))
+                at_l.append(Mux(need[j], r5["x_one"][j] & word_zero, r5["x_l"][j]))
             else:
-                at_l.append(Mux(need[j], (r5["x"][j][:16] == 1) & (word[:16] == 0), r5["x"][j] == RANS_L))
+                at_l.append(Mux(need[j], (r5["x"][j][:16] == 1) & word_zero, r5["x"][j] == RANS_L))
             here = win.occ.bit_select(prefix, 1)             # prefix < level
             ovr.append(need[j] & Mux(here, word[16] != r5m.bank, pay_done.bit_select(r5m.bank, 1)))
         m.d.comb += overrun.eq(Cat(*ovr).any())
