@@ -73,6 +73,37 @@ def test_le_const_equals_the_comparison(width, c):
 
 # -- word window -----------------------------------------------------------------------------
 
+def window_level(ctx, dut, model):
+    """The window's level, checked (with its thermometer code ``occ``) against the deque ``model``."""
+    level = ctx.get(dut.level)
+    assert level == len(model)
+    assert ctx.get(dut.occ) == (1 << level) - 1       # thermometer code of level
+    return level
+
+
+async def window_clock(ctx, dut, model, rng, counter, level, with_take=lambda ctx, take: None):
+    """One clock of random traffic: take up to ``lanes`` words (``with_take(ctx, take)`` sets what else
+    goes with it), offer up to ``words_per_beat`` new ones; ``ready`` is checked and ``model``
+    follows what the window accepted and gave."""
+    take = rng.randint(0, min(level, dut.lanes))
+    n = rng.randint(0, dut.wpb)
+    words = [next(counter) & 0xFFFF for _ in range(n)]
+    ctx.set(dut.take, take)
+    with_take(ctx, take)
+    ctx.set(dut.push.valid, rng.random() < 0.8)
+    ctx.set(dut.push.payload.n, n)
+    for k, w in enumerate(words):
+        ctx.set(dut.push.payload.data[k], w)
+    accepted = ctx.get(dut.push.valid) and ctx.get(dut.push.ready)
+    assert ctx.get(dut.push.ready) == (level <= dut.depth - dut.wpb)
+    await ctx.tick()
+    for _ in range(take):
+        model.popleft()
+    if accepted:
+        model.extend(words)
+    assert len(model) <= dut.depth
+
+
 @pytest.mark.parametrize("depth,lanes,wpb,copies", [(4, 1, 1, 1), (13, 4, 1, 3), (14, 4, 2, 1), (26, 8, 2, 5)])
 def test_word_window_matches_fifo_model(depth, lanes, wpb, copies):
     """Random pushes and takes: head, level and occ always equal a deque's (with ``copies``
@@ -82,32 +113,17 @@ def test_word_window_matches_fifo_model(depth, lanes, wpb, copies):
     model = deque()
     counter = iter(range(1, 1 << 20))
 
+    def take_copies(ctx, take):                      # every copy of `take` equal
+        for c in range(copies - 1):
+            ctx.set(dut.take_dup[c], take)
+
     async def bench(ctx):
         for _ in range(600):
-            level = ctx.get(dut.level)
-            assert level == len(model)
-            assert ctx.get(dut.occ) == (1 << level) - 1       # thermometer code of level
+            level = window_level(ctx, dut, model)
             head = ctx.get(dut.head)
             for j in range(min(level, lanes + 1)):
                 assert head[j] == model[j], f"head[{j}]"
-            take = rng.randint(0, min(level, lanes))
-            n = rng.randint(0, wpb)
-            words = [next(counter) & 0xFFFF for _ in range(n)]
-            ctx.set(dut.take, take)
-            for c in range(copies - 1):
-                ctx.set(dut.take_dup[c], take)
-            ctx.set(dut.push.valid, rng.random() < 0.8)
-            ctx.set(dut.push.payload.n, n)
-            for k, w in enumerate(words):
-                ctx.set(dut.push.payload.data[k], w)
-            accepted = ctx.get(dut.push.valid) and ctx.get(dut.push.ready)
-            assert ctx.get(dut.push.ready) == (level <= depth - wpb)
-            await ctx.tick()
-            for _ in range(take):
-                model.popleft()
-            if accepted:
-                model.extend(words)
-            assert len(model) <= depth
+            await window_clock(ctx, dut, model, rng, counter, level, take_copies)
 
     simulate(dut, bench)
 
@@ -136,36 +152,21 @@ def test_ring_window_matches_fifo_model(depth, lanes, wpb):
     asked = [None] * readers
     checked = 0
 
+    def ask(ctx, take):                              # each reader names a word for the next clock
+        for r in range(readers):
+            asked[r] = rng.randint(0, lanes)
+            ctx.set(dut.offset[r], asked[r])
+
     async def bench(ctx):
         nonlocal checked
         for _ in range(800):
-            level = ctx.get(dut.level)
-            assert level == len(model)
-            assert ctx.get(dut.occ) == (1 << level) - 1
+            level = window_level(ctx, dut, model)
             got = ctx.get(dut.word)
             for r, off in enumerate(asked):
                 if off is not None and off < level:
                     assert got[r] == model[off], f"reader {r}, offset {off}"
                     checked += 1
-            take = rng.randint(0, min(level, lanes))
-            n = rng.randint(0, wpb)
-            words = [next(counter) & 0xFFFF for _ in range(n)]
-            ctx.set(dut.take, take)
-            for r in range(readers):
-                asked[r] = rng.randint(0, lanes)
-                ctx.set(dut.offset[r], asked[r])
-            ctx.set(dut.push.valid, rng.random() < 0.8)
-            ctx.set(dut.push.payload.n, n)
-            for k, w in enumerate(words):
-                ctx.set(dut.push.payload.data[k], w)
-            accepted = ctx.get(dut.push.valid) and ctx.get(dut.push.ready)
-            assert ctx.get(dut.push.ready) == (level <= depth - wpb)
-            await ctx.tick()
-            for _ in range(take):
-                model.popleft()
-            if accepted:
-                model.extend(words)
-            assert len(model) <= depth
+            await window_clock(ctx, dut, model, rng, counter, level, ask)
 
     simulate(dut, bench)
     assert checked > 400                # most clocks compared words
