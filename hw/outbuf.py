@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Signal
+from amaranth.hdl import Array, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -10,12 +10,17 @@ __all__ = ["OutputBuffer"]
 
 
 class OutputBuffer(wiring.Component):
-    """A 3-deep FIFO in front of a stream output, for a writer with a registered clock enable.
+    """A 3-entry FIFO in front of a stream output, for a writer with a registered clock enable.
 
     The writer does not handshake: it writes (``w_en``) at most once per clock
     and only when ``room`` was high on the previous clock. ``room`` means at
     most one entry is held, so even after a write this clock there is room
     for one more on the next: the writer can register its enable.
+
+    The entries are a ring: an entry is written in place (at the write pointer,
+    a register) and never moves, so ``w_data`` goes straight to the entries'
+    data inputs (only the clock enables decode the pointer); ``o.payload`` is
+    the entry at the read pointer (a 3-way mux of registers).
 
     Members
     -------
@@ -37,14 +42,17 @@ class OutputBuffer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        level = Signal(range(self.DEPTH + 1))
-        entries = Array(Signal.like(self.w_data, name=f"entry{k}") for k in range(self.DEPTH))
+        n = self.DEPTH
+        level = Signal(range(n + 1))
+        wp = Signal(range(n))
+        rp = Signal(range(n))
+        entries = Array(Signal.like(self.w_data, name=f"entry{k}") for k in range(n))
         read = Signal()
-        m.d.comb += [self.o.valid.eq(level != 0), self.o.payload.eq(entries[0]),
+        m.d.comb += [self.o.valid.eq(level != 0), self.o.payload.eq(entries[rp]),
                      read.eq(self.o.valid & self.o.ready), self.room.eq(level <= 1)]
         m.d.sync += level.eq(level + self.w_en - read)
         with m.If(read):
-            m.d.sync += [entries[k].eq(entries[k + 1]) for k in range(self.DEPTH - 1)]
+            m.d.sync += rp.eq(Mux(rp == n - 1, 0, rp + 1))
         with m.If(self.w_en):
-            m.d.sync += entries[level - read].eq(self.w_data)
+            m.d.sync += [entries[wp].eq(self.w_data), wp.eq(Mux(wp == n - 1, 0, wp + 1))]
         return m
