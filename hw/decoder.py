@@ -535,9 +535,13 @@ class Decoder(wiring.Component):
         # output: a beat's symbols are known in S1 (compare: decoded from the registered
         # thermometer codes; table: registered from the slot RAM), so they leave from there,
         # 4 clocks before the ring has finished the beat (its checks follow in S5)
+        # (the layer's base is selected by bank a stage early, into R1 next to the symbol)
         beat = Signal(output_layout(p))
+        base1 = Signal(signed(p.code_bits))
+        with m.If(en):
+            m.d.sync += base1.eq(base[r0m.bank])
         for j in range(K):
-            m.d.comb += beat.codes[j].eq(sym[j] + base[r1m.bank])
+            m.d.comb += beat.codes[j].eq(sym[j] + base1)
         m.d.comb += [beat.count.eq(r1m.count), beat.last.eq(r1m.last),
                      obuf.w_data.eq(beat), obuf.w_en.eq(en & r1m.valid)]
         wiring.connect(m, obuf.o, wiring.flipped(self.o))
