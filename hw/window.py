@@ -37,8 +37,9 @@ def _level(m, win):
 
 
 def _accepted(m, win):
-    """Words accepted from ``win.push`` this clock; ``ready`` from ``level``."""
-    m.d.comb += win.push.ready.eq(win.level <= win.depth - win.wpb)
+    """Words accepted from ``win.push`` this clock; ``ready`` is a bit of the ``occ``
+    register (``level <= depth - words_per_beat``)."""
+    m.d.comb += win.push.ready.eq(~win.occ[win.depth - win.wpb])
     n_in = Signal(range(win.wpb + 1))
     with m.If(win.push.valid & win.push.ready):
         m.d.comb += n_in.eq(win.push.payload.n)
@@ -97,7 +98,7 @@ class WordWindow(wiring.Component):
     -------
     push : In(stream.Signature(StructLayout({"data": ArrayLayout(width, words_per_beat), "n": range(words_per_beat + 1)})))
         ``n`` words of ``data`` (oldest first). ``ready`` depends only on
-        ``level`` (``level <= depth - words_per_beat``).
+        ``level`` (a bit of ``occ``: ``level <= depth - words_per_beat``).
     head : Out(ArrayLayout(width, lanes + 1))
     level : Out(range(depth + 1))
     occ : Out(depth)
