@@ -114,7 +114,7 @@ def cmd_synth(args):
         from subbit.hw.params import PIPELINE_DEPTH, recommended_ways
         best = recommended_ways(params["lanes"])
         if (params["ways"] or PIPELINE_DEPTH) < best:
-            say(f"note: {params['lanes']} lanes run faster with --ways {best} (a 7th ring stage, "
+            say(f"note: {params['lanes']} lanes run faster with --ways {best} (extra ring stages, "
                 f"docs/architecture.md); streams for it need `subbit compress --ways {best}`")
     if args.verilog_only:
         os.makedirs(build, exist_ok=True)

@@ -46,8 +46,9 @@ def recommended_ways(lanes: int) -> int:
     """The ways ``subbit bench rtl`` builds each K with: the pipeline depth, plus the S4b stage
     (one way more) from 2 lanes, where counting the lanes' payload words otherwise limits Fmax
     (docs/architecture.md; K=2 M=12 on ECP5, median of 3 seeds: 143.6 MHz with 6 ways, 164.1
-    with 7). Streams and the other tools default to ``PIPELINE_DEPTH``."""
-    return PIPELINE_DEPTH + (lanes >= 2)
+    with 7), and at 8 lanes (ring window) the S4c stage too (K=8 M=12: 131.9 MHz with 7 ways,
+    140.6 with 8). Streams and the other tools default to ``PIPELINE_DEPTH``."""
+    return PIPELINE_DEPTH + (lanes >= 2) + (lanes >= 8)
 
 
 def default_window(lanes: int) -> str:

@@ -353,7 +353,7 @@ def test_rtl_markdown_and_plot(tmp_path):
 
 def test_recommended_ways():
     from subbit.hw.params import PIPELINE_DEPTH, recommended_ways
-    assert [recommended_ways(k) for k in (1, 2, 4, 8)] == [PIPELINE_DEPTH] + [PIPELINE_DEPTH + 1] * 3
+    assert [recommended_ways(k) for k in (1, 2, 4, 8)] == [PIPELINE_DEPTH] + [PIPELINE_DEPTH + 1] * 2 + [PIPELINE_DEPTH + 2]
 
 
 def test_sweep_runs_points_in_parallel_processes(tmp_path):
