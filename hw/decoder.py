@@ -105,12 +105,12 @@ class Decoder(wiring.Component):
         SB = p.sym_bits
         WB = max(1, (D - 1).bit_length())          # way index bits
 
-        xs = D > PIPELINE_DEPTH                     # the S4b stage (see the lane datapath)
+        xs = p.s4b                                  # the S4b stage (see the lane datapath)
         # with S4b the window's take is a register: in copies of it, each for about 6 words
         ring = p.ring_window
         # with the ring window, a second extra way is a stage S4c: S4b's count of the lanes'
         # word flags is registered before it makes the window's read addresses
-        xc = ring and D > PIPELINE_DEPTH + 1
+        xc = p.s4c
         take_copies = -(-p.window_depth // 6) if xs and not ring else 1
         if ring:     # lane j's word (and the one after the lanes' words) read at its own address;
             # each word is stored with its layer's tag and a "word is 0" flag (the final-state test)

@@ -178,11 +178,20 @@ class DecoderParams:
         return (self.window or default_window(self.lanes)) == "ring"
 
     @property
+    def s4b(self) -> bool:
+        """The lanes have the S4b stage (``ways > PIPELINE_DEPTH``)."""
+        return self.ways > PIPELINE_DEPTH
+
+    @property
+    def s4c(self) -> bool:
+        """The lanes have the S4c stage too (the ring window and ``ways > PIPELINE_DEPTH + 1``)."""
+        return self.ring_window and self.ways > PIPELINE_DEPTH + 1
+
+    @property
     def layer_check_clocks(self) -> int:
         """:data:`LAYER_CHECK_CLOCKS` for this configuration (two more with the S4b stage, one
-        more with S4c: the ring window and ``ways`` >= 8)."""
-        s4c = self.ring_window and self.ways > PIPELINE_DEPTH + 1
-        return LAYER_CHECK_CLOCKS + 2 * (self.ways > PIPELINE_DEPTH) + s4c
+        more with S4c)."""
+        return LAYER_CHECK_CLOCKS + 2 * self.s4b + self.s4c
 
     @classmethod
     def for_stream(cls, config: StreamConfig, **kw) -> "DecoderParams":
