@@ -7,7 +7,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..model import stream as fmt
-from .logic import le_const
+from .logic import le_const, select
 from .params import DecoderParams, ErrorCode
 
 __all__ = ["Frontend", "input_layout", "payload_layout"]
@@ -131,8 +131,10 @@ class Frontend(wiring.Component):
         idx = Signal(8)                        # symbol of the current frequency word
         cum = Signal(M + 1)
         room = Signal(M + 1)                   # 2**M - cum: keeps the table checks to one compare
-        fill = Signal(M + 1)                   # slots of the symbol filled (lookup="table")
-        fpos = Signal(M + 1)                   # next slot to fill: cum + fill (lookup="table")
+        # lookup="table": the slot fill of the current frequency word
+        fresh = Signal(init=1)                 # no slot of the word's symbol filled yet
+        rest = Signal(16)                      # slots of the symbol still to fill (when not fresh)
+        fpos = Signal(M + 1)                   # next slot to fill
         lo = Signal(16)                        # low half of a state
         lane = Signal(range(K))
         way = Signal(range(D))
@@ -258,6 +260,33 @@ class Frontend(wiring.Component):
                     # a 32-bit beat holding a whole state (its low half first) is written at once
                     self.state.x.eq(Mux(~half & ~left[0], Cat(word_lo, word_hi), Cat(lo, word))
                                     if wide else Cat(lo, word))]
+        if p.lookup == "table":
+            # Slots [cum, cum + f) get symbol `idx`, up to R per clock: the part of the run that
+            # falls into one R-slot word of the slot table. Timing: no carry chain before the
+            # FSM's decision or the slot write. The slots still to fill are the word itself
+            # (`fresh`) or a register `rest` (made as `todo - space`, off the path); whether
+            # they fit the table word and which slots they take is a small truth table of the
+            # word position `flo` and `todo`'s low bits (mux trees of constants: yosys builds a
+            # carry chain for even a narrow compare or subtraction); `fpos` is a register
+            # advanced by the slots written. Made outside the FSM (used in FREQ only): no state decode either.
+            R, rb = p.fill_rate, self.fill_bits
+            flo = fpos[:rb]                        # the next slot's position in its table word
+            space = Signal(range(R + 1))           # slots left in this table word
+            todo = Signal(16)                      # slots of the symbol still to write
+            fits = Signal()                        # ... all in this clock (the symbol is done)
+            t = todo[:rb + 1]
+            # per (flo, t): t <= R - flo, and the slots [flo, flo + t) of the table word
+            table = [Cat(Const(tv <= R - lv, 1), Const(((1 << tv) - 1) << lv & ((1 << R) - 1), R))
+                     for lv in range(1 << rb) for tv in range(1 << (rb + 1))]
+            fit_lo, mask_fit = Signal(), Signal(R)
+            m.d.comb += [Cat(fit_lo, mask_fit).eq(select(table, Cat(t, flo))),
+                         space.eq(R - flo if rb else 1), todo.eq(Mux(fresh, word, rest)),
+                         fits.eq((todo[rb + 1:] == 0) & fit_lo)]
+            # the slots [flo, R): the rest of the table word
+            mask_rest = select([Const(((1 << R) - 1) << lv & ((1 << R) - 1), R) for lv in range(1 << rb)], flo)
+            data_out += [self.slot.bank.eq(bank), self.slot.index.eq(fpos[rb:M]), self.slot.sym.eq(idx),
+                         self.slot.mask.eq(Mux(fits, mask_fit, mask_rest))]
+
         with m.FSM(name="parse"):
             with m.State("HDR"):
                 with m.If(v):
@@ -304,7 +333,7 @@ class Frontend(wiring.Component):
             def fields_done(npay_lo, npay_hi):
                 """The last field word(s): the bank's fields are complete (`count` was written a
                 clock earlier)."""
-                m.d.sync += [cum.eq(0), room.eq(1 << M), fill.eq(0), fpos.eq(0), idx.eq(0),
+                m.d.sync += [cum.eq(0), room.eq(1 << M), fresh.eq(1), fpos.eq(0), idx.eq(0),
                              nstates2.eq(Mux(le_const(count, K * D - 1), count[:13] << 1, 2 * K * D)),
                              ns_zero.eq(count == 0), npay_zero.eq((npay_lo == 0) & (npay_hi == 0)),
                              few.eq(le_const(count, K))]
@@ -354,35 +383,21 @@ class Frontend(wiring.Component):
                 drain_on_error()
 
             with m.State("FREQ"):
-                fill_done = Const(1)
-                if p.lookup == "table":
-                    # Slots [cum, cum + f) get symbol `idx`, up to R per clock: the part of the
-                    # run that falls into one R-slot word of the slot table.
-                    R, rb = p.fill_rate, self.fill_bits
-                    # Timing: `fpos` (= cum + fill) is a register advanced by `n`, so the only
-                    # carry chain before the FSM's decision is `word - fill`.
-                    space = Signal(range(R + 1))       # slots left in this table word
-                    n = Signal(range(R + 1))           # slots written this clock
-                    todo = Signal(16)                  # slots of the symbol still to write
-                    fits = Signal()                    # ... all in this clock (the symbol is done)
-                    m.d.comb += [space.eq(R - fpos[:rb] if rb else 1), todo.eq(word - fill),
-                                 fits.eq((todo[rb + 1:] == 0) & (todo[:rb + 1] <= space)),
-                                 n.eq(Mux(fits, todo, space))]
-                    data_out += [self.slot.bank.eq(bank), self.slot.index.eq(fpos[rb:M]), self.slot.sym.eq(idx),
-                                 self.slot.mask.eq((((Const(1, R + 1) << n) - 1) << fpos[:rb])[:R] if rb else 1)]
-                    fill_done = fits
+                fill_done = fits if p.lookup == "table" else Const(1)
                 with m.If(v):
                     with m.If(word > room):
                         fail(ErrorCode.BAD_TABLE)
                     if p.lookup == "table":
                         m.d.comb += self.slot.we.eq((word != 0) & (word <= room))
-                        m.d.sync += [fill.eq(fill + n), fpos.eq(fpos + n)]
+                        m.d.sync += fpos.eq(Mux(fits, fpos + t, Cat(Const(0, rb), fpos[rb:] + 1)))
+                        with m.If(~fits):
+                            m.d.sync += [rest.eq(todo - space), fresh.eq(0)]
                     with m.If(fill_done):
                         take()
                         step()
                         m.d.comb += self.freq.we.eq(1)
                         m.d.sync += [idx.eq(idx + 1), chk.eq(chk + word), cum.eq(cum + word), room.eq(room - word),
-                                     fill.eq(0)]
+                                     fresh.eq(1)]
                         with m.If(lastw):
                             m.d.sync += [lane.eq(0), way.eq(0)]
                             load(nstates2)
