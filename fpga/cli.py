@@ -145,7 +145,7 @@ def add_design_args(p):
     p.add_argument("--word-width", type=int, default=16, choices=[16, 32], help="input bus width (default 16)")
     p.add_argument("--ways", type=int, default=None, metavar="D",
                    help="interleaved states per lane (default: the decoder's pipeline depth, 6; "
-                   "bench rtl: 7 from 2 lanes, where the 7th way is a ring stage that lifts Fmax)")
+                   "bench rtl: 7 from 2 lanes and 8 at 8 lanes, the extra ways being ring stages that lift Fmax)")
     p.add_argument("--freq", type=float, default=None, metavar="MHZ",
                    help="nextpnr target frequency (default 200 on ECP5, 50 on iCE40); Fmax is what "
                    "nextpnr achieves, met or not")
