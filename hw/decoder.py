@@ -342,7 +342,7 @@ class Decoder(wiring.Component):
             if xc:
                 m.d.sync += r4cm.eq(r4bm)
         r0 = stage("r0", x=32)
-        r1 = stage("r1", hi=32 - M, slot=M, therm=max(S - 1, 1), s=SB)
+        r1 = stage("r1", hi=32 - M, slot=M, therm=max(S - 1, 1), s=SB if p.lookup == "compare" else SB * p.fill_rate)
         r2 = stage("r2", hi=32 - M, slot=M)
         L = p.mul_split                             # x >> M = hh * 2**L + hl; DSP: f * hh
         r3 = stage("r3", hl=max(L, 1), f=M + 1, r=M)
@@ -371,16 +371,17 @@ class Decoder(wiring.Component):
             x0 = r0["x"][j]
             slot0, hi0 = x0[:M], x0[M:]
             # S0: symbol lookup, part 1 (table: the slot RAM was read with the state entering
-            # R0, see the ring closure; its output only selects the symbol into R1)
+            # R0, see the ring closure; its output word goes straight into R1, the symbol being
+            # selected from it in S1: the RAM's clock-to-out leaves no room for the select)
             if p.lookup == "compare":
                 therm = Cat(*[active_mask[k] & (slot0 >= active[k]) for k in range(1, S)]) if S > 1 else Const(0)
             else:
-                s0 = slot_r[j].data.word_select(slot0[:rb], SB) if rb else slot_r[j].data
+                s0 = slot_r[j].data             # the table word; its symbol is selected in S1
             # S1: symbol index (fc_read="sync": the f/c read is issued with it)
             if p.lookup == "compare":
                 s1 = _encode_thermometer(r1["therm"][j], SB) if S > 1 else Const(0, SB)
             else:
-                s1 = r1["s"][j]
+                s1 = r1["s"][j].word_select(r1["slot"][j][:rb], SB) if rb else r1["s"][j]
             sym.append(s1)
             if p.fc_sync:
                 for b in range(2):
@@ -533,7 +534,7 @@ class Decoder(wiring.Component):
                 m.d.sync += [valid.bit_select(r5m.bank, 1).eq(0), started.bit_select(r5m.bank, 1).eq(0)]
 
         # output: a beat's symbols are known in S1 (compare: decoded from the registered
-        # thermometer codes; table: registered from the slot RAM), so they leave from there,
+        # thermometer codes; table: selected from the registered slot-RAM word), so they leave from there,
         # 4 clocks before the ring has finished the beat (its checks follow in S5)
         # (the layer's base is selected by bank a stage early, into R1 next to the symbol)
         beat = Signal(output_layout(p))
