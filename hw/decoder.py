@@ -344,7 +344,8 @@ class Decoder(wiring.Component):
         r0 = stage("r0", x=32)
         # R1 holds the lookup's result: compare the thermometer code (`therm`), table the slot-RAM
         # word of `fill_rate` symbols (`s`), from which S1 selects the symbol
-        r1 = stage("r1", hi=32 - M, slot=M, therm=max(S - 1, 1), s=SB if p.lookup == "compare" else SB * p.fill_rate)
+        r1 = stage("r1", hi=32 - M, slot=M, **({"therm": max(S - 1, 1)} if p.lookup == "compare"
+                                                 else {"s": SB * p.fill_rate}))
         r2 = stage("r2", hi=32 - M, slot=M)
         L = p.mul_split                             # x >> M = hh * 2**L + hl; DSP: f * hh
         r3 = stage("r3", hl=max(L, 1), f=M + 1, r=M)

@@ -275,15 +275,18 @@ class Frontend(wiring.Component):
             todo = Signal(16)                      # slots of the symbol still to write
             fits = Signal()                        # ... all in this clock (the symbol is done)
             t = todo[:rb + 1]
+
+            def run(start, n):
+                """The write mask of the slots [start, start + n) of a table word."""
+                return Const(((1 << n) - 1) << start & ((1 << R) - 1), R)
             # per (flo, t): t <= R - flo, and the slots [flo, flo + t) of the table word
-            table = [Cat(Const(tv <= R - lv, 1), Const(((1 << tv) - 1) << lv & ((1 << R) - 1), R))
-                     for lv in range(1 << rb) for tv in range(1 << (rb + 1))]
+            table = [Cat(Const(tv <= R - lv, 1), run(lv, tv)) for lv in range(1 << rb) for tv in range(1 << (rb + 1))]
             fit_lo, mask_fit = Signal(), Signal(R)
             m.d.comb += [Cat(fit_lo, mask_fit).eq(select(table, Cat(t, flo))),
                          space.eq(R - flo if rb else 1), todo.eq(Mux(fresh, word, rest)),
                          fits.eq((todo[rb + 1:] == 0) & fit_lo)]
             # the slots [flo, R): the rest of the table word
-            mask_rest = select([Const(((1 << R) - 1) << lv & ((1 << R) - 1), R) for lv in range(1 << rb)], flo)
+            mask_rest = select([run(lv, R) for lv in range(1 << rb)], flo)
             data_out += [self.slot.bank.eq(bank), self.slot.index.eq(fpos[rb:M]), self.slot.sym.eq(idx),
                          self.slot.mask.eq(Mux(fits, mask_fit, mask_rest))]
 
