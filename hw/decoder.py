@@ -76,7 +76,7 @@ class Decoder(wiring.Component):
     ``o`` is ready, across layer boundaries (the next layer's header loads
     into the other bank while the current layer decodes). Input needed:
     about ``lanes * bits_per_weight / 16`` words per clock.
-    Latency: the first weights leave ``FIRST_WEIGHT_CLOCKS`` = 4 clocks after
+    Latency: the first weights leave ``FIRST_WEIGHT_CLOCKS`` = 3 clocks after
     the first layer's header with ``lookup="compare"`` (the bank is ready
     before the header's check word; the weights leave from S1, before the ring
     finishes the beat; ``table``: the same after the slot fill); measured

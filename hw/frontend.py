@@ -198,7 +198,11 @@ class Frontend(wiring.Component):
                 m.d.comb += to_end.eq(1)
                 m.next = "END"
             with m.Else():
-                m.next = "WAIT"
+                to_fields()
+
+        def to_fields():
+            m.d.sync += [pos.eq(0), chk.eq(fmt.CHECK_SEED)]
+            m.next = "FIELDS"
 
         v = self.i.valid
         cw = fmt.StreamConfig(M, K, D).word()
@@ -320,17 +324,7 @@ class Frontend(wiring.Component):
                                 m.d.comb += to_end.eq(1)
                                 m.next = "END"
                             with m.Else():
-                                m.next = "WAIT"
-                drain_on_error()
-
-            with m.State("WAIT"):              # for the bank (and shadow table) to be free
-                free = ~self.bank_busy.bit_select(bank, 1)
-                if p.lookup == "compare":
-                    free &= ~self.shadow_busy
-                with m.If(free):
-                    m.d.comb += self.loading.we.eq(1)
-                    m.d.sync += [pos.eq(0), chk.eq(fmt.CHECK_SEED)]
-                    m.next = "FIELDS"
+                                to_fields()
                 drain_on_error()
 
             def fields_done(npay_lo, npay_hi):
@@ -351,8 +345,15 @@ class Frontend(wiring.Component):
                 with m.Elif(w > S):
                     fail(ErrorCode.UNSUPPORTED)
 
+            # A layer's first field word waits for its bank (and the shadow table) to be free;
+            # it is taken in the same clock the bank is seen free (no state of its own).
+            free = ~self.bank_busy.bit_select(bank, 1)
+            if p.lookup == "compare":
+                free &= ~self.shadow_busy
             with m.State("FIELDS"):
-                with m.If(v):
+                with m.If(v & (free | (pos != 0))):
+                    with m.If(pos == 0):
+                        m.d.comb += self.loading.we.eq(1)
                     if wide:
                         # a layer header starts a beat (its offset is even): two fields a clock
                         m.d.comb += self.i.ready.eq(1)

@@ -36,7 +36,7 @@ LAYER_CHECK_CLOCKS = 5
 #: bank is ready with its last state (or pad) word; its header check word only raises an error
 #: flag, so decoding does not wait for it: ready (registered) -> sequencer -> R0 -> R1 -> output.
 #: (A first layer of at most ``lanes`` weights is ready with its check word: one clock more.)
-FIRST_WEIGHT_CLOCKS = 4
+FIRST_WEIGHT_CLOCKS = 3
 LOOKUPS = ("compare", "table")
 WINDOWS = ("shift", "ring")
 WORD_WIDTHS = (16, 32)
