@@ -345,13 +345,17 @@ class Frontend(wiring.Component):
                 with m.Elif(w > S):
                     fail(ErrorCode.UNSUPPORTED)
 
-            # A layer's first field word waits for its bank (and the shadow table) to be free;
-            # it is taken in the same clock the bank is seen free (no state of its own).
-            free = ~self.bank_busy.bit_select(bank, 1)
-            if p.lookup == "compare":
-                free &= ~self.shadow_busy
+            # A layer's first field word waits for its bank (and the shadow table) to be free,
+            # with no state (and clock) of its own. `free` is a register per bank (so neither the
+            # decoder's busy flags nor their logic are in front of the FSM): the banks' state a
+            # clock ago, and not free while one of our own `ready` strobes is on its way into the
+            # busy flags (they follow it by two clocks; only it makes a bank or the shadow busy).
+            free = Signal(2)
+            ready_d = Signal()
+            busy = self.bank_busy | (Mux(self.shadow_busy, 0b11, 0) if p.lookup == "compare" else 0)
+            m.d.sync += [ready_d.eq(self.ready.we), free.eq(Mux(self.ready.we | ready_d, 0, ~busy))]
             with m.State("FIELDS"):
-                with m.If(v & (free | (pos != 0))):
+                with m.If(v & (free.bit_select(bank, 1) | (pos != 0))):
                     with m.If(pos == 0):
                         m.d.comb += self.loading.we.eq(1)
                     if wide:
