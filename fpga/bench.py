@@ -25,7 +25,8 @@ __all__ = ["LANES", "PROB_BITS", "LOOKUPS", "measure_function", "run_point", "sw
 
 LANES, PROB_BITS, LOOKUPS = (1, 2, 4, 8), (10, 12, 14), ("compare", "table")
 MEASURE = "subbit.sim.rtl_decode.measure"
-MEASURED_KEYS = ("weights_per_cycle", "first_weight_latency_cycles", "header_words", "layer_switch_bubbles")
+MEASURED_KEYS = ("weights_per_cycle", "first_weight_latency_cycles", "header_words", "layer_switch_bubbles",
+                 "switch_idle", "switch_bubbles")
 AREA_KEYS = ("luts", "ffs", "carry", "dsps", "brams", "lutram", "logic_cells", "lut_depth", "fmax_mhz")
 PNR_KEYS = ("device", "tools", "freq_target_mhz", "fmax_by_seed")
 
@@ -172,13 +173,13 @@ def rtl_markdown(rows: list[dict], *, command: str, source: str | None = None, p
                     f"{ref['luts']} LUT4 sites in the same flow, the ceiling for a single carry chain."]
     out += ["", "| K | M | lookup | LUT4 sites | FFs | carry | DSP | BRAM | LUT-RAM | logic cells | LUT depth "
             "| Fmax (MHz) | weights/cycle | Mweights/s | weights/s per LUT | first weight (cycles) "
-            "| layer switch (cycles) |", "|" + "---|" * 17]
+            "| layer switch idle (cycles) | of it not bus-bound |", "|" + "---|" * 18]
     notes = []
     for r in dec:
         head = f"| {r['lanes']} | {r['prob_bits']} | {r['lookup']} "
         if "error" in r:
             notes.append(re.sub(r"\(log: .*/([^/]+/[^/]+)\)$", r"(log: <build-dir>/\1)", " ".join(r["error"].split())))
-            out.append(head + f"| failed [{len(notes)}] |" + " |" * 13)
+            out.append(head + f"| failed [{len(notes)}] |" + " |" * 14)
             continue
         wps = r.get("weights_per_s")
         by_seed = _seed_fmax(r)
@@ -187,7 +188,7 @@ def rtl_markdown(rows: list[dict], *, command: str, source: str | None = None, p
                    f"| {_fmt(r['logic_cells'])} | {r['lut_depth']} | {fmax} "
                    f"| {_fmt(r.get('weights_per_cycle'), '.3f')} | {_fmt(wps and wps / 1e6, '.1f')} "
                    f"| {_fmt(r.get('weights_per_s_per_lut'), '.0f')} | {_first(r)} "
-                   f"| {_fmt(r.get('layer_switch_bubbles'), '.1f')} |")
+                   f"| {_fmt(r.get('switch_idle'), '.1f')} | {_fmt(r.get('switch_bubbles'), '.1f')} |")
         if r.get("measure_error"):
             notes.append(f"K={r['lanes']} M={r['prob_bits']} {r['lookup']}: simulation failed: "
                          + " ".join(r["measure_error"].split()))
@@ -195,9 +196,12 @@ def rtl_markdown(rows: list[dict], *, command: str, source: str | None = None, p
     measured = any(r.get("weights_per_cycle") is not None for r in dec)
     out.append(
         "weights/cycle, first-weight latency (clocks from the first input word to the first weight; the "
-        "stream and first layer headers are read at one word per clock) and layer-switch cycles (idle "
-        "output clocks after the first weight, divided by the layer switches: mostly switches, but a wait "
-        "for input inside a layer counts too) come from cycle-accurate simulation in Verilator "
+        "stream and first layer headers are read at one word per clock), layer-switch idle cycles (output "
+        "clocks without a weight between a layer's last weight and the next layer's first, per switch) and "
+        "the part of them not bus-bound (the clocks past the later of: the clock after the previous layer's "
+        "last weight, and the next layer's header words + 4 clocks on a bus delivering one beat per clock "
+        "from the first, the first-weight target applied to every layer; `subbit.sim.tb.switch_metrics`) "
+        "come from cycle-accurate simulation in Verilator "
         "(`subbit.sim.rtl_decode.measure`) of a real network stream checked bit-exact against the golden "
         "model: the ccexam MNIST CNN quantized round-to-nearest at 3 bits, its 401k-weight fc1 cut to "
         "32768 weights (52768 weights, 4 layers, 3 switches). weights/s = weights/cycle x Fmax." if measured else

@@ -9,7 +9,7 @@ from ..model import stream
 from ..model.sbw import SbwFile
 from .runner import build, run
 
-__all__ = ["pack_beats", "params_for", "decode_words", "decode_file", "measure", "measure_stream"]
+__all__ = ["pack_beats", "header_last_beats", "params_for", "decode_words", "decode_file", "measure", "measure_stream"]
 
 COMPARE_MAX_SYMBOLS = 32      # default lookup: comparators up to this alphabet, slot table above
 
@@ -22,6 +22,17 @@ def pack_beats(words, word_width: int) -> np.ndarray:
     if len(w) % 2:
         raise ValueError("a word stream has an even number of words")
     return w[0::2] | w[1::2] << np.uint64(16)
+
+
+def header_last_beats(layers: list[stream.HwLayer], word_width: int) -> list[int]:
+    """Per layer, the index of the bus beat that holds its header's last word (the layout of
+    :func:`subbit.model.stream.build`)."""
+    out, pos = [], stream.STREAM_HEADER_WORDS
+    for lay in layers:
+        n = len(lay.header_words())
+        out.append((pos + n - 1) // (word_width // 16))
+        pos += n + len(lay.payload) + len(lay.payload_tail())
+    return out
 
 
 def params_for(layers: list[stream.HwLayer], config: stream.StreamConfig, *, lookup=None, word_width=16,
@@ -45,7 +56,8 @@ def decode_words(words, layers: list[stream.HwLayer], config: stream.StreamConfi
         expected = [stream.decode_codes(h, config) for h in layers]
     exp = np.concatenate([np.asarray(e).ravel() for e in expected] or [np.zeros(0, np.int64)])
     b = build(params, simulator)
-    r = run(b, "decode", {"beats": pack_beats(words, params.word_width)})["decode"]
+    r = run(b, "decode", {"beats": pack_beats(words, params.word_width),
+                          "header_last_beats": header_last_beats(layers, params.word_width)})["decode"]
     codes = np.asarray(r["codes"], dtype=np.int64)
     ends = np.cumsum([h.count for h in layers]).tolist()
     bit_exact = (not r["timed_out"] and r["error"] == 0 and codes.shape == exp.shape
@@ -60,6 +72,11 @@ def decode_words(words, layers: list[stream.HwLayer], config: stream.StreamConfi
         "header_words_before_first_weight": 6 + (len(layers[0].header_words()) if layers else 0),
         "layer_switch_bubbles": r.get("output_bubbles"),
         "layer_switch_bubbles_per_switch": (r.get("output_bubbles") or 0) / switches,
+        # only the clocks between layers (no wait for input inside a layer), and the part of
+        # them not explained by the input bus (tb.switch_metrics)
+        "switch_idle": r.get("switch_idle"), "switch_bubbles": r.get("switch_bubbles"),
+        "switch_idle_per_switch": sum(r.get("switch_idle") or []) / switches,
+        "switch_bubbles_per_switch": sum(r.get("switch_bubbles") or []) / switches,
         "error": r["error"], "bit_exact": bit_exact, "codes": codes,
     }
 
@@ -101,6 +118,8 @@ def measure(simulator: str = "verilator", **params) -> dict:
     Returns ``weights_per_cycle``, ``first_weight_latency_cycles`` (clocks from the first input
     word to the first weight), ``header_words`` (the words before the first payload word: stream
     and first layer header), ``layer_switch_bubbles`` (idle output clocks after the first weight, per layer switch),
+    ``switch_idle`` (idle output clocks between layers, per switch), ``switch_bubbles`` (the part of
+    those the input bus does not explain, per switch: :func:`subbit.sim.tb.switch_metrics`),
     ``weights``, ``cycles``.
     """
     p = DecoderParams(**params)
@@ -110,5 +129,7 @@ def measure(simulator: str = "verilator", **params) -> dict:
         raise RuntimeError(f"RTL decode of the measurement stream is not bit-exact (error code {r['error']})")
     return {"weights_per_cycle": r["weights_per_cycle"], "first_weight_latency_cycles": r["first_weight_latency_cycles"],
             "header_words": r["header_words_before_first_weight"],
-            "layer_switch_bubbles": r["layer_switch_bubbles_per_switch"], "weights": r["weights"],
+            "layer_switch_bubbles": r["layer_switch_bubbles_per_switch"],
+            "switch_idle": r["switch_idle_per_switch"], "switch_bubbles": r["switch_bubbles_per_switch"],
+            "weights": r["weights"],
             "cycles": r["cycles"]}

@@ -151,7 +151,36 @@ class TB:
         }
 
 
-def metrics(r, lanes):
+#: The first-weight allowance: a layer's first weight may come this many clocks after the clock
+#: that could have brought its header's last beat (issue 5's target: header words + 4 after the
+#: first word, i.e. 5 clocks after the last header word of a stream read at one beat per clock).
+FIRST_WEIGHT_ALLOWANCE = 5
+
+
+def switch_metrics(r, header_last_beats):
+    """Idle output clocks at each layer switch, and the part of them the input bus does not explain.
+
+    ``header_last_beats[n]``: index of the beat holding layer n's last header word. Layer n's
+    first weight cannot come before the clock after layer n-1's last weight, nor (with input at
+    one beat per clock from the first) before ``first_in + header_last_beats[n] +
+    FIRST_WEIGHT_ALLOWANCE``; clocks past the later of the two are the decoder's bubbles.
+    Returns (idle clocks per switch, bubbles per switch), lists of len(layers) - 1.
+    """
+    oc, lc, first_in = r["out_cycles"], r["last_cycles"], r["first_in_cycle"]
+    idle, bubbles = [], []
+    pos = {c: k for k, c in enumerate(oc)}
+    for n in range(1, min(len(lc), len(header_last_beats))):
+        k = pos[lc[n - 1]] + 1
+        if k >= len(oc):
+            break
+        first = oc[k]
+        bound = max(lc[n - 1] + 1, first_in + int(header_last_beats[n]) + FIRST_WEIGHT_ALLOWANCE)
+        idle.append(first - lc[n - 1] - 1)
+        bubbles.append(max(0, first - bound))
+    return idle, bubbles
+
+
+def metrics(r, lanes, header_last_beats=None):
     """Throughput and latency from a run with an always-ready sink."""
     oc = r["out_cycles"]
     n = len(r["codes"])
@@ -161,10 +190,13 @@ def metrics(r, lanes):
     span = oc[-1] - oc[0] + 1
     d = np.diff(oc)
     gaps = [(int(k + 1), int(g - 1)) for k in np.flatnonzero(d > 1)[:32] for g in [d[k]]]
-    return {"cycles": cycles, "weights": n, "weights_per_cycle": n / cycles,
-            "first_weight_latency_cycles": oc[0] - r["first_in_cycle"],
-            "output_beats": len(oc), "output_bubbles": span - len(oc),
-            "output_gaps": gaps}     # (output beats before the gap, idle clocks), the first 32
+    res = {"cycles": cycles, "weights": n, "weights_per_cycle": n / cycles,
+           "first_weight_latency_cycles": oc[0] - r["first_in_cycle"],
+           "output_beats": len(oc), "output_bubbles": span - len(oc),
+           "output_gaps": gaps}     # (output beats before the gap, idle clocks), the first 32
+    if header_last_beats is not None:
+        res["switch_idle"], res["switch_bubbles"] = switch_metrics(r, header_last_beats)
+    return res
 
 
 def check(r, job):
@@ -185,7 +217,7 @@ async def decode(dut):
     tb = TB(dut, job)
     await tb.reset()
     r = await tb.run(job["beats"], timeout_cycles=job.get("timeout_cycles"))
-    r.update(metrics(r, tb.K))
+    r.update(metrics(r, tb.K, job.get("header_last_beats")))
     for k in ("accepted_cycles", "out_cycles", "last_cycles"):
         r.pop(k)
     save_result("decode", r)

@@ -226,16 +226,33 @@ def ccexam_codes():
 @pytest.mark.parametrize("lanes", [1, 2, 4, 8])
 def test_real_network_bit_exact_at_full_rate(ccexam_codes, lanes):
     """ccexam MNIST CNN (421k weights, 3-bit RTN): bit-exact, >= 0.99*K weights per clock, the
-    first weight header words + FIRST_WEIGHT_CLOCKS clocks after the first word; built with the
-    ways `subbit bench rtl` uses (the S4b stage from two lanes) and the default window (the ring
-    buffer at K=8)."""
-    p = DecoderParams(lanes=lanes, max_symbols=7, ways=recommended_ways(lanes))
+    first weight header words + FIRST_WEIGHT_CLOCKS clocks after the first word, and no idle
+    clock at a layer switch beyond what the 16-bit bus explains (`tb.switch_metrics`); built
+    with the ways `subbit bench rtl` uses (the S4b stage from two lanes) and the default window
+    (the ring buffer at K=8). At K=8 the first layer's payload (288 weights) outgrows the default
+    32-word prefetch FIFO, so the parser could not read the next header early: 64 words here."""
+    p = DecoderParams(lanes=lanes, max_symbols=7, ways=recommended_ways(lanes), prefetch=64 if lanes == 8 else 32)
     hw, words = make_stream(p, ccexam_codes)
     res = decode_words(words, hw, p.stream_config, p, "verilator")
     assert res["bit_exact"], {k: v for k, v in res.items() if k != "codes"}
     assert res["weights"] == sum(c.size for c in ccexam_codes)
     assert res["weights_per_cycle"] >= 0.99 * lanes
     assert res["first_weight_latency_cycles"] == res["header_words_before_first_weight"] + FIRST_WEIGHT_CLOCKS
+    assert len(res["switch_idle"]) == len(hw) - 1
+    assert res["switch_bubbles"] == [0] * (len(hw) - 1), res["switch_idle"]
+
+
+def test_switch_metrics_split_idle_clocks_into_bus_bound_and_bubbles():
+    """Idle clocks at a switch count as bubbles only past the later of the previous layer's end
+    and the next header's last beat (on a bus of one beat per clock) + the first-weight allowance."""
+    from subbit.sim.tb import FIRST_WEIGHT_ALLOWANCE, switch_metrics
+    r = {"out_cycles": [10, 11, 12, 20, 21, 40], "last_cycles": [12, 21, 40], "first_in_cycle": 1}
+    assert FIRST_WEIGHT_ALLOWANCE == 5          # the target: header words + 4 clocks after the first word
+    # layer 1's header ends in beat 10: its first weight is due by 1 + 10 + 5 = 16 (came at 20);
+    # layer 2's in beat 30: due by 36 (came at 40), or in beat 5: due when layer 1 ends (22)
+    assert switch_metrics(r, [3, 10, 30]) == ([7, 18], [4, 4])
+    assert switch_metrics(r, [3, 10, 5]) == ([7, 18], [4, 18])
+    assert switch_metrics(r, [3, 20, 40]) == ([7, 18], [0, 0])
 
 
 def test_build_cache_builds_once_drops_headers_and_stays_bounded(tmp_path):
