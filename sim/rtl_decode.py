@@ -25,14 +25,9 @@ def pack_beats(words, word_width: int) -> np.ndarray:
 
 
 def header_last_beats(layers: list[stream.HwLayer], word_width: int) -> list[int]:
-    """Per layer, the index of the bus beat that holds its header's last word (the layout of
-    :func:`subbit.model.stream.build`)."""
-    out, pos = [], stream.STREAM_HEADER_WORDS
-    for lay in layers:
-        n = len(lay.header_words())
-        out.append((pos + n - 1) // (word_width // 16))
-        pos += n + len(lay.payload) + len(lay.payload_tail())
-    return out
+    """Per layer, the index of the bus beat that holds its header's last word (``offset``, set by
+    :func:`subbit.model.stream.build` and ``parse``, places the header in the stream)."""
+    return [(lay.offset + len(lay.header_words()) - 1) // (word_width // 16) for lay in layers]
 
 
 def params_for(layers: list[stream.HwLayer], config: stream.StreamConfig, *, lookup=None, word_width=16,

@@ -8,6 +8,7 @@ side or `subbit decode --rtl` from the golden model); measurements go to
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import json
 import os
@@ -168,9 +169,8 @@ def switch_metrics(r, header_last_beats):
     """
     oc, lc, first_in = r["out_cycles"], r["last_cycles"], r["first_in_cycle"]
     idle, bubbles = [], []
-    pos = {c: k for k, c in enumerate(oc)}
     for n in range(1, min(len(lc), len(header_last_beats))):
-        k = pos[lc[n - 1]] + 1
+        k = bisect.bisect_right(oc, lc[n - 1])        # the next layer's first output beat
         if k >= len(oc):
             break
         first = oc[k]

@@ -229,8 +229,8 @@ def test_real_network_bit_exact_at_full_rate(ccexam_codes, lanes):
     first weight header words + FIRST_WEIGHT_CLOCKS clocks after the first word, and no idle
     clock at a layer switch beyond what the 16-bit bus explains (`tb.switch_metrics`); built
     with the ways `subbit bench rtl` uses (the S4b stage from two lanes) and the default window
-    (the ring buffer at K=8). At K=8 the first layer's payload (288 weights) outgrows the default
-    32-word prefetch FIFO, so the parser could not read the next header early: 64 words here."""
+    (the ring buffer at K=8). At K=8 the default 32-word prefetch FIFO lets the parser run too few
+    payload words ahead to read the next 148-word header before a long layer ends: 64 words here."""
     p = DecoderParams(lanes=lanes, max_symbols=7, ways=recommended_ways(lanes), prefetch=64 if lanes == 8 else 32)
     hw, words = make_stream(p, ccexam_codes)
     res = decode_words(words, hw, p.stream_config, p, "verilator")
