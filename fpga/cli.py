@@ -66,6 +66,15 @@ def seed_list(text: str):
     return seeds[0] if len(seeds) == 1 else seeds
 
 
+def mhz(text: str) -> float:
+    """``--freq``: a positive number of MHz."""
+    from subbit.fpga.flow import freq_target
+    try:
+        return freq_target(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def format_report(r: dict) -> str:
     """A short human-readable table of a :func:`subbit.fpga.flow.synthesize` result."""
     c = r["cells"]
@@ -146,7 +155,7 @@ def add_design_args(p):
     p.add_argument("--ways", type=int, default=None, metavar="D",
                    help="interleaved states per lane (default: the decoder's pipeline depth, 6; "
                    "bench rtl: 7 from 2 lanes and 8 at 8 lanes, the extra ways being ring stages that lift Fmax)")
-    p.add_argument("--freq", type=float, default=None, metavar="MHZ",
+    p.add_argument("--freq", type=mhz, default=None, metavar="MHZ",
                    help="nextpnr target frequency (default 200 on ECP5, 50 on iCE40); Fmax is what "
                    "nextpnr achieves, met or not")
     p.add_argument("--seed", type=seed_list, default=1, metavar="S[,S...]",

@@ -69,6 +69,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import math
 import os
 import re
 import shutil
@@ -295,6 +296,17 @@ def seed_tuple(seed: int | Sequence[int]) -> tuple[int, ...]:
     return seeds
 
 
+def freq_target(mhz) -> float:
+    """``mhz`` as nextpnr's ``--freq`` target; ValueError unless a positive finite number."""
+    try:
+        f = float(mhz)
+    except (TypeError, ValueError):
+        f = math.nan
+    if not (0 < f < math.inf):
+        raise ValueError(f"target frequency must be a positive number of MHz, not {mhz!r}")
+    return f
+
+
 def synthesize(verilog: str, top: str, target: str, build_dir: str, *, freq_mhz: float | None = None,
                seed: int | Sequence[int] = 1, pnr_args: tuple[str, ...] = (), jobs: int = 1, timeout: float | None = None,
                progress=None) -> dict:
@@ -336,13 +348,16 @@ def synthesize(verilog: str, top: str, target: str, build_dir: str, *, freq_mhz:
     Raises
     ------
     ValueError
-        Unknown target, or no / a repeated / a negative seed.
+        Unknown target, no / a repeated / a negative seed, or a target frequency that is not a
+        positive finite number of MHz.
     ToolNotFoundError, SynthesisError, PlaceRouteError
         A step failed; the message names the step and its log file.
     """
     if target not in TARGETS:
         raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
     seeds = seed_tuple(seed)
+    if freq_mhz is not None:
+        freq_mhz = freq_target(freq_mhz)
     spec = TARGETS[target]
     say = progress or (lambda msg: None)
     build_dir = os.path.abspath(build_dir)

@@ -194,6 +194,18 @@ def test_bad_decoder_parameter_is_a_clean_cli_error(tmp_path, capsys):
     assert "lanes must be one of" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("bad", ["0", "-5", "nan", "inf", "fast"])
+def test_target_frequency_must_be_positive(tmp_path, capsys, bad):
+    """Before any tool runs: nextpnr would take --freq -5 and report Fmax against it."""
+    with pytest.raises(SystemExit) as e:
+        main(["synth", "--design", "counter", "--freq", bad, "--build-dir", str(tmp_path / "b")])
+    assert e.value.code == 2
+    assert f"target frequency must be a positive number of MHz, not '{bad}'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="target frequency must be a positive number of MHz"):
+        flow.synthesize(counter_verilog(8), "counter", "ecp5", tmp_path, freq_mhz=bad)
+    assert not (tmp_path / "b").exists() and list(tmp_path.iterdir()) == []
+
+
 # -- wrappers -----------------------------------------------------------------------------------
 
 class AddK(wiring.Component):
