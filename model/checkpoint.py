@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 
@@ -11,6 +12,19 @@ from .errors import SubbitError
 __all__ = ["load_state_dict", "save_safetensors"]
 
 _WRAPPERS = ("state_dict", "model_state_dict", "model")
+
+
+def _torch_load_reason(e: Exception) -> str:
+    """The gist of a ``torch.load`` error: torch's weights-only message is a page of advice around
+    one line (the unpickler's reason)."""
+    text = str(e)
+    m = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    reason = m.group(1).strip() if m else lines[0] if lines else type(e).__name__
+    reason = re.split(r"(?<=\.)\s", reason)[0]        # its first sentence
+    if reason.startswith("Unsupported operand"):      # the unpickler met a byte no pickle has
+        reason = f"not a torch.save file ({reason})"
+    return reason
 
 
 def _to_numpy(name, t):
@@ -49,7 +63,8 @@ def load_state_dict(path) -> dict[str, np.ndarray]:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # pickle, zip and torch errors
-            raise SubbitError(f"cannot read {path} as a PyTorch state_dict: {e}") from None
+            raise SubbitError(f"cannot read {path} as a PyTorch state_dict: {_torch_load_reason(e)} "
+                              "(subbit loads tensors only, never code: save `model.state_dict()`)") from None
     else:
         raise SubbitError(f"unknown checkpoint extension {ext!r} of {path} "
                           "(expected .pt, .pth or .safetensors)")

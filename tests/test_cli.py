@@ -55,7 +55,11 @@ def test_compress_inspect_decode(ckpt, tmp_path, capsys, name):
     (["compress", "{ckpt}/m.pt", "-o", "{out}", "--bits", "9"], "quantizer bits must be in 2..8, not 9"),
     (["compress", "{ckpt}/m.pt", "-o", "{out}", "--lanes", "3"], "lanes must be one of"),
     (["compress", "{ckpt}/bad.txt", "-o", "{out}"], "unknown checkpoint extension '.txt'"),
-    (["compress", "{ckpt}/junk.pt", "-o", "{out}"], "cannot read .*junk.pt as a PyTorch state_dict"),
+    (["compress", "{ckpt}/junk.pt", "-o", "{out}"], "cannot read .*junk.pt as a PyTorch state_dict: not a torch.save file"),
+    # a pickled module, not a state_dict: torch's one-line reason and ours, not its page of advice
+    (["compress", "{ckpt}/module.pt", "-o", "{out}"],
+     r"cannot read .*module.pt as a PyTorch state_dict: Unsupported global: .*Linear .*by default\. "
+     r"\(subbit loads tensors only, never code: save `model.state_dict\(\)`\)\n$"),
     (["inspect", "{ckpt}/m.pt"], "bad magic"),
     (["decode", "/nope.sbw", "-o", "{out}"], "cannot read /nope.sbw"),
 ])
@@ -63,6 +67,7 @@ def test_errors_are_clear_and_leave_no_file(ckpt, tmp_path, capsys, argv, msg):
     d, _ = ckpt
     (d / "bad.txt").write_text("x")
     (d / "junk.pt").write_bytes(b"not a zip")
+    torch.save(torch.nn.Linear(2, 2), d / "module.pt")
     out = tmp_path / "out.sbw"
     argv = [a.format(out=out, ckpt=d) for a in argv]
     assert main(argv) == 2
