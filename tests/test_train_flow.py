@@ -139,6 +139,10 @@ def bad_checkpoint(tmp_path):
     (["--init-bits", "9"], r"--init-bits must be in 2..8 \(--max-bits\), not 9"),
     (["--epochs", "0"], "model resnet8 has no pretrained weights: give --checkpoint or --epochs >= 1"),
     (["--ways", "0"], "ways must be an integer in 1..255, not 0"),
+    (["--ramp", "nan"], r"--ramp must be in 0..1, not nan"),
+    (["--weight-decay", "-1"], r"--weight-decay must be a number >= 0, not -1.0"),
+    (["--lambda0", "0"], r"--lambda0 must be a positive number, not 0.0"),
+    (["--threads", "0"], r"--threads must be an integer >= 1, not 0"),
     (["--batch-size", "5000"], "--batch-size 5000 exceeds the 1167 training samples"),
     (["--out", "{ckpt}/x"], "cannot create the output directory {ckpt}/x: {ckpt} is not a writable directory"),
 ])

@@ -121,10 +121,19 @@ class TrainConfig:
             v = getattr(c, name)
             if not isinstance(v, int) or v < lo:
                 raise ConfigError(f"--{name.replace('_', '-')} must be an integer >= {lo}, not {v!r}")
+        flag = {"lam0": "--lambda0"}
         for name in ("lr", "qat_lr", "lr_quant", "lam0", "gain"):
             v = getattr(c, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise ConfigError(f"--{name.replace('_', '-')} must be a positive number, not {v!r}")
+                raise ConfigError(f"{flag.get(name, '--' + name.replace('_', '-'))} must be a positive "
+                                  f"number, not {v!r}")
+        for name, lo, hi in (("weight_decay", 0, math.inf), ("ramp", 0, 1)):
+            v = getattr(c, name)
+            if not (isinstance(v, (int, float)) and lo <= v <= hi and not math.isinf(v)):
+                span = f"a number >= {lo}" if hi == math.inf else f"in {lo}..{hi}"
+                raise ConfigError(f"--{name.replace('_', '-')} must be {span}, not {v!r}")
+        if c.threads is not None and (not isinstance(c.threads, int) or c.threads < 1):
+            raise ConfigError(f"--threads must be an integer >= 1, not {c.threads!r}")
         if c.max_bits not in range(2, 9):
             raise ConfigError(f"--max-bits must be in 2..8, not {c.max_bits}")
         if not 2 <= c.init_bits <= c.max_bits:
