@@ -21,7 +21,9 @@ def register(sub):
                        "against the reference). Reports accuracies (float, integer, RTL), clocks per image "
                        "and the fraction of clocks the MAC engine waited for weights.")
     p.add_argument("model", help="weight stream (.sbw) of a ResNet trained by `subbit train`")
-    p.add_argument("--dataset", default="digits", help="dataset of the test images (default digits)")
+    p.add_argument("--dataset", default=None,
+                   help="dataset of the test images (default: the one the stream was trained on, from its "
+                   "metadata; digits if it names none)")
     p.add_argument("--n", type=int, default=100, help="test images (default 100)")
     p.add_argument("--rtl", choices=["verilator", "none"], default="verilator",
                    help="simulator for the RTL run (default verilator; none: integer reference only)")
@@ -41,14 +43,18 @@ def _pow2(n: int, lo: int) -> int:
     return max(lo, 1 << max(0, int(n) - 1).bit_length())
 
 
-def infer(path: str, dataset: str = "digits", n: int = 100, rtl: str = "verilator", log=print) -> dict:
+def infer(path: str, dataset: str | None = None, n: int = 100, rtl: str = "verilator", log=print) -> dict:
     """Float, integer-reference and (``rtl="verilator"``) RTL inference of ``n`` test images.
+
+    ``dataset`` defaults to the one named in the stream's metadata (``subbit train`` records it),
+    else digits.
 
     Raises
     ------
     SubbitError
-        A bad ``n``, a model the integer flow does not support, or an RTL result that differs
-        from the integer reference (accumulators or classes).
+        A bad ``n``, a dataset other than the one the stream was trained on, a model the integer
+        flow does not support, or an RTL result that differs from the integer reference
+        (accumulators or classes).
     """
     import torch
 
@@ -63,6 +69,12 @@ def infer(path: str, dataset: str = "digits", n: int = 100, rtl: str = "verilato
         raise SubbitError(f"--n must be a positive number of images, not {n!r}")
     t0 = time.perf_counter()
     f = sbw.read_sbw(path)
+    trained_on = f.info.get("dataset")
+    if dataset is None:
+        dataset = trained_on or "digits"
+    elif trained_on and dataset != trained_on:
+        raise SubbitError(f"{path} was trained on {trained_on} (its metadata), not {dataset}: its network has "
+                          f"never seen those images; leave out --dataset or pass --dataset {trained_on}")
     data = load_dataset(dataset)
     if n > len(data.test):
         raise SubbitError(f"--n {n} exceeds the {len(data.test)} test images of {dataset}")
@@ -224,7 +236,7 @@ def cmd_infer(args):
     r = infer(args.model, args.dataset, args.n, args.rtl)
     if args.results and args.rtl != "none":
         from subbit.results import update_section
-        cmd = f"subbit infer --rtl {args.rtl} {args.model} --dataset {args.dataset} --n {args.n}"
+        cmd = f"subbit infer --rtl {args.rtl} {args.model} --dataset {r['dataset']} --n {args.n}"
         print(f"wrote {update_section('infer', infer_markdown(r, cmd))}")
 
 

@@ -265,6 +265,23 @@ def test_infer_cli(tmp_path, capsys):
     assert "--n must be a positive number of images, not 0" in capsys.readouterr().err
 
 
+def test_infer_defaults_to_the_dataset_the_stream_was_trained_on(tmp_path, capsys):
+    """A stream's metadata names its training dataset: infer uses it, and refuses another (an
+    8x8-digits ResNet runs on 28x28 MNIST images without complaint, at chance accuracy)."""
+    import dataclasses
+    from subbit.cli import main
+    from subbit.model import sbw
+    path = tmp_path / "m.sbw"
+    f = small_resnet(width=2)
+    sbw.write_sbw(str(path), dataclasses.replace(f, info={**f.info, "dataset": "digits"}))
+    assert main(["infer", str(path), "--n", "2", "--rtl", "none"]) == 0
+    assert "on 2 digits test images" in capsys.readouterr().out
+    assert main(["infer", str(path), "--n", "2", "--rtl", "none", "--dataset", "mnist"]) == 2
+    err = capsys.readouterr().err
+    assert f"subbit infer: error: {path} was trained on digits (its metadata), not mnist" in err
+    assert "pass --dataset digits" in err
+
+
 def test_documented_commands_parse():
     """Every `subbit ...` line of docs/inference.md is a valid command of the right sub-command."""
     import os
