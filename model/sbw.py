@@ -23,6 +23,7 @@ The *metadata* holds what only software needs: layer names, shapes, quantizer
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import struct
@@ -147,17 +148,38 @@ def to_bytes(sbw: SbwFile) -> bytes:
     return head + meta + side + hw_bytes
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file: no partial file is ever left behind."""
+    """Write ``data`` to ``path`` via a temporary file: no partial file is ever left behind.
+
+    Raises
+    ------
+    SubbitError
+        The file cannot be written (missing directory, a directory at ``path``, no permission,
+        disk full); the message names the path and the system's reason.
+    """
     path = os.fspath(path)
     d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".subbit-", suffix=".tmp")
     try:
+        if os.path.isdir(path):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=".subbit-", suffix=".tmp")
+    except OSError as e:
+        raise SubbitError(f"cannot write {path}: {e.strerror or e}") from None
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())       # mkstemp's 0600 would outlive the rename
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise SubbitError(f"cannot write {path}: {e.strerror or e}") from None
         raise
 
 

@@ -265,3 +265,19 @@ def test_no_partial_file_on_error(tmp_path):
 def test_missing_file():
     with pytest.raises(SubbitError, match="cannot read /nonexistent.sbw"):
         sbw.read_sbw("/nonexistent.sbw")
+
+
+def test_write_errors_name_the_path(tmp_path):
+    """A path that cannot be written is a SubbitError naming it (not an OSError from mkstemp), and
+    written files get the usual umask mode (mkstemp makes 0600)."""
+    f, _ = make_file()
+    for bad, why in ((tmp_path / "no" / "x.sbw", "No such file or directory"), (tmp_path, "Is a directory")):
+        with pytest.raises(SubbitError, match=f"cannot write {bad}: {why}"):
+            sbw.write_sbw(bad, f)
+    assert list(tmp_path.iterdir()) == []
+    mask = os.umask(0o027)
+    try:
+        sbw.write_sbw(tmp_path / "m.sbw", f)
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "m.sbw").stat().st_mode & 0o777 == 0o640
