@@ -63,8 +63,19 @@ def cmd_decode(args):
         from subbit.sim import rtl_decode
         res = rtl_decode.decode_file(f, simulator=args.rtl, lookup=args.lookup, word_width=args.word_width,
                                      max_symbols=args.max_symbols)
+        from subbit.hw.params import ErrorCode
         codes = res.pop("codes")
+        res["error_name"] = ErrorCode(res["error"]).name
         print(json.dumps(res, indent=2))
+        if not res["bit_exact"]:
+            why = (f"raised {res['error_name']} (status.error = {res['error']}, docs/decoder.md)" if res["error"]
+                   else "did not match the golden model")
+            hint = ""
+            if res["error_name"] == "UNSUPPORTED":
+                need = rtl_decode.params_for(f.hw, f.config).max_symbols
+                hint = f"; the smallest decoder for this file (the default) has --max-symbols {need}"
+            raise SubbitError(f"the RTL decoder ({args.rtl}) {why}{hint}"
+                              + ("; nothing written" if args.output else ""))
     else:
         codes = f.decode_codes()
     if args.output:

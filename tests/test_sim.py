@@ -281,3 +281,32 @@ def test_build_cache_builds_once_drops_headers_and_stays_bounded(tmp_path):
     runner._evict(str(tmp_path), keep=2)
     # entries[0] was just used (and is within the grace period); of the rest only the newest survives
     assert sorted(os.listdir(tmp_path)) == ["e0", "e4"]
+
+
+def test_decode_cli_rtl_writes_the_decoded_file_or_nothing(tmp_path, capsys):
+    """`subbit decode --rtl`: the RTL's codes, bit-exact, into -o; a decoder too small for the file
+    raises its status error, which the command names, and writes nothing."""
+    import json
+
+    from subbit.cli import main
+    from subbit.model import checkpoint, sbw
+    from subbit.model.compress import compress_state_dict
+    rng = np.random.default_rng(3)
+    sd = {"a.weight": rng.normal(size=(16, 20)), "b.weight": rng.normal(size=(4, 33)), "b.bias": rng.normal(size=4)}
+    f = compress_state_dict(sd, 4, stream.StreamConfig())
+    path, out = tmp_path / "m.sbw", tmp_path / "w.safetensors"
+    sbw.write_sbw(path, f)
+    assert main(["decode", str(path), "--rtl", "verilator", "--max-symbols", "15", "-o", str(out)]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["bit_exact"] and res["error_name"] == "NONE" and res["weights"] == 16 * 20 + 4 * 33
+    got, golden = checkpoint.load_state_dict(out), f.decode_codes()
+    for k in ("a.weight", "b.weight"):
+        np.testing.assert_array_equal(got[f"codes/{k}"], golden[k])
+    out.unlink()
+    assert main(["decode", str(path), "--rtl", "verilator", "--max-symbols", "3", "-o", str(out)]) == 2
+    cap = capsys.readouterr()
+    assert json.loads(cap.out)["error_name"] == "UNSUPPORTED"
+    assert ("subbit decode: error: the RTL decoder (verilator) raised UNSUPPORTED (status.error = 6, "
+            "docs/decoder.md); the smallest decoder for this file (the default) has --max-symbols 16; "
+            "nothing written") in cap.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.sbw"]
