@@ -8,6 +8,7 @@ A 32-bit counter through the same flow is the calibration row. Points run in par
 
 from __future__ import annotations
 
+import argparse
 import concurrent.futures
 import importlib
 import json
@@ -284,14 +285,42 @@ def _command(args):
     return " ".join(cmd)
 
 
+def _check_points(points):
+    """Every decoder configuration of the sweep is valid, before any tool runs (SubbitError naming
+    the first bad one)."""
+    from subbit.fpga.cli import DECODER_PARAMS
+    from subbit.hw.params import DecoderParams
+    for p in points:
+        if p.get("design") == "decoder":
+            try:
+                DecoderParams(**{k: v for k, v in p.items() if k in DECODER_PARAMS and v is not None})
+            except SubbitError as e:
+                raise SubbitError(f"configuration {_tag(p)}: {e}") from None
+
+
+def _read_sweep(path):
+    """A previous run's ``sweep.json`` (``--redraw``)."""
+    try:
+        with open(path) as fh:
+            run = json.load(fh)
+    except OSError as e:
+        raise SubbitError(f"cannot read {path}: {e.strerror or e}") from None
+    except ValueError as e:
+        raise SubbitError(f"{path} is not JSON: {e}") from None
+    rows = run.get("rows") if isinstance(run, dict) else None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and "design" in r for r in rows):
+        raise SubbitError(f"{path} is not a sweep.json of `subbit bench rtl` (no list of rows with a 'design')")
+    run.setdefault("command", "?")
+    return run
+
+
 def cmd_bench_rtl(args):
     from subbit import results
     from subbit.fpga.cli import default_fc_read, default_multiplier, default_window
     from subbit.hw.params import recommended_ways
     t0 = time.monotonic()
     if args.redraw:
-        with open(args.redraw) as fh:
-            run = json.load(fh)
+        run = _read_sweep(args.redraw)
     else:
         if args.quick:
             args.lanes, args.prob_bits, args.lookup = [1], [12], ["compare"]
@@ -302,6 +331,7 @@ def cmd_bench_rtl(args):
              "fc_read": args.fc_read or default_fc_read(args.target),
              "window": args.window or default_window(args.target)}
             for k in args.lanes for m in args.prob_bits for lk in args.lookup]
+        _check_points(points)
         measure = measure_function() is not None and not args.no_measure
         if not measure:
             why = "--no-measure" if args.no_measure else f"{MEASURE} is not available yet"
@@ -326,6 +356,16 @@ def cmd_bench_rtl(args):
         raise SubbitError(f"every configuration failed; first error: {failed[0]['error']}")
 
 
+def _positive_int(text):
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}")
+    return n
+
+
 def register(bsub):
     from subbit.fpga.cli import add_design_args
     b = bsub.add_parser(
@@ -341,7 +381,7 @@ def register(bsub):
     b.add_argument("--lookup", nargs="+", choices=list(LOOKUPS), default=list(LOOKUPS),
                    help="symbol-lookup variants (default both)")
     add_design_args(b)
-    b.add_argument("--jobs", "-j", type=int, default=min(2, os.cpu_count() or 1),
+    b.add_argument("--jobs", "-j", type=_positive_int, default=min(2, os.cpu_count() or 1),
                    help="parallel processes (default 2)")
     b.add_argument("--build-dir", default=os.path.join("build", "bench-rtl"), help="default build/bench-rtl")
     b.add_argument("--no-measure", action="store_true", help="skip the cycle-accurate simulation")

@@ -321,6 +321,26 @@ def test_bench_rtl_quick(tmp_path, capsys, monkeypatch):
     assert (tmp_path / "rtl_sweep.png").exists()
 
 
+@pytest.mark.parametrize("args,msg", [
+    (["--lanes", "1", "3"], "configuration K3-M10-compare: lanes must be one of (1, 2, 4, 8), not 3"),
+    (["-M", "20"], "configuration K1-M20-compare: prob_bits must be in 8..15, not 20"),
+    (["--fc-read", "async"], "configuration K1-M10-table: fc_read='async' needs lookup='compare'"),
+    (["--redraw", "{tmp}/none.json"], "cannot read {tmp}/none.json: No such file or directory"),
+    (["--redraw", "{tmp}/bad.json"], "{tmp}/bad.json is not JSON"),
+    (["--redraw", "{tmp}/other.json"], "{tmp}/other.json is not a sweep.json of `subbit bench rtl`"),
+])
+def test_bench_rtl_bad_input_before_any_tool_runs(tmp_path, capsys, args, msg):
+    (tmp_path / "bad.json").write_text("{")
+    (tmp_path / "other.json").write_text('{"rows": 3}')
+    build = tmp_path / "b"
+    assert main(["bench", "rtl", "--no-write", "--build-dir", str(build)] + [a.format(tmp=tmp_path) for a in args]) == 2
+    assert f"subbit bench: error: {msg.format(tmp=tmp_path)}" in capsys.readouterr().err
+    assert not build.exists()
+    with pytest.raises(SystemExit):
+        main(["bench", "rtl", "--jobs", "0"])
+    assert "argument --jobs/-j: expected a positive integer, not '0'" in capsys.readouterr().err
+
+
 def test_rtl_markdown_and_plot(tmp_path):
     base = {"design": "decoder", "max_symbols": 15, "word_width": 16, "ways": None, "device": "dev",
             "tools": {"yosys": "Yosys 0.70"}, "freq_target_mhz": 200.0, "lut_depth": 9, "ffs": 10, "carry": 1,
