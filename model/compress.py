@@ -13,9 +13,9 @@ __all__ = ["is_coded", "build_sbw", "compress_state_dict", "ccexam_codes"]
 
 
 def is_coded(name: str, arr: np.ndarray) -> bool:
-    """Weights (floating tensors of rank >= 2: conv and linear kernels) are entropy-coded;
-    everything else (biases, norms, counters) travels as side data."""
-    return arr.ndim >= 2 and np.issubdtype(arr.dtype, np.floating)
+    """Weights (non-empty floating tensors of rank >= 2: conv and linear kernels) are
+    entropy-coded; everything else (biases, norms, counters) travels as side data."""
+    return arr.ndim >= 2 and arr.size > 0 and np.issubdtype(arr.dtype, np.floating)
 
 
 def build_sbw(layers: list[tuple[LayerMeta, np.ndarray]], side: dict[str, np.ndarray],
@@ -45,13 +45,16 @@ def compress_state_dict(sd: dict[str, np.ndarray], bits: int, config: stream.Str
     layers, side = [], {}
     for name, arr in sd.items():
         if is_coded(name, arr):
-            codes, scale = quantize_rtn(arr, bits, per_channel=per_channel)
+            try:
+                codes, scale = quantize_rtn(arr, bits, per_channel=per_channel)
+            except SubbitError as e:
+                raise SubbitError(f"tensor {name!r} {tuple(arr.shape)}: {e}") from None
             layers.append((LayerMeta(name=name, shape=tuple(arr.shape), bits=bits, scale=scale,
                                      scale_axis=0 if per_channel else None, dtype=str(arr.dtype)), codes))
         else:
             side[name] = arr
     if not layers:
-        raise SubbitError("the state_dict has no weight tensors (floating, rank >= 2) to compress")
+        raise SubbitError("the state_dict has no weight tensors (floating, rank >= 2, not empty) to compress")
     return build_sbw(layers, side, config, info=info, progress=progress)
 
 

@@ -60,6 +60,9 @@ def test_compress_inspect_decode(ckpt, tmp_path, capsys, name):
     (["compress", "{ckpt}/module.pt", "-o", "{out}"],
      r"cannot read .*module.pt as a PyTorch state_dict: Unsupported global: .*Linear .*by default\. "
      r"\(subbit loads tensors only, never code: save `model.state_dict\(\)`\)\n$"),
+    (["compress", "{ckpt}/nan.pt", "-o", "{out}"],
+     r"tensor 'fc.weight' \(2, 2\): cannot quantize a tensor with NaN or infinite values"),
+    (["compress", "{ckpt}/empty.pt", "-o", "{out}"], r"no weight tensors \(floating, rank >= 2, not empty\)"),
     (["inspect", "{ckpt}/m.pt"], "bad magic"),
     (["decode", "/nope.sbw", "-o", "{out}"], "cannot read /nope.sbw"),
 ])
@@ -68,6 +71,9 @@ def test_errors_are_clear_and_leave_no_file(ckpt, tmp_path, capsys, argv, msg):
     (d / "bad.txt").write_text("x")
     (d / "junk.pt").write_bytes(b"not a zip")
     torch.save(torch.nn.Linear(2, 2), d / "module.pt")
+    torch.save({"conv.weight": torch.ones(2, 2), "fc.weight": torch.tensor([[1.0, float("nan")], [0, 1]])},
+               d / "nan.pt")
+    torch.save({"fc.weight": torch.ones(0, 3), "fc.bias": torch.ones(3)}, d / "empty.pt")
     out = tmp_path / "out.sbw"
     argv = [a.format(out=out, ckpt=d) for a in argv]
     assert main(argv) == 2
