@@ -83,7 +83,8 @@ def _locked(path):
 def cached_build(d: str, digest: str, make) -> None:
     """Run ``make()`` once for cache entry ``d`` (safe across processes); later calls only mark it used.
 
-    ``built.ok`` (holding ``digest``) marks a finished build; its mtime is the last use. After a
+    A build says so on stderr (it takes tens of seconds). ``built.ok`` (holding ``digest``)
+    marks a finished build; its mtime is the last use. After a
     build, the precompiled headers Verilator leaves behind (two ~70 MB ``*.gch`` per model, needed
     only while compiling) are deleted, and the directory's finished builds beyond the
     :data:`CACHE_KEEP` most recently used (and unused for :data:`CACHE_GRACE_S`) are removed, so the
@@ -95,7 +96,11 @@ def cached_build(d: str, digest: str, make) -> None:
         if os.path.exists(stamp):
             os.utime(stamp)
             return
+        t0 = time.monotonic()
+        print(f"subbit: compiling the simulation model {os.path.basename(d)} (once; cached under "
+              f"{os.path.dirname(d)})", file=sys.stderr, flush=True)
         make()
+        print(f"subbit: compiled in {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
         for f in glob.glob(os.path.join(d, "**", "*.gch"), recursive=True):
             os.remove(f)
         with open(stamp, "w") as fh:
