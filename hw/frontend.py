@@ -112,6 +112,7 @@ class Frontend(wiring.Component):
         # Timing: every decision of the FSM is a registered flag or a small counter compare;
         # checks only raise error flags, registered and encoded a clock later.
         pos = Signal(3)                        # word index in the fixed-size headers
+        flast = Signal()                       # ... and this is the layer fields' last word
         left = Signal(13)                      # words left in a table / states section
         lastw = Signal()                       # ... and this word is its last (left == 1)
         last2 = Signal()                       # left == 2 (32-bit bus: the beat ends the section)
@@ -201,7 +202,7 @@ class Frontend(wiring.Component):
                 to_fields()
 
         def to_fields():
-            m.d.sync += [pos.eq(0), chk.eq(fmt.CHECK_SEED)]
+            m.d.sync += [pos.eq(0), flast.eq(0), chk.eq(fmt.CHECK_SEED)]
             m.next = "FIELDS"
 
         v = self.i.valid
@@ -361,7 +362,7 @@ class Frontend(wiring.Component):
                     if wide:
                         # a layer header starts a beat (its offset is even): two fields a clock
                         m.d.comb += self.i.ready.eq(1)
-                        m.d.sync += [pos.eq(pos + 2), chk.eq(chk + word_lo + word_hi)]
+                        m.d.sync += [pos.eq(pos + 2), flast.eq(pos == 2), chk.eq(chk + word_lo + word_hi)]
                         with m.Switch(pos):
                             with m.Case(0):
                                 nsym_word(word_lo)
@@ -370,10 +371,9 @@ class Frontend(wiring.Component):
                                 m.d.sync += count.eq(Cat(word_lo, word_hi))
                             with m.Case(4):
                                 m.d.sync += npay.eq(Cat(word_lo, word_hi))
-                                fields_done(word_lo, word_hi)
                     else:
                         take()
-                        m.d.sync += [pos.eq(pos + 1), chk.eq(chk + word)]
+                        m.d.sync += [pos.eq(pos + 1), flast.eq(pos == 4), chk.eq(chk + word)]
                         with m.Switch(pos):
                             with m.Case(0):
                                 nsym_word(word)
@@ -387,7 +387,10 @@ class Frontend(wiring.Component):
                                 m.d.sync += npay[:16].eq(word)
                             with m.Case(5):
                                 m.d.sync += npay[16:].eq(word)
-                                fields_done(npay[:16], word)
+                # the last field word, from a registered flag (neither the bank wait nor a decode
+                # of `pos`): the end of the fields resets the frequency table's counters
+                with m.If(v & flast):
+                    fields_done(word_lo, word_hi) if wide else fields_done(npay[:16], word)
                 drain_on_error()
 
             with m.State("FREQ"):
