@@ -147,14 +147,16 @@ def rtl_markdown(rows: list[dict], *, command: str, source: str | None = None, p
     fixed = {k: dec[0].get(k) for k in ("max_symbols", "word_width", "ways", "multiplier", "prefetch")} if dec else {}
     if dec:
         fixed["window"] = _window(dec[0])
-    for key, value in (("ways", lambda r: r.get("ways")), ("window", _window)):
+    for key, value in (("ways", lambda r: r.get("ways")), ("prefetch", lambda r: r.get("prefetch")),
+                       ("window", _window)):
         by = {}                                # value -> the K built with it
         for r in dec:
             by.setdefault(value(r), set()).add(r["lanes"])
         if len(by) > 1:
             fixed[key] = " / ".join(f"{'default' if w is None else w} (K={', '.join(map(str, sorted(ks)))})"
                                     for w, ks in sorted(by.items(), key=lambda i: min(i[1])))
-    fixed_s = ", ".join(f"{k}={'default (the pipeline depth)' if v is None else v}" for k, v in fixed.items())
+    fixed_s = ", ".join(f"{k}={('default (the pipeline depth)' if k == 'ways' else 'default') if v is None else v}"
+                        for k, v in fixed.items())
     freq = f"nextpnr `--freq {ok['freq_target_mhz']:g}`" if ok.get("freq_target_mhz") else "no place and route"
     seeds = list(ok.get("fmax_by_seed") or {})
     if len(seeds) > 1:
@@ -277,7 +279,7 @@ def _command(args):
                 cmd.append(f"{opt} {' '.join(map(str, val))}")
     for opt, val in (("--max-symbols", args.max_symbols if args.max_symbols != 15 else None),
                      ("--word-width", args.word_width if args.word_width != 16 else None),
-                     ("--ways", args.ways), ("--fc-read", args.fc_read),
+                     ("--ways", args.ways), ("--prefetch", args.prefetch), ("--fc-read", args.fc_read),
                      ("--window", args.window), ("--freq", args.freq),
                      ("--seed", _seeds(args.seed) if args.seed != 1 else None)):
         if val is not None:
@@ -317,7 +319,7 @@ def _read_sweep(path):
 def cmd_bench_rtl(args):
     from subbit import results
     from subbit.fpga.cli import default_fc_read, default_multiplier, default_window
-    from subbit.hw.params import recommended_ways
+    from subbit.hw.params import recommended_prefetch, recommended_ways
     t0 = time.monotonic()
     if args.redraw:
         run = _read_sweep(args.redraw)
@@ -327,7 +329,8 @@ def cmd_bench_rtl(args):
         points = [{"design": "counter"}] + [
             {"design": "decoder", "lanes": k, "prob_bits": m, "lookup": lk, "max_symbols": args.max_symbols,
              "word_width": args.word_width, "ways": args.ways if args.ways is not None else recommended_ways(k),
-             "multiplier": args.multiplier or default_multiplier(args.target), "prefetch": args.prefetch,
+             "multiplier": args.multiplier or default_multiplier(args.target),
+             "prefetch": args.prefetch if args.prefetch is not None else recommended_prefetch(k),
              "fc_read": args.fc_read or default_fc_read(args.target),
              "window": args.window or default_window(args.target)}
             for k in args.lanes for m in args.prob_bits for lk in args.lookup]

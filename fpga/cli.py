@@ -111,6 +111,9 @@ def cmd_synth(args):
     params["multiplier"] = params["multiplier"] or default_multiplier(args.target)
     params["fc_read"] = params["fc_read"] or default_fc_read(args.target)
     params["window"] = params["window"] or default_window(args.target)
+    if params["prefetch"] is None:
+        from subbit.hw.params import DecoderParams
+        params["prefetch"] = DecoderParams.prefetch
     if params["multiplier"] == "ecp5" and args.target != "ecp5":
         raise SubbitError(f"--multiplier ecp5 instantiates an ECP5 MULT18X18D; it cannot be built for "
                           f"--target {args.target!r} (use --multiplier generic)")
@@ -164,8 +167,9 @@ def add_design_args(p):
     p.add_argument("--multiplier", choices=["generic", "ecp5"], default=None,
                    help="lane multiplier (default: ecp5, a MULT18X18D with its registers, on the ecp5 "
                    "target; generic elsewhere)")
-    p.add_argument("--prefetch", type=int, default=32, metavar="WORDS",
-                   help="payload prefetch FIFO depth in words: 0 or a power of two 16..4096 (default 32)")
+    p.add_argument("--prefetch", type=int, default=None, metavar="WORDS",
+                   help="payload prefetch FIFO depth in words: 0 or a power of two 16..4096 (default 32; "
+                   "bench rtl: 64 at 8 lanes, which then idle at no layer switch beyond the bus)")
     p.add_argument("--fc-read", choices=["async", "sync"], default=None,
                    help="how the lanes read f/c (default: sync on ice40, where block RAM then holds them; "
                    "else async, LUT-RAM, for compare)")

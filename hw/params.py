@@ -51,6 +51,16 @@ def recommended_ways(lanes: int) -> int:
     return PIPELINE_DEPTH + (lanes >= 2) + (lanes >= 8)
 
 
+def recommended_prefetch(lanes: int) -> int:
+    """The payload prefetch depth (words) ``subbit bench rtl`` builds each K with: 32, and 64 at 8
+    lanes. The parser reads a layer's header only after pushing all of the previous layer's
+    payload, so the FIFO must hold enough words for the lanes to decode while it reads the next
+    header (2·K·ways state words); on the ccexam stream K=8 with 32 words idles 30 and 4 clocks
+    at two layer switches past what the bus explains, with 64 none (docs/architecture.md, "Layer
+    switches"). K8-M12 on ECP5, nextpnr seeds 1-5: 32 words 145.1 MHz mean, 64 words 145.9."""
+    return 64 if lanes >= 8 else 32
+
+
 def default_window(lanes: int) -> str:
     """The payload window a decoder of ``lanes`` lanes gets unless told (``DecoderParams.window``):
     the ring buffer from 4 lanes, else the shift register. Measured on ECP5 (M=12, ways=7, median

@@ -376,6 +376,12 @@ def test_rtl_markdown_and_plot(tmp_path):
         r["window"] = None
     md = bench.rtl_markdown(rows, command="subbit bench rtl")
     assert "window=shift (K=1, 2) / ring (K=8)" in md
+    # the prefetch depth (bench rtl: recommended_prefetch) likewise
+    assert "prefetch=default," in md
+    for r in rows[1:]:
+        r["prefetch"] = 64 if r["lanes"] == 8 else 32
+    md = bench.rtl_markdown(rows, command="subbit bench rtl")
+    assert "prefetch=32 (K=1, 2) / 64 (K=8)," in md
     # several seeds: the median and the range
     for r in rows[1:3]:
         r["fmax_by_seed"] = {1: r["fmax_mhz"], 2: r["fmax_mhz"] - 10, 3: r["fmax_mhz"] + 5}
@@ -384,9 +390,10 @@ def test_rtl_markdown_and_plot(tmp_path):
     assert os.path.getsize(bench.plot(rows, str(tmp_path / "p2.png"))) > 1000
 
 
-def test_recommended_ways():
-    from subbit.hw.params import PIPELINE_DEPTH, recommended_ways
+def test_recommended_ways_and_prefetch():
+    from subbit.hw.params import PIPELINE_DEPTH, DecoderParams, recommended_prefetch, recommended_ways
     assert [recommended_ways(k) for k in (1, 2, 4, 8)] == [PIPELINE_DEPTH] + [PIPELINE_DEPTH + 1] * 2 + [PIPELINE_DEPTH + 2]
+    assert [recommended_prefetch(k) for k in (1, 2, 4, 8)] == [DecoderParams.prefetch] * 3 + [64]
 
 
 def test_sweep_runs_points_in_parallel_processes(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from subbit.hw.params import FIRST_WEIGHT_CLOCKS, DecoderParams, ErrorCode, recommended_ways
+from subbit.hw.params import FIRST_WEIGHT_CLOCKS, DecoderParams, ErrorCode, recommended_prefetch, recommended_ways
 from subbit.model import rans, stream
 from subbit.model.errors import DecodeError
 from subbit.model.faults import refix_payload
@@ -228,10 +228,11 @@ def test_real_network_bit_exact_at_full_rate(ccexam_codes, lanes):
     """ccexam MNIST CNN (421k weights, 3-bit RTN): bit-exact, >= 0.99*K weights per clock, the
     first weight header words + FIRST_WEIGHT_CLOCKS clocks after the first word, and no idle
     clock at a layer switch beyond what the 16-bit bus explains (`tb.switch_metrics`); built
-    with the ways `subbit bench rtl` uses (the S4b stage from two lanes) and the default window
-    (the ring buffer at K=8). At K=8 the default 32-word prefetch FIFO lets the parser run too few
-    payload words ahead to read the next 148-word header before a long layer ends: 64 words here."""
-    p = DecoderParams(lanes=lanes, max_symbols=7, ways=recommended_ways(lanes), prefetch=64 if lanes == 8 else 32)
+    with the ways and prefetch depth `subbit bench rtl` uses (the S4b stage from two lanes; 64
+    prefetch words at K=8, where 32 let the parser run too few payload words ahead to read the
+    next 148-word header before a long layer ends) and the default window (the ring at K=8)."""
+    p = DecoderParams(lanes=lanes, max_symbols=7, ways=recommended_ways(lanes),
+                      prefetch=recommended_prefetch(lanes))
     hw, words = make_stream(p, ccexam_codes)
     res = decode_words(words, hw, p.stream_config, p, "verilator")
     assert res["bit_exact"], {k: v for k, v in res.items() if k != "codes"}
