@@ -248,7 +248,10 @@ def _reusable(out: str, argv: list[str]) -> dict | None:
 def cmd_bench_train(args):
     from subbit.cli import main
     from subbit.results import update_section
-    names = list(BENCH_RUNS) if not args.only else [n.strip() for n in args.only.split(",") if n.strip()]
+    names = list(BENCH_RUNS) if args.only is None else list(dict.fromkeys(
+        n.strip() for n in args.only.split(",") if n.strip()))
+    if not names:
+        raise SubbitError(f"--only names no run: {args.only!r} (expected some of {', '.join(BENCH_RUNS)})")
     for n in names:
         if n not in BENCH_RUNS:
             raise SubbitError(f"unknown benchmark run {n!r} (expected one of {', '.join(BENCH_RUNS)})")

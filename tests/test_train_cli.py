@@ -39,6 +39,8 @@ def test_bench_train_quick(tmp_path, capsys, monkeypatch):
     assert (docs / "train-digits-pareto.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["bench", "train", "--only", "cifar", "--no-write"]) == 2
     assert "unknown benchmark run 'cifar'" in capsys.readouterr().err
+    assert main(["bench", "train", "--only", " , ", "--no-write"]) == 2      # not: every run
+    assert "--only names no run: ' , '" in capsys.readouterr().err
 
 
 def test_documented_commands_parse():
