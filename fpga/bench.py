@@ -335,6 +335,8 @@ def cmd_bench_rtl(args):
              "window": args.window or default_window(args.target)}
             for k in args.lanes for m in args.prob_bits for lk in args.lookup]
         _check_points(points)
+        from subbit.fpga.flow import make_build_dir
+        make_build_dir(args.build_dir)
         measure = measure_function() is not None and not args.no_measure
         if not measure:
             why = "--no-measure" if args.no_measure else f"{MEASURE} is not available yet"

@@ -129,7 +129,7 @@ def cmd_synth(args):
             say(f"note: {params['lanes']} lanes run faster with --ways {best} (extra ring stages, "
                 f"docs/architecture.md); streams for it need `subbit compress --ways {best}`")
     if args.verilog_only:
-        os.makedirs(build, exist_ok=True)
+        flow.make_build_dir(build)
         say("yosys portlist (ports of the top, for the wrappers)")
         ports = flow.read_ports(verilog, top, build)
         outputs = {"design.v": verilog, f"{top}_wrap.v": wrapper.registered_wrapper_verilog(top, ports),

@@ -267,11 +267,21 @@ def _lut_depth(path, step, log):
     return max(depths)
 
 
+def make_build_dir(build_dir: str) -> str:
+    """Create ``build_dir`` (and its parents) if needed; SubbitError naming it when that fails
+    (a file in the way, no permission)."""
+    try:
+        os.makedirs(build_dir, exist_ok=True)
+    except OSError as e:
+        raise SubbitError(f"cannot create the build directory {build_dir}: {e.strerror or e}") from None
+    return build_dir
+
+
 def read_ports(verilog: str, top: str, build_dir: str, timeout: float | None = None):
     """Ports of module ``top`` in ``verilog`` (yosys ``portlist``), as a list of
     :class:`~subbit.fpga.wrapper.Port`."""
     from subbit.fpga.wrapper import parse_portlist
-    os.makedirs(build_dir, exist_ok=True)
+    make_build_dir(build_dir)
     with open(os.path.join(build_dir, "ports_design.v"), "w") as fh:
         fh.write(verilog)
     step, log = "yosys portlist", os.path.join(build_dir, "ports_yosys.log")
@@ -352,6 +362,8 @@ def synthesize(verilog: str, top: str, target: str, build_dir: str, *, freq_mhz:
         positive finite number of MHz.
     ToolNotFoundError, SynthesisError, PlaceRouteError
         A step failed; the message names the step and its log file.
+    SubbitError
+        ``build_dir`` cannot be created.
     """
     if target not in TARGETS:
         raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
@@ -360,8 +372,7 @@ def synthesize(verilog: str, top: str, target: str, build_dir: str, *, freq_mhz:
         freq_mhz = freq_target(freq_mhz)
     spec = TARGETS[target]
     say = progress or (lambda msg: None)
-    build_dir = os.path.abspath(build_dir)
-    os.makedirs(build_dir, exist_ok=True)
+    build_dir = make_build_dir(os.path.abspath(build_dir))
     path = lambda name: os.path.join(build_dir, name)  # noqa: E731
     with open(path("design.v"), "w") as fh:
         fh.write(verilog)

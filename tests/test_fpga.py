@@ -194,6 +194,16 @@ def test_bad_decoder_parameter_is_a_clean_cli_error(tmp_path, capsys):
     assert "lanes must be one of" in capsys.readouterr().err
 
 
+def test_build_dir_in_the_way_is_a_clean_error(tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    assert main(["synth", "--design", "counter", "--build-dir", str(tmp_path / "f")]) == 2
+    assert f"subbit synth: error: cannot create the build directory {tmp_path / 'f'}: File exists" \
+        in capsys.readouterr().err
+    assert main(["bench", "rtl", "--quick", "--no-measure", "--no-write", "--target", "generic",
+                 "--build-dir", str(tmp_path / "f" / "b")]) == 2
+    assert f"cannot create the build directory {tmp_path / 'f' / 'b'}: Not a directory" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("bad", ["0", "-5", "nan", "inf", "fast"])
 def test_target_frequency_must_be_positive(tmp_path, capsys, bad):
     """Before any tool runs: nextpnr would take --freq -5 and report Fmax against it."""
