@@ -205,7 +205,18 @@ class DecoderParams:
 
     @classmethod
     def for_stream(cls, config: StreamConfig, **kw) -> "DecoderParams":
-        """Parameters that decode streams of ``config``."""
+        """Parameters that decode streams of ``config``.
+
+        Raises
+        ------
+        SubbitError
+            The stream's coder parameters have no decoder (fewer ways than the datapath's
+            depth): the message names the stream's value and how to re-encode.
+        """
+        if config.ways < PIPELINE_DEPTH:
+            raise SubbitError(f"the stream was coded with ways={config.ways}; the decoder needs at least "
+                              f"{PIPELINE_DEPTH} (one state per stage of its datapath loop): re-encode it with "
+                              f"ways >= {PIPELINE_DEPTH} (`subbit compress --ways {PIPELINE_DEPTH}`)")
         return cls(lanes=config.lanes, prob_bits=config.prob_bits, ways=config.ways, **kw)
 
     @property

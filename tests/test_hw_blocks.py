@@ -493,3 +493,12 @@ def test_parser_accepts_random_valid_streams(name, seed):
     out = parse(p, words)
     assert out["error"] == 0
     assert out["beats_taken"] == len(words) // p.words_per_beat
+
+
+def test_stream_with_too_few_ways_names_the_fix():
+    """The golden model codes any number of ways; a decoder needs one per datapath stage. A stream
+    coded with fewer says so, with its value and how to re-encode (not the decoder's bare range)."""
+    assert DecoderParams.for_stream(stream.StreamConfig(12, 2, 7)).ways == 7
+    with pytest.raises(SubbitError, match=r"the stream was coded with ways=5; the decoder needs at least 6 .*"
+                                          r"`subbit compress --ways 6`"):
+        DecoderParams.for_stream(stream.StreamConfig(12, 1, 5))
