@@ -80,8 +80,14 @@ def infer(path: str, dataset: str | None = None, n: int = 100, rtl: str = "veril
         raise SubbitError(f"--n {n} exceeds the {len(data.test)} test images of {dataset}")
     model = f.info.get("model", "resnet8")
     codes = f.decode_codes()
-    net = rebuild(build_model(model, in_channels=data.in_channels, image_size=data.image_size,
-                              width=f.layers[0].shape[0]), f, codes)
+    try:
+        net = rebuild(build_model(model, in_channels=data.in_channels, image_size=data.image_size,
+                                  width=f.layers[0].shape[0]), f, codes)
+    except SubbitError as e:
+        if "model" in f.info:
+            raise
+        raise SubbitError(f"{e} ({path} names no network in its metadata, so infer tried {model}; "
+                          "streams from `subbit train` name theirs)") from None
     with torch.no_grad():
         float_all = net(data.test.x).argmax(1).numpy()
     inet = IntegerNet(f, net, data.val.x.numpy(), codes)

@@ -282,6 +282,21 @@ def test_infer_defaults_to_the_dataset_the_stream_was_trained_on(tmp_path, capsy
     assert "pass --dataset digits" in err
 
 
+def test_infer_of_a_stream_that_names_no_network(tmp_path, capsys):
+    """`subbit compress` output carries no network name: infer tries resnet8 and, when the tensors do
+    not fit it, says that it guessed."""
+    from subbit.cli import main
+    from subbit.model import sbw
+    from subbit.model.compress import compress_state_dict
+    from subbit.model.stream import StreamConfig
+    sd = {"features.0.weight": np.ones((4, 1, 3, 3), np.float32), "classifier.weight": np.ones((10, 4), np.float32)}
+    sbw.write_sbw(str(tmp_path / "m.sbw"), compress_state_dict(sd, 3, StreamConfig()))
+    assert main(["infer", str(tmp_path / "m.sbw"), "--rtl", "none", "--n", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "does not match the model: missing conv1.weight" in err
+    assert "names no network in its metadata, so infer tried resnet8" in err
+
+
 def test_documented_commands_parse():
     """Every `subbit ...` line of docs/inference.md is a valid command of the right sub-command."""
     import os
