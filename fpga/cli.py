@@ -123,11 +123,16 @@ def cmd_synth(args):
     build = args.build_dir or os.path.join("build", "synth", f"{args.target}-{tag}")
     say = _progress("subbit synth")
     if args.design == "decoder":
-        from subbit.hw.params import PIPELINE_DEPTH, recommended_ways
+        from subbit.hw.params import PIPELINE_DEPTH, recommended_prefetch, recommended_ways
         best = recommended_ways(params["lanes"])
         if (params["ways"] or PIPELINE_DEPTH) < best:
             say(f"note: {params['lanes']} lanes run faster with --ways {best} (extra ring stages, "
                 f"docs/architecture.md); streams for it need `subbit compress --ways {best}`")
+        pf = recommended_prefetch(params["lanes"])
+        if 0 < params["prefetch"] < pf:
+            say(f"note: {params['lanes']} lanes idle at layer switches with {params['prefetch']} prefetch "
+                f"words; `subbit bench rtl` builds them with --prefetch {pf} (docs/architecture.md, "
+                f"\"Layer switches\")")
     if args.verilog_only:
         flow.make_build_dir(build)
         say("yosys portlist (ports of the top, for the wrappers)")

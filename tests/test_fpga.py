@@ -124,6 +124,13 @@ def test_synth_suggests_the_faster_ways_for_four_lanes(tmp_path, capsys):
     assert main(["synth", "--target", "generic", "-K", "4", "--ways", "7", "--verilog-only",
                  "--build-dir", str(tmp_path)]) == 0
     assert "--ways" not in capsys.readouterr().err
+    # eight lanes: the prefetch depth too (layer-switch bubbles with 32 words)
+    assert main(["synth", "--target", "generic", "-K", "8", "--ways", "8", "--verilog-only",
+                 "--build-dir", str(tmp_path)]) == 0
+    assert "8 lanes idle at layer switches with 32 prefetch words" in capsys.readouterr().err
+    assert main(["synth", "--target", "generic", "-K", "8", "--ways", "8", "--prefetch", "64", "--verilog-only",
+                 "--build-dir", str(tmp_path)]) == 0
+    assert "note" not in capsys.readouterr().err
 
 
 def test_ice40_reads_f_and_c_synchronously_by_default(tmp_path, capsys):
