@@ -60,7 +60,7 @@ def run_point(point: dict, target: str, build_root: str, freq_mhz=None, seed=1, 
     ``error`` / ``measure_error`` (messages) when a step failed.
     """
     from subbit.fpga import flow
-    from subbit.fpga.cli import DECODER_PARAMS, design_verilog
+    from subbit.fpga.cli import decoder_kwargs, design_verilog
     row, t0 = dict(point), time.monotonic()
     try:
         verilog, top = design_verilog(**point)
@@ -78,7 +78,7 @@ def run_point(point: dict, target: str, build_root: str, freq_mhz=None, seed=1, 
     fn = measure_function() if measure and point.get("design", "decoder") == "decoder" else None
     if fn is not None and "error" not in row:
         try:
-            m = fn(**{k: v for k, v in point.items() if k in DECODER_PARAMS and v is not None})
+            m = fn(**decoder_kwargs(point))
             row.update({k: m[k] for k in MEASURED_KEYS})
         except Exception as e:  # noqa: BLE001 - recorded in the table's footnotes
             row["measure_error"] = f"{type(e).__name__}: {e}"
@@ -290,12 +290,12 @@ def _command(args):
 def _check_points(points):
     """Every decoder configuration of the sweep is valid, before any tool runs (SubbitError naming
     the first bad one)."""
-    from subbit.fpga.cli import DECODER_PARAMS
+    from subbit.fpga.cli import decoder_kwargs
     from subbit.hw.params import DecoderParams
     for p in points:
         if p.get("design") == "decoder":
             try:
-                DecoderParams(**{k: v for k, v in p.items() if k in DECODER_PARAMS and v is not None})
+                DecoderParams(**decoder_kwargs(p))
             except SubbitError as e:
                 raise SubbitError(f"configuration {_tag(p)}: {e}") from None
 

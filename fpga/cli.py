@@ -17,6 +17,12 @@ DECODER_PARAMS = ("lanes", "prob_bits", "max_symbols", "word_width", "lookup", "
                   "fc_read", "window")
 
 
+def decoder_kwargs(point: dict) -> dict:
+    """The decoder's parameters among ``point``'s keys, those left at None dropped (they take the
+    generator's and ``DecoderParams``' defaults)."""
+    return {k: v for k, v in point.items() if k in DECODER_PARAMS and v is not None}
+
+
 def default_multiplier(target: str) -> str:
     """The lane multiplier for a target: the ECP5 DSP with its registers on ECP5, portable elsewhere."""
     return "ecp5" if target == "ecp5" else "generic"
@@ -47,8 +53,7 @@ def design_verilog(design: str = "decoder", **params) -> tuple[str, str]:
     if design != "decoder":
         raise SubbitError(f"design must be 'decoder' or 'counter', not {design!r}")
     from subbit.hw import verilog
-    kw = {k: v for k, v in params.items() if k in DECODER_PARAMS and v is not None}
-    return verilog.generate(**kw), verilog.TOP
+    return verilog.generate(**decoder_kwargs(params)), verilog.TOP
 
 
 def _progress(prefix):

@@ -6,7 +6,6 @@ See ``docs/inference.md``.
 
 from __future__ import annotations
 
-import sys
 import time
 
 import numpy as np
@@ -127,9 +126,8 @@ def infer(path: str, dataset: str | None = None, n: int = 100, rtl: str = "veril
     with fast.InferSim(dec, mac) as sim:
         log(f"build {sim.build_seconds:.1f} s; running {n} images ...")
         t1 = time.perf_counter()
-        from tqdm import tqdm
-        for i, x in enumerate(tqdm(xq, desc="RTL inference", unit="image", leave=False,
-                                   disable=not sys.stderr.isatty())):
+        from subbit.cli import _progress
+        for i, x in enumerate(_progress()(xq, desc="RTL inference", unit="image")):
             sim.push(beats)
             k = [0]
 
