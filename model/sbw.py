@@ -23,7 +23,6 @@ The *metadata* holds what only software needs: layer names, shapes, quantizer
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import struct
@@ -166,8 +165,6 @@ def atomic_write(path, data: bytes) -> None:
     path = os.fspath(path)
     d = os.path.dirname(os.path.abspath(path))
     try:
-        if os.path.isdir(path):
-            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
         fd, tmp = tempfile.mkstemp(dir=d, prefix=".subbit-", suffix=".tmp")
     except OSError as e:
         raise SubbitError(f"cannot write {path}: {e.strerror or e}") from None

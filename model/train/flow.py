@@ -129,7 +129,7 @@ class TrainConfig:
                                   f"number, not {v!r}")
         for name, lo, hi in (("weight_decay", 0, math.inf), ("ramp", 0, 1)):
             v = getattr(c, name)
-            if not (isinstance(v, (int, float)) and lo <= v <= hi and not math.isinf(v)):
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and lo <= v <= hi):
                 span = f"a number >= {lo}" if hi == math.inf else f"in {lo}..{hi}"
                 raise ConfigError(f"--{name.replace('_', '-')} must be {span}, not {v!r}")
         if c.threads is not None and (not isinstance(c.threads, int) or c.threads < 1):
