@@ -29,7 +29,7 @@ MEASURE = "subbit.sim.rtl_decode.measure"
 MEASURED_KEYS = ("weights_per_cycle", "first_weight_latency_cycles", "header_words", "layer_switch_bubbles",
                  "switch_idle", "switch_bubbles")
 AREA_KEYS = ("luts", "ffs", "carry", "dsps", "brams", "lutram", "logic_cells", "lut_depth", "fmax_mhz")
-PNR_KEYS = ("device", "tools", "freq_target_mhz", "fmax_by_seed")
+PNR_KEYS = ("device", "tools", "freq_target_mhz", "fmax_by_seed", "speed_grade")
 
 
 def measure_function():
@@ -52,7 +52,7 @@ def _tag(point):
 
 
 def run_point(point: dict, target: str, build_root: str, freq_mhz=None, seed=1, measure=True,
-              jobs=1) -> dict:
+              jobs=1, speed=None) -> dict:
     """Synthesize one configuration (and measure it when ``measure`` and the function exist).
 
     ``point``: ``design`` (``"decoder"`` or ``"counter"``) and the decoder's generator parameters.
@@ -70,7 +70,7 @@ def run_point(point: dict, target: str, build_root: str, freq_mhz=None, seed=1, 
     if "error" not in row:
         try:
             res = flow.synthesize(verilog, top, target, os.path.join(build_root, _tag(point)),
-                                  freq_mhz=freq_mhz, seed=seed, jobs=jobs)
+                                  freq_mhz=freq_mhz, seed=seed, speed=speed, jobs=jobs)
             row.update({k: res[k] for k in AREA_KEYS})
             row.update({k: res[k] for k in PNR_KEYS if k in res})
         except SubbitError as e:
@@ -90,7 +90,7 @@ def run_point(point: dict, target: str, build_root: str, freq_mhz=None, seed=1, 
 
 
 def sweep(points: list[dict], *, target: str, build_root: str, jobs: int = 2, freq_mhz=None, seed=1,
-          measure=True, progress=None) -> list[dict]:
+          speed=None, measure=True, progress=None) -> list[dict]:
     """:func:`run_point` over ``points`` in ``jobs`` processes; rows in the order of ``points``."""
     say = progress or (lambda msg: None)
     n, t0 = len(points), time.monotonic()
@@ -105,13 +105,13 @@ def sweep(points: list[dict], *, target: str, build_root: str, jobs: int = 2, fr
     if jobs <= 1 or n == 1:
         rows = []
         for i, p in enumerate(points, 1):
-            rows.append(run_point(p, *args, jobs=max(1, jobs)))
+            rows.append(run_point(p, *args, jobs=max(1, jobs), speed=speed))
             report(i, rows[-1])
         return rows
     ctx = multiprocessing.get_context("spawn")
     rows = [None] * n
     with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as ex:
-        futs = {ex.submit(run_point, p, *args): k for k, p in enumerate(points)}
+        futs = {ex.submit(run_point, p, *args, speed=speed): k for k, p in enumerate(points)}
         for i, f in enumerate(concurrent.futures.as_completed(futs), 1):
             rows[futs[f]] = f.result()
             report(i, rows[futs[f]])
@@ -162,7 +162,9 @@ def rtl_markdown(rows: list[dict], *, command: str, source: str | None = None, p
     if len(seeds) > 1:
         freq += (f", seeds {', '.join(map(str, seeds))}: Fmax is the median run's (the lower middle one for an "
                  "even count), the range over the seeds in brackets; the other columns are the same for every seed")
-    out = ["## RTL decoder: area, Fmax, throughput, latency (`subbit bench rtl`)", "",
+    grade = ok.get("speed_grade")
+    at = f" at ECP5 speed grade {grade}" if grade not in (None, 6) else ""
+    out = [f"## RTL decoder{at}: area, Fmax, throughput, latency (`subbit bench rtl`)", "",
            f"Command: `{command}`. Target: {ok.get('device', '?')}; {tools}; {freq}. "
            f"Decoder {fixed_s}" + (f", source: {source}" if source else "") + ". Every figure comes from a "
            "tool's report (docs/fpga.md says what each column counts)."]
@@ -280,7 +282,7 @@ def _command(args):
     for opt, val in (("--max-symbols", args.max_symbols if args.max_symbols != 15 else None),
                      ("--word-width", args.word_width if args.word_width != 16 else None),
                      ("--ways", args.ways), ("--prefetch", args.prefetch), ("--fc-read", args.fc_read),
-                     ("--window", args.window), ("--freq", args.freq),
+                     ("--window", args.window), ("--freq", args.freq), ("--speed", args.speed),
                      ("--seed", _seeds(args.seed) if args.seed != 1 else None)):
         if val is not None:
             cmd.append(f"{opt} {val:g}" if isinstance(val, float) else f"{opt} {val}")
@@ -318,11 +320,12 @@ def _read_sweep(path):
 
 def cmd_bench_rtl(args):
     from subbit import results
-    from subbit.fpga.cli import default_fc_read, default_multiplier, default_window
+    from subbit.fpga.cli import check_speed, default_fc_read, default_multiplier, default_window
     from subbit.hw.params import recommended_prefetch, recommended_ways
     t0 = time.monotonic()
     if args.redraw:
         run = _read_sweep(args.redraw)
+        grade = next((r["speed_grade"] for r in run["rows"] if r.get("speed_grade")), None)
     else:
         if args.quick:
             args.lanes, args.prob_bits, args.lookup = [1], [12], ["compare"]
@@ -335,6 +338,8 @@ def cmd_bench_rtl(args):
              "window": args.window or default_window(args.target)}
             for k in args.lanes for m in args.prob_bits for lk in args.lookup]
         _check_points(points)
+        check_speed(args)
+        grade = args.speed
         from subbit.fpga.flow import make_build_dir
         make_build_dir(args.build_dir)
         measure = measure_function() is not None and not args.no_measure
@@ -343,19 +348,22 @@ def cmd_bench_rtl(args):
             print(f"subbit bench rtl: weights/cycle and latency columns stay empty ({why})", file=sys.stderr)
         run = {"command": _command(args), "source": source_state()}
         run["rows"] = sweep(points, target=args.target, build_root=args.build_dir, jobs=args.jobs,
-                            freq_mhz=args.freq, seed=args.seed, measure=measure,
+                            freq_mhz=args.freq, seed=args.seed, speed=args.speed, measure=measure,
                             progress=lambda m: print(f"subbit bench rtl: {m}", file=sys.stderr, flush=True))
         os.makedirs(args.build_dir, exist_ok=True)
         with open(os.path.join(args.build_dir, "sweep.json"), "w") as fh:
             json.dump(run, fh, indent=1)
     png_dir = os.path.dirname(results.RESULTS) if not args.no_write else args.build_dir
-    png = plot(run["rows"], os.path.join(png_dir, "rtl_sweep.png"))
-    md = rtl_markdown(run["rows"], command=run["command"], source=run.get("source"), plot_file="rtl_sweep.png")
+    # another speed grade than the default gets a section (and plot) of its own
+    section, png_name = ("rtl", "rtl_sweep.png") if grade in (None, 6) else \
+        (f"rtl-speed{grade}", f"rtl_sweep_speed{grade}.png")
+    png = plot(run["rows"], os.path.join(png_dir, png_name))
+    md = rtl_markdown(run["rows"], command=run["command"], source=run.get("source"), plot_file=png_name)
     print(md)
     print(f"\nplot: {png}; " + ("" if args.redraw else f"rows: {os.path.join(args.build_dir, 'sweep.json')}; ")
           + f"{time.monotonic() - t0:.0f} s")
     if not args.no_write:
-        print(f"written to {results.update_section('rtl', md)}")
+        print(f"written to {results.update_section(section, md)}")
     failed = [r for r in run["rows"] if "error" in r]
     if failed and len(failed) == len(run["rows"]):
         raise SubbitError(f"every configuration failed; first error: {failed[0]['error']}")
@@ -377,7 +385,8 @@ def register(bsub):
         "rtl", help="decoder design space: area, Fmax, weights/s (per LUT), latency over K, M, lookup",
         description="Synthesize and place and route the decoder for every K x M x lookup (parallel processes), "
         "next to a 32-bit reference counter; with subbit.sim.rtl_decode.measure, also simulate each for "
-        "weights/cycle and latency. Writes a table to docs/results.md and a plot to docs/rtl_sweep.png.")
+        "weights/cycle and latency. Writes a table to docs/results.md and a plot to docs/rtl_sweep.png "
+        "(with --speed 7 or 8: a section and a plot rtl_sweep_speed<N>.png of their own).")
     b.add_argument("--target", choices=["ecp5", "ice40", "generic"], default="ecp5", help="default ecp5")
     b.add_argument("--lanes", "-K", type=int, nargs="+", default=list(LANES), metavar="K",
                    help="lane counts (default 1 2 4 8)")

@@ -80,6 +80,15 @@ def mhz(text: str) -> float:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def check_speed(args):
+    """``--speed`` only with ``--target ecp5`` (SubbitError otherwise), before any tool runs."""
+    from subbit.fpga.flow import speed_grade
+    try:
+        speed_grade(args.target, args.speed)
+    except ValueError as e:
+        raise SubbitError(f"--speed {args.speed}: {e}") from None
+
+
 def format_report(r: dict) -> str:
     """A short human-readable table of a :func:`subbit.fpga.flow.synthesize` result."""
     c = r["cells"]
@@ -97,7 +106,8 @@ def format_report(r: dict) -> str:
                      + (", scan wrapper included" if r["target"] == "ice40" else "")))
     if r["fmax_mhz"] is not None:
         by_seed = r.get("fmax_by_seed", {})
-        how = f"nextpnr report, target {r['freq_target_mhz']:g} MHz"
+        how = f"nextpnr report, target {r['freq_target_mhz']:g} MHz" + \
+            (f", speed grade {r['speed_grade']}" if r.get("speed_grade") is not None else "")
         if len(by_seed) > 1:
             how += f"; median of seeds {', '.join(f'{s}: {f:.1f}' for s, f in by_seed.items())}"
         rows.append(("Fmax", f"{r['fmax_mhz']:.1f} MHz", how))
@@ -122,6 +132,7 @@ def cmd_synth(args):
     if params["multiplier"] == "ecp5" and args.target != "ecp5":
         raise SubbitError(f"--multiplier ecp5 instantiates an ECP5 MULT18X18D; it cannot be built for "
                           f"--target {args.target!r} (use --multiplier generic)")
+    check_speed(args)
     verilog, top = design_verilog(args.design, **params)
     tag = "counter" if args.design == "counter" else \
         "K{lanes}-M{prob_bits}-{lookup}-w{word_width}".format(**params)
@@ -149,8 +160,8 @@ def cmd_synth(args):
                 fh.write(text)
             print(os.path.join(build, name))
         return
-    res = flow.synthesize(verilog, top, args.target, build, freq_mhz=args.freq, seed=args.seed, jobs=2,
-                          progress=say)
+    res = flow.synthesize(verilog, top, args.target, build, freq_mhz=args.freq, seed=args.seed,
+                          speed=args.speed, jobs=2, progress=say)
     res["design"] = args.design
     if args.design == "decoder":
         res["params"] = params
@@ -171,6 +182,9 @@ def add_design_args(p):
     p.add_argument("--freq", type=mhz, default=None, metavar="MHZ",
                    help="nextpnr target frequency (default 200 on ECP5, 50 on iCE40); Fmax is what "
                    "nextpnr achieves, met or not")
+    p.add_argument("--speed", type=int, choices=[6, 7, 8], default=None,
+                   help="ECP5 speed grade nextpnr times the design for (default 6, the slowest, which every "
+                   "figure in docs/ uses unless it says otherwise); the netlist and area are the same")
     p.add_argument("--seed", type=seed_list, default=1, metavar="S[,S...]",
                    help="nextpnr placement seed (default 1); several, e.g. 1,2,3, place and route once "
                    "per seed and report the median Fmax")

