@@ -202,7 +202,12 @@ class Decoder(wiring.Component):
         # a layer whose (registered) `ready` is still on its way is not drained yet
         m.d.comb += [fe.bank_busy.eq(valid), fe.drained.eq((valid == 0) & ~ready.we)]
 
-        fc_layout = data.StructLayout({"f": unsigned(M + 1), "c": unsigned(M)})
+        # with three or more low bits of x >> M multiplied in the fabric (M <= 11 on a MULT18),
+        # 3·f is stored next to f, so S2 selects radix-4 multiples of f (0, f, 2f, 3f) per two
+        # bits and S3 adds half as many terms (measured: architecture.md, "What is left")
+        f3 = p.mul_split >= 3
+        fc_layout = data.StructLayout({"f": unsigned(M + 1), "c": unsigned(M),
+                                       **({"f3": unsigned(M + 2)} if f3 else {})})
         # f and c: `fc_read="async"` (compare): one LUT-RAM for both banks, read in S2 from the
         # symbol registered in R2. "sync" (and lookup="table"): one memory per bank, both read
         # with the symbol of S1 (block RAM where there is no LUT-RAM, as on iCE40) and the bank
@@ -214,12 +219,16 @@ class Decoder(wiring.Component):
                 fc_w = mem.write_port()
                 m.d.comb += [fc_w.addr.eq(freq.index), fc_w.data.f.eq(freq.f), fc_w.data.c.eq(freq.c),
                              fc_w.en.eq(freq.we & (freq.bank == b))]
+                if f3:
+                    m.d.comb += fc_w.data.f3.eq(freq.f + (freq.f << 1))
                 fc_r.append([mem.read_port(domain="sync") for _ in range(K)])
         else:
             m.submodules.fc_mem = fc_mem = Memory(shape=fc_layout, depth=2 << SB, init=[])
             fc_w = fc_mem.write_port()
             m.d.comb += [fc_w.addr.eq(Cat(freq.index, freq.bank)), fc_w.data.f.eq(freq.f),
                          fc_w.data.c.eq(freq.c), fc_w.en.eq(freq.we)]
+            if f3:
+                m.d.comb += fc_w.data.f3.eq(freq.f + (freq.f << 1))
             fc_r = [fc_mem.read_port(domain="comb") for _ in range(K)]
 
         state_r = []
@@ -348,7 +357,10 @@ class Decoder(wiring.Component):
                                                  else {"s": SB * p.fill_rate}))
         r2 = stage("r2", hi=32 - M, slot=M)
         L = p.mul_split                             # x >> M = hh * 2**L + hl; DSP: f * hh
-        r3 = stage("r3", hl=max(L, 1), f=M + 1, r=M)
+        # R3: slot - c, and f with the low bits hl (L <= 2), or (L >= 3, `f3`) the multiples of f
+        # for hl, two bits each (the last group of an odd L one bit)
+        groups = [(k, min(2, L - k)) for k in range(0, L, 2)] if f3 else []
+        r3 = stage("r3", **({f"m{k}": M + 2 for k, _ in groups} if f3 else {"hl": max(L, 1), "f": M + 1}), r=M)
         r4 = stage("r4", q=M + 2 + L)
         # ring window with S4b: the final-state test's comparisons of x are made in S4b, so in S5
         # only the word's "is 0" flag, read from the ring's RAM, is on the path to the check
@@ -401,12 +413,21 @@ class Decoder(wiring.Component):
                 if not p.fc_sync:                   # sync: f/c were read with R1's symbol
                     m.d.sync += r2s[j].eq(s1)
                 # S2: f and x >> M into the multiplier's input registers; slot - c
-                m.d.sync += [r3["f"][j].eq(fc[j].f), r3["r"][j].eq(r2["slot"][j] - fc[j].c)]
-                if L:
+                if not f3:
+                    m.d.sync += r3["f"][j].eq(fc[j].f)
+                m.d.sync += r3["r"][j].eq(r2["slot"][j] - fc[j].c)
+                if L and not f3:
                     m.d.sync += r3["hl"][j].eq(r2["hi"][j][:L])
+                for k, w in groups:                 # the multiple of f for hl[k:k + w]
+                    sel, f_ = r2["hi"][j][k:k + w], fc[j].f
+                    mult = Mux(sel[0], f_, 0) if w == 1 else \
+                        Array([Const(0, M + 2), f_, f_ << 1, fc[j].f3])[sel]
+                    m.d.sync += r3[f"m{k}"][j].eq(mult)
                 # S3: the DSP multiplies; the fabric adds the low partial products and slot - c
                 acc = r3["r"][j]
-                for k in range(L):
+                for k, _ in groups:
+                    acc = acc + (r3[f"m{k}"][j] << k)
+                for k in range(0 if f3 else L):
                     acc = acc + Mux(r3["hl"][j][k], r3["f"][j] << k, 0)
                 m.d.sync += r4["q"][j].eq(acc)
                 # S4: add; renormalise when x1 < 2**16, decided from the low 16-bit carry and

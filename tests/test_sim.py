@@ -93,6 +93,24 @@ def test_random_streams(name, seed):
     assert len(res) == 9
 
 
+# M = 11 and 13: an odd number of low bits of x >> M multiplied in the fabric (3 and 1; the
+# configurations above have 4, 2 and 0): at M = 11 the last radix-4 group of f's multiples
+# (S2, `f3`) is one bit; M = 13 adds its one partial product in S3
+ODD_SPLIT = {"K1-M11-compare": DecoderParams(lanes=1, prob_bits=11, max_symbols=15, word_width=16),
+             "K2-M13-compare": DecoderParams(lanes=2, prob_bits=13, max_symbols=15, word_width=16, ways=7)}
+
+
+@pytest.mark.parametrize("name", list(ODD_SPLIT))
+def test_odd_fabric_split(name):
+    p = ODD_SPLIT[name]
+    assert p.mul_split % 2 == 1
+    rng = np.random.default_rng(p.prob_bits)
+    layers = [rng.choice(np.arange(-k, k + 1), n, p=rng.dirichlet(np.full(2 * k + 1, 0.5)))
+              for k, n in ((7, 2500), (3, 900), (1, 400))]
+    res = runner.run(runner.build(p), "run_test", job_for(p, layers))
+    assert len(res) == 9 and all(r["weights"] == 3800 for r in res.values())
+
+
 # -- errors ----------------------------------------------------------------------------
 
 def refix_check(words, lay_offset, hw):
