@@ -359,7 +359,7 @@ class Decoder(wiring.Component):
         L = p.mul_split                             # x >> M = hh * 2**L + hl; DSP: f * hh
         # R3: slot - c, and f with the low bits hl (L <= 2), or (L >= 3, `f3`) the multiples of f
         # for hl, two bits each (the last group of an odd L one bit)
-        groups = [(k, min(2, L - k)) for k in range(0, L, 2)] if f3 else []
+        groups = [(k, min(2, L - k)) for k in range(0, L, 2)]
         r3 = stage("r3", **({f"m{k}": M + 2 for k, _ in groups} if f3 else {"hl": max(L, 1), "f": M + 1}), r=M)
         r4 = stage("r4", q=M + 2 + L)
         # ring window with S4b: the final-state test's comparisons of x are made in S4b, so in S5
@@ -416,19 +416,22 @@ class Decoder(wiring.Component):
                 if not f3:
                     m.d.sync += r3["f"][j].eq(fc[j].f)
                 m.d.sync += r3["r"][j].eq(r2["slot"][j] - fc[j].c)
-                if L and not f3:
+                if f3:
+                    for k, w in groups:             # the multiple of f for hl[k:k + w]
+                        sel, f_ = r2["hi"][j][k:k + w], fc[j].f
+                        mult = Mux(sel[0], f_, 0) if w == 1 else \
+                            Array([Const(0, M + 2), f_, f_ << 1, fc[j].f3])[sel]
+                        m.d.sync += r3[f"m{k}"][j].eq(mult)
+                elif L:
                     m.d.sync += r3["hl"][j].eq(r2["hi"][j][:L])
-                for k, w in groups:                 # the multiple of f for hl[k:k + w]
-                    sel, f_ = r2["hi"][j][k:k + w], fc[j].f
-                    mult = Mux(sel[0], f_, 0) if w == 1 else \
-                        Array([Const(0, M + 2), f_, f_ << 1, fc[j].f3])[sel]
-                    m.d.sync += r3[f"m{k}"][j].eq(mult)
                 # S3: the DSP multiplies; the fabric adds the low partial products and slot - c
                 acc = r3["r"][j]
-                for k, _ in groups:
-                    acc = acc + (r3[f"m{k}"][j] << k)
-                for k in range(0 if f3 else L):
-                    acc = acc + Mux(r3["hl"][j][k], r3["f"][j] << k, 0)
+                if f3:
+                    for k, _ in groups:
+                        acc = acc + (r3[f"m{k}"][j] << k)
+                else:
+                    for k in range(L):
+                        acc = acc + Mux(r3["hl"][j][k], r3["f"][j] << k, 0)
                 m.d.sync += r4["q"][j].eq(acc)
                 # S4: add; renormalise when x1 < 2**16, decided from the low 16-bit carry and
                 # zero tests of the high bits instead of the full 32-bit sum
