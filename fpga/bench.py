@@ -138,6 +138,13 @@ def _window(r) -> str:
     return "shift" if "window" not in r else r["window"] or default_window(r["lanes"])
 
 
+def _other_grade(grade):
+    """``grade`` when it is not the ECP5 default (6) and so gets a section and plot of its own;
+    else None."""
+    from subbit.fpga.flow import speed_grade
+    return grade if grade is not None and grade != speed_grade("ecp5", None) else None
+
+
 def rtl_markdown(rows: list[dict], *, command: str, source: str | None = None, plot_file: str | None = None) -> str:
     """The results section: calibration line, one table row per configuration, definitions."""
     ref = next((r for r in rows if r.get("design") == "counter"), None)
@@ -162,8 +169,8 @@ def rtl_markdown(rows: list[dict], *, command: str, source: str | None = None, p
     if len(seeds) > 1:
         freq += (f", seeds {', '.join(map(str, seeds))}: Fmax is the median run's (the lower middle one for an "
                  "even count), the range over the seeds in brackets; the other columns are the same for every seed")
-    grade = ok.get("speed_grade")
-    at = f" at ECP5 speed grade {grade}" if grade not in (None, 6) else ""
+    grade = _other_grade(ok.get("speed_grade"))
+    at = f" at ECP5 speed grade {grade}" if grade else ""
     out = [f"## RTL decoder{at}: area, Fmax, throughput, latency (`subbit bench rtl`)", "",
            f"Command: `{command}`. Target: {ok.get('device', '?')}; {tools}; {freq}. "
            f"Decoder {fixed_s}" + (f", source: {source}" if source else "") + ". Every figure comes from a "
@@ -354,9 +361,9 @@ def cmd_bench_rtl(args):
         with open(os.path.join(args.build_dir, "sweep.json"), "w") as fh:
             json.dump(run, fh, indent=1)
     png_dir = os.path.dirname(results.RESULTS) if not args.no_write else args.build_dir
-    # another speed grade than the default gets a section (and plot) of its own
-    section, png_name = ("rtl", "rtl_sweep.png") if grade in (None, 6) else \
-        (f"rtl-speed{grade}", f"rtl_sweep_speed{grade}.png")
+    grade = _other_grade(grade)
+    section, png_name = (f"rtl-speed{grade}", f"rtl_sweep_speed{grade}.png") if grade else \
+        ("rtl", "rtl_sweep.png")
     png = plot(run["rows"], os.path.join(png_dir, png_name))
     md = rtl_markdown(run["rows"], command=run["command"], source=run.get("source"), plot_file=png_name)
     print(md)
