@@ -1,17 +1,47 @@
-"""Load PyTorch checkpoints (``.pt``/``.pth`` state_dicts, ``.safetensors``) as numpy arrays."""
+"""Read and write PyTorch checkpoints (``.pt``/``.pth`` state_dicts, ``.safetensors``) as numpy arrays.
+
+A checkpoint is read into a :class:`Checkpoint`: the tensors as numpy arrays in their own dtype
+(``bfloat16``, which numpy lacks, as the float32 array of the same values), the original torch
+dtype of each, the container (``torch`` or ``safetensors``) and the safetensors metadata, so that
+:func:`save_checkpoint` can give the user back a file of the same names, order, dtypes and shapes.
+"""
 
 from __future__ import annotations
 
+import io
 import os
 import re
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .errors import SubbitError
+from .filekind import describe, sniff
 
-__all__ = ["load_state_dict", "save_safetensors"]
+__all__ = ["CHECKPOINT_EXTS", "Checkpoint", "load_checkpoint", "load_state_dict", "save_checkpoint",
+           "output_format", "check_checkpoint_file"]
 
 _WRAPPERS = ("state_dict", "model_state_dict", "model")
+TORCH_EXTS = (".pt", ".pth", ".bin", ".ckpt")
+CHECKPOINT_EXTS = TORCH_EXTS + (".safetensors",)
+# torch dtypes a checkpoint may hold, by name; numpy holds each as itself, bfloat16 as float32
+DTYPES = ("float64", "float32", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool")
+
+
+@dataclass
+class Checkpoint:
+    """A state_dict as numpy arrays, with what it takes to write it back as it came."""
+    tensors: dict[str, np.ndarray]              # in the file's order; bfloat16 values as float32
+    dtypes: dict[str, str] = field(default_factory=dict)   # torch dtype name of each tensor
+    format: str = "torch"                       # "torch" (torch.save) or "safetensors"
+    metadata: dict[str, str] | None = None      # safetensors __metadata__ (e.g. {"format": "pt"})
+
+    def container(self) -> dict:
+        """The container record kept in a ``.sbw`` file's metadata (``"checkpoint"``)."""
+        rec = {"format": self.format}
+        if self.metadata:
+            rec["metadata"] = dict(self.metadata)
+        return rec
 
 
 def _torch_load_reason(e: Exception) -> str:
@@ -31,43 +61,75 @@ def _to_numpy(name, t):
     import torch
     if not isinstance(t, torch.Tensor):
         raise SubbitError(f"entry {name!r} is a {type(t).__name__}, not a tensor")
-    if t.is_floating_point():
-        return t.detach().to(torch.float32).cpu().numpy()
-    return t.detach().cpu().numpy()
+    dt = str(t.dtype).removeprefix("torch.")
+    if dt not in DTYPES:
+        raise SubbitError(f"tensor {name!r} {tuple(t.shape)} has dtype {dt}, which subbit does not handle "
+                          f"(one of {', '.join(DTYPES)})")
+    t = t.detach().cpu()
+    if dt == "bfloat16":
+        t = t.to(torch.float32)                       # exact: every bfloat16 is a float32
+    return t.numpy(), dt
 
 
-def load_state_dict(path) -> dict[str, np.ndarray]:
-    """Read a state_dict from ``.pt``/``.pth`` (loaded with ``weights_only=True``) or ``.safetensors``.
-
-    A dict that wraps the state_dict under ``state_dict``, ``model_state_dict``
-    or ``model`` is unwrapped. Floating tensors become float32 arrays.
+def check_checkpoint_file(path) -> str:
+    """Check that ``path`` can be a checkpoint before any work; returns its extension.
 
     Raises
     ------
     SubbitError
-        Missing file, unknown extension, unreadable file, or content that is
+        ``path`` is missing, a directory, of an unknown extension, or its content is of
+        another kind than the extension says (a text file named ``.pth``, a ``.sbw`` stream, ...).
+    """
+    path = os.fspath(path)
+    kind = sniff(path)
+    if kind in ("missing", "directory", "empty", "unreadable"):
+        raise SubbitError(f"checkpoint {path} {describe(path)}"
+                          + (" (give a .pt, .pth or .safetensors file)" if kind == "directory" else ""))
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in CHECKPOINT_EXTS:
+        raise SubbitError(f"unknown checkpoint extension {ext!r} of {path} "
+                          f"(expected .pt, .pth or .safetensors; the file {describe(path)})")
+    fits = ("safetensors",) if ext == ".safetensors" else ("torch-zip", "pickle")
+    if kind not in fits:
+        what = "a safetensors file" if ext == ".safetensors" else "a PyTorch state_dict"
+        hint = " (decode it with `subbit decode`)" if kind == "sbw" else ""
+        raise SubbitError(f"cannot read {path} as {what}: the file {describe(path)}{hint}")
+    return ext
+
+
+def load_checkpoint(path) -> Checkpoint:
+    """Read a state_dict from ``.pt``/``.pth`` (loaded with ``weights_only=True``) or ``.safetensors``.
+
+    A dict that wraps the state_dict under ``state_dict``, ``model_state_dict`` or ``model``
+    is unwrapped (the wrapper and anything else in it are not kept).
+
+    Raises
+    ------
+    SubbitError
+        Missing file, a directory, unknown extension, content of another kind than the
+        extension says, unreadable file, a dtype subbit does not handle, or content that is
         not a mapping of names to tensors.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise SubbitError(f"checkpoint {path} does not exist")
-    ext = os.path.splitext(path)[1].lower()
+    ext = check_checkpoint_file(path)
     import torch
+    meta = None
     if ext == ".safetensors":
-        from safetensors.torch import load_file
+        from safetensors import safe_open
         try:
-            obj = load_file(path)
+            with safe_open(path, framework="pt") as fh:
+                meta = fh.metadata()
+                obj = {k: fh.get_tensor(k) for k in fh.keys()}
         except Exception as e:  # safetensors raises its own error types
             raise SubbitError(f"cannot read {path} as safetensors: {e}") from None
-    elif ext in (".pt", ".pth", ".bin", ".ckpt"):
+        fmt = "safetensors"
+    else:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # pickle, zip and torch errors
             raise SubbitError(f"cannot read {path} as a PyTorch state_dict: {_torch_load_reason(e)} "
                               "(subbit loads tensors only, never code: save `model.state_dict()`)") from None
-    else:
-        raise SubbitError(f"unknown checkpoint extension {ext!r} of {path} "
-                          "(expected .pt, .pth or .safetensors)")
+        fmt = "torch"
     if isinstance(obj, dict):
         for key in _WRAPPERS:
             if isinstance(obj.get(key), dict):
@@ -75,12 +137,56 @@ def load_state_dict(path) -> dict[str, np.ndarray]:
                 break
     if not isinstance(obj, dict) or not obj:
         raise SubbitError(f"{path} does not hold a state_dict (a non-empty mapping of names to tensors)")
-    return {str(k): _to_numpy(k, v) for k, v in obj.items()}
+    ck = Checkpoint(tensors={}, format=fmt, metadata=dict(meta) if meta else None)
+    for k, v in obj.items():
+        ck.tensors[str(k)], ck.dtypes[str(k)] = _to_numpy(k, v)
+    return ck
 
 
-def save_safetensors(path, tensors: dict[str, np.ndarray]) -> None:
-    """Write numpy arrays to a ``.safetensors`` file atomically."""
-    from safetensors.numpy import save
+def load_state_dict(path) -> dict[str, np.ndarray]:
+    """The tensors of :func:`load_checkpoint`, floating ones as float32 arrays."""
+    return {k: v.astype(np.float32) if np.issubdtype(v.dtype, np.floating) else v
+            for k, v in load_checkpoint(path).tensors.items()}
+
+
+def output_format(path) -> str:
+    """``"safetensors"`` or ``"torch"`` by the extension of an output path."""
+    ext = os.path.splitext(os.fspath(path))[1].lower()
+    if ext == ".safetensors":
+        return "safetensors"
+    if ext in TORCH_EXTS:
+        return "torch"
+    raise SubbitError(f"cannot tell the checkpoint format of {path} from its extension {ext!r} "
+                      "(use .safetensors, .pt or .pth)")
+
+
+def _torch_tensors(tensors: dict[str, np.ndarray], dtypes: dict[str, str]):
+    import torch
+    out = {}
+    for k, v in tensors.items():
+        t = torch.from_numpy(np.array(v, copy=True))             # own memory, writable, 0-d kept
+        want = dtypes.get(k)
+        if want is not None and str(t.dtype).removeprefix("torch.") != want:
+            t = t.to(getattr(torch, want))
+        out[k] = t
+    return out
+
+
+def save_checkpoint(path, tensors: dict[str, np.ndarray], dtypes: dict[str, str] | None = None,
+                    metadata: dict[str, str] | None = None) -> None:
+    """Write ``tensors`` (in their order) as a checkpoint, atomically: ``.safetensors`` (with
+    ``metadata`` as its ``__metadata__``) or ``.pt``/``.pth`` (``torch.save`` of a plain dict).
+    Each tensor is cast to ``dtypes[name]`` (a torch dtype name) where given, rounding to nearest even."""
+    import torch
 
     from .sbw import atomic_write
-    atomic_write(path, save({k: np.ascontiguousarray(v) for k, v in tensors.items()}))
+    ts = _torch_tensors(tensors, dtypes or {})
+    if output_format(path) == "safetensors":
+        from safetensors.torch import save
+        data = save({k: t.contiguous() for k, t in ts.items()}, metadata=dict(metadata) if metadata else None)
+    else:
+        buf = io.BytesIO()
+        torch.save(ts, buf)
+        data = buf.getvalue()
+    atomic_write(path, data)
+

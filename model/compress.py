@@ -39,23 +39,35 @@ def build_sbw(layers: list[tuple[LayerMeta, np.ndarray]], side: dict[str, np.nda
     return SbwFile(config=config, layers=metas, hw=hws, side=dict(side), info=dict(info or {}))
 
 
-def compress_state_dict(sd: dict[str, np.ndarray], bits: int, config: stream.StreamConfig, *,
+def compress_state_dict(sd, bits: int, config: stream.StreamConfig, *,
                         per_channel: bool = False, info: dict | None = None, progress=None) -> SbwFile:
-    """Round-to-nearest zero-point quantize every weight tensor at ``bits`` and entropy-code it."""
-    layers, side = [], {}
-    for name, arr in sd.items():
+    """Round-to-nearest zero-point quantize every weight tensor at ``bits`` and entropy-code it.
+
+    ``sd`` is a :class:`~subbit.model.checkpoint.Checkpoint` (its dtypes, order and container are
+    kept in the file, so that ``decode`` gives the checkpoint back as it came) or a plain mapping
+    of names to arrays."""
+    from .checkpoint import Checkpoint
+    ck = sd if isinstance(sd, Checkpoint) else Checkpoint(tensors=dict(sd), dtypes={})
+    layers, side, side_dtypes = [], {}, {}
+    for name, arr in ck.tensors.items():
+        dtype = ck.dtypes.get(name, np.asarray(arr).dtype.name)
         if is_coded(name, arr):
             try:
                 codes, scale = quantize_rtn(arr, bits, per_channel=per_channel)
             except SubbitError as e:
                 raise SubbitError(f"tensor {name!r} {tuple(arr.shape)}: {e}") from None
             layers.append((LayerMeta(name=name, shape=tuple(arr.shape), bits=bits, scale=scale,
-                                     scale_axis=0 if per_channel else None, dtype=str(arr.dtype)), codes))
+                                     scale_axis=0 if per_channel else None, dtype=dtype), codes))
         else:
             side[name] = arr
+            if dtype != np.asarray(arr).dtype.name:
+                side_dtypes[name] = dtype
     if not layers:
         raise SubbitError("the state_dict has no weight tensors (floating, rank >= 2, not empty) to compress")
-    return build_sbw(layers, side, config, info=info, progress=progress)
+    f = build_sbw(layers, side, config, info=info, progress=progress)
+    if isinstance(sd, Checkpoint):
+        f.checkpoint, f.order, f.side_dtypes = ck.container(), list(ck.tensors), side_dtypes
+    return f
 
 
 def ccexam_codes(bits: int = 3) -> list[np.ndarray]:

@@ -35,7 +35,7 @@ import numpy as np
 from . import stream
 from .errors import FormatError, SubbitError
 
-__all__ = ["MAGIC", "FILE_VERSION", "LayerMeta", "SbwFile", "read_sbw", "write_sbw", "atomic_write"]
+__all__ = ["MAGIC", "FILE_VERSION", "LayerMeta", "SbwFile", "read_sbw", "write_sbw", "atomic_write", "check_output"]
 
 MAGIC = b"\x89SBW\r\n\x1a\n"
 FILE_VERSION = 1
@@ -43,6 +43,7 @@ _HEAD = struct.Struct("<8sHHIQQIIII")
 HEADER_BYTES = _HEAD.size          # 48
 MAX_DIMS = 8
 _SIDE_DTYPES = {"float32", "float16", "float64", "int64", "int32", "int16", "int8", "uint8", "bool"}
+_TORCH_DTYPES = ("float32", "float16", "bfloat16", "float64")     # of coded layers; bfloat16 side tensors
 
 
 @dataclass
@@ -73,8 +74,12 @@ class LayerMeta:
                 "scale_axis": self.scale_axis}
 
     def dequantize(self, codes: np.ndarray) -> np.ndarray:
-        q = np.asarray(codes, dtype=np.float32).reshape(self.shape)
-        s = np.asarray(self.scale, dtype=np.float32)
+        """``codes × scale``: in float64 for a float64 layer (exact), else in float32 (one rounding,
+        to nearest even); the caller casts to :attr:`dtype` (float16 and bfloat16 round to nearest
+        even once more, so a code of 0 stays exactly 0)."""
+        ft = np.float64 if self.dtype == "float64" else np.float32
+        q = np.asarray(codes, dtype=ft).reshape(self.shape)
+        s = np.asarray(self.scale, dtype=np.float32).astype(ft)
         if self.scale_axis is not None:
             s = s.reshape([-1 if d == self.scale_axis else 1 for d in range(len(self.shape))])
         return q * s
@@ -88,6 +93,9 @@ class SbwFile:
     hw: list[stream.HwLayer]
     side: dict[str, np.ndarray] = field(default_factory=dict)
     info: dict = field(default_factory=dict)      # free-form provenance (producer, source, ...)
+    checkpoint: dict | None = None                # the source checkpoint's container: format, metadata
+    order: list[str] | None = None                # all tensor names in the checkpoint's order
+    side_dtypes: dict[str, str] = field(default_factory=dict)   # torch dtype of side tensors numpy lacks
     stream_offset: int = field(default=0, compare=False)   # byte offset of the word stream in its file
 
     def words(self) -> np.ndarray:
@@ -102,12 +110,23 @@ class SbwFile:
                                                  byte_offset=self.stream_offset).reshape(meta.shape)
         return out
 
+    def names(self) -> list[str]:
+        """Every tensor name (coded layers and side tensors) in the source checkpoint's order."""
+        return list(self.order) if self.order else [m.name for m in self.layers] + list(self.side)
+
+    def dtypes(self) -> dict[str, str]:
+        """The torch dtype name of every tensor of the source checkpoint."""
+        out = {m.name: m.dtype for m in self.layers}
+        out.update({k: self.side_dtypes.get(k, np.asarray(a).dtype.name) for k, a in self.side.items()})
+        return out
+
     def state_dict(self, codes: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
-        """Dequantized weights plus side tensors, in the original order of names."""
+        """Dequantized weights (float32; float64 layers in float64) plus side tensors, in the
+        source checkpoint's order of names; :meth:`dtypes` gives each tensor's original dtype."""
         codes = self.decode_codes() if codes is None else codes
         sd = {m.name: m.dequantize(codes[m.name]) for m in self.layers}
         sd.update(self.side)
-        return sd
+        return {k: sd[k] for k in self.names()}
 
 
 def _metadata(sbw: SbwFile) -> tuple[bytes, bytes]:
@@ -117,12 +136,16 @@ def _metadata(sbw: SbwFile) -> tuple[bytes, bytes]:
         if a.dtype.name not in _SIDE_DTYPES:
             raise SubbitError(f"side tensor {name!r} has unsupported dtype {a.dtype}")
         raw = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
-        side_dir.append({"name": name, "shape": list(a.shape), "dtype": a.dtype.name,
-                         "offset": off, "nbytes": len(raw)})
+        rec = {"name": name, "shape": list(a.shape), "dtype": a.dtype.name, "offset": off, "nbytes": len(raw)}
+        if name in sbw.side_dtypes:
+            rec["torch_dtype"] = sbw.side_dtypes[name]
+        side_dir.append(rec)
         blobs.append(raw)
         off += len(raw)
     meta = {"format": "subbit-sbw", "version": FILE_VERSION,
             "layers": [m.to_json() for m in sbw.layers], "side": side_dir, "info": sbw.info}
+    if sbw.checkpoint is not None or sbw.order is not None:
+        meta["checkpoint"] = dict(sbw.checkpoint or {}, order=sbw.names())
     return json.dumps(meta, separators=(",", ":")).encode(), b"".join(blobs)
 
 
@@ -180,6 +203,39 @@ def atomic_write(path, data: bytes) -> None:
         raise
 
 
+def check_output(path, *, inputs=(), exts=None, what="output") -> str:
+    """Check, before any work, that ``path`` can be written as ``what``; returns it.
+
+    Raises
+    ------
+    SubbitError
+        ``path`` is a directory, is one of ``inputs`` (the same file, by any name: subbit never
+        overwrites what it reads), has none of the extensions ``exts``, or its directory is
+        missing or not writable.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise SubbitError(f"{what} {path} is a directory: give a file name")
+    for src in inputs:
+        if src is None:
+            continue
+        same = (os.path.exists(path) and os.path.exists(src) and os.path.samefile(path, src)) or \
+            os.path.realpath(path) == os.path.realpath(src)
+        if same:
+            raise SubbitError(f"{what} {path} is the input file {os.fspath(src)}: refusing to overwrite it "
+                              "(choose another name)")
+    ext = os.path.splitext(path)[1].lower()
+    if exts is not None and ext not in exts:
+        raise SubbitError(f"{what} {path}: the name should end in {', '.join(exts[:-1])}{' or ' if len(exts) > 1 else ''}"
+                          f"{exts[-1]}, not {ext or 'no extension'!r}")
+    d = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(d):
+        raise SubbitError(f"cannot write {what} {path}: directory {d} does not exist")
+    if not os.access(d, os.W_OK | os.X_OK):
+        raise SubbitError(f"cannot write {what} {path}: no permission to write in {d}")
+    return path
+
+
 def write_sbw(path, sbw: SbwFile) -> int:
     """Write ``sbw`` to ``path`` atomically; returns the file size in bytes."""
     data = to_bytes(sbw)
@@ -210,6 +266,8 @@ def _parse_layer_meta(d, k) -> LayerMeta:
                           "non-negative, fewer than 2**32 weights)", label)
     if not 2 <= bits <= 8:
         raise _meta_error(f"quantizer bits {bits} outside 2..8", label)
+    if meta.dtype not in _TORCH_DTYPES:
+        raise _meta_error(f"dtype {meta.dtype!r} is not one of {list(_TORCH_DTYPES)}", label)
     want = 1 if meta.scale_axis is None else (shape[meta.scale_axis] if 0 <= meta.scale_axis < len(shape) else -1)
     if want < 0 or len(scale) != want or not all(np.isfinite(scale)):
         raise _meta_error(f"scale has {len(scale)} entries for axis {meta.scale_axis} of shape "
@@ -217,7 +275,24 @@ def _parse_layer_meta(d, k) -> LayerMeta:
     return meta
 
 
-def from_bytes(data: bytes, *, source: str = "<bytes>") -> SbwFile:
+def _parse_checkpoint_record(rec, names: list[str], source: str):
+    """The optional ``checkpoint`` record: the source container and the order of all names."""
+    if rec is None:
+        return None, None
+    ok = (isinstance(rec, dict) and rec.get("format") in ("torch", "safetensors")
+          and isinstance(rec.get("metadata", {}), dict)
+          and all(isinstance(k, str) and isinstance(v, str) for k, v in rec.get("metadata", {}).items()))
+    if not ok:
+        raise _meta_error(f"{source}: bad checkpoint record {str(rec)[:80]!r} (format torch or safetensors, "
+                          "metadata a mapping of strings)")
+    order = rec.get("order")
+    if not isinstance(order, list) or sorted(map(str, order)) != sorted(names) or len(set(names)) != len(names):
+        raise _meta_error(f"{source}: the checkpoint record's order does not list each of the "
+                          f"{len(names)} tensors once")
+    return {k: v for k, v in rec.items() if k != "order"}, [str(n) for n in order]
+
+
+def from_bytes(data: bytes, *, source: str = "<bytes>", kind: str = "") -> SbwFile:
     """Parse and validate a file image (payloads are checked when decoded).
 
     Raises
@@ -227,12 +302,13 @@ def from_bytes(data: bytes, *, source: str = "<bytes>") -> SbwFile:
         length fields that do not match the file size, CRC mismatches, bad
         metadata (names, shapes, quantizer), or any word-stream error.
     """
+    if data[:len(MAGIC)] != MAGIC[:len(data)] or (not data and kind):
+        raise FormatError(f"{source}: not a .sbw file: it {kind}" if kind else
+                          f"{source}: bad magic {bytes(data[:len(MAGIC)])!r}, not a subbit weight stream", offset=0)
     if len(data) < HEADER_BYTES:
         raise FormatError(f"{source}: file truncated: {len(data)} bytes, the header alone has "
                           f"{HEADER_BYTES}", offset=len(data))
     (magic, version, flags, mlen, slen, hlen, _res, hcrc, scrc, wcrc) = _HEAD.unpack_from(data)
-    if magic != MAGIC:
-        raise FormatError(f"{source}: bad magic {magic!r}, not a subbit weight stream", offset=0)
     if version != FILE_VERSION:
         raise FormatError(f"{source}: unknown file version {version} (this reader knows "
                           f"{FILE_VERSION})", offset=8)
@@ -255,15 +331,22 @@ def from_bytes(data: bytes, *, source: str = "<bytes>") -> SbwFile:
     side_raw = data[sbase:sbase + slen]
     if zlib.crc32(side_raw) != scrc:
         raise FormatError(f"{source}: side-data checksum mismatch", offset=sbase)
-    side = {}
+    side, side_dtypes = {}, {}
     for rec in side_recs:
         try:
+            if rec["dtype"] not in _SIDE_DTYPES:
+                raise ValueError(f"dtype {rec['dtype']!r} is not one of {sorted(_SIDE_DTYPES)}")
             dt = np.dtype(rec["dtype"]).newbyteorder("<")
             a = np.frombuffer(side_raw, dtype=dt, count=int(rec["nbytes"]) // dt.itemsize,
                               offset=int(rec["offset"]))
             side[str(rec["name"])] = a.reshape(rec["shape"]).astype(dt.newbyteorder("="))
+            if "torch_dtype" in rec:
+                if rec["torch_dtype"] not in _TORCH_DTYPES:
+                    raise ValueError(f"torch_dtype {rec['torch_dtype']!r} is not one of {list(_TORCH_DTYPES)}")
+                side_dtypes[str(rec["name"])] = str(rec["torch_dtype"])
         except (KeyError, TypeError, ValueError) as e:
             raise FormatError(f"{source}: bad side tensor record {rec!r}: {e}", offset=sbase) from None
+    ck, order = _parse_checkpoint_record(meta.get("checkpoint"), [m.name for m in layers] + list(side), source)
     wbase = sbase + slen
     if hlen % 2:
         raise FormatError(f"{source}: word stream has an odd byte length {hlen}", offset=24)
@@ -281,14 +364,19 @@ def from_bytes(data: bytes, *, source: str = "<bytes>") -> SbwFile:
         if h.base < -qmax or h.base + h.nsym - 1 > qmax:
             raise FormatError(f"codes {h.base}..{h.base + h.nsym - 1} exceed the {m.levels}-level "
                               f"quantizer", offset=wbase + 2 * h.offset, layer=label)
-    return SbwFile(config=config, layers=layers, hw=hw, side=side, info=info, stream_offset=wbase)
+    return SbwFile(config=config, layers=layers, hw=hw, side=side, info=info, stream_offset=wbase,
+                   checkpoint=ck, order=order, side_dtypes=side_dtypes)
 
 
 def read_sbw(path) -> SbwFile:
     """Read and validate a ``.sbw`` file."""
+    from .filekind import describe
+    if os.path.isdir(path):
+        raise SubbitError(f"cannot read {path}: it is a directory, not a .sbw file")
     try:
         with open(path, "rb") as fh:
             data = fh.read()
     except OSError as e:
         raise SubbitError(f"cannot read {path}: {e.strerror}") from None
-    return from_bytes(data, source=os.fspath(path))
+    kind = describe(path) if not data.startswith(MAGIC) else ""
+    return from_bytes(data, source=os.fspath(path), kind=kind)

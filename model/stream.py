@@ -68,6 +68,11 @@ def check_word(words) -> int:
     return (CHECK_SEED + int(np.sum(np.asarray(words, dtype=np.uint64)))) & 0xFFFF
 
 
+#: Interleaved states per lane the hardware decoder needs at least: its datapath loop is this
+#: many clocks deep (``subbit.hw.params.PIPELINE_DEPTH``; a test keeps them equal).
+HW_MIN_WAYS = 6
+
+
 @dataclass(frozen=True)
 class StreamConfig:
     """Coder parameters shared by all layers of a stream (and by the hardware).
@@ -77,7 +82,7 @@ class StreamConfig:
     """
     prob_bits: int = 12
     lanes: int = 1
-    ways: int = 6
+    ways: int = HW_MIN_WAYS
 
     def __post_init__(self):
         rans.check_params(self.prob_bits, self.lanes, self.ways)

@@ -17,7 +17,13 @@ def _progress():
 
 
 def _stream_config(args):
-    from subbit.model.stream import StreamConfig
+    """The coder parameters of compress, checked before any work (a stream the hardware cannot
+    decode is refused here, not by `decode --rtl` later)."""
+    from subbit.model.stream import HW_MIN_WAYS, StreamConfig
+    if not isinstance(args.ways, int) or args.ways < HW_MIN_WAYS:
+        raise SubbitError(f"--ways {args.ways}: the hardware decoder needs at least {HW_MIN_WAYS} interleaved "
+                          f"states per lane (its datapath loop is {HW_MIN_WAYS} clocks deep); "
+                          f"the default is {HW_MIN_WAYS}")
     return StreamConfig(prob_bits=args.prob_bits, lanes=args.lanes, ways=args.ways)
 
 
@@ -27,15 +33,20 @@ def _add_coder_args(p, *, ways_default=6):
     p.add_argument("--lanes", "-K", type=int, default=1, metavar="K",
                    help="hardware lanes K: 1, 2, 4 or 8 (default 1)")
     p.add_argument("--ways", type=int, default=ways_default, metavar="D",
-                   help=f"interleaved states per lane, = decoder pipeline depth (default {ways_default})")
+                   help=f"interleaved states per lane, >= the decoder pipeline depth (default {ways_default})")
 
 
 # -- compress / inspect / decode --------------------------------------------------------
 
 def cmd_compress(args):
-    from subbit.model import checkpoint, compress, sbw
-    sd = checkpoint.load_state_dict(args.checkpoint)
-    f = compress.compress_state_dict(sd, args.bits, _stream_config(args), per_channel=args.per_channel,
+    from subbit.model import checkpoint, compress, quant, sbw
+    if args.bits not in quant.BITS_RANGE:
+        raise SubbitError(f"--bits must be in 2..8 (a b-bit quantizer has 2**b-1 levels), not {args.bits}")
+    config = _stream_config(args)
+    checkpoint.check_checkpoint_file(args.checkpoint)
+    sbw.check_output(args.output, inputs=[args.checkpoint], exts=(".sbw",))
+    ck = checkpoint.load_checkpoint(args.checkpoint)
+    f = compress.compress_state_dict(ck, args.bits, config, per_channel=args.per_channel,
                                      info={"source": os.path.basename(args.checkpoint),
                                            "quantizer": f"rtn-{args.bits}bit"},
                                      progress=_progress())
@@ -56,9 +67,18 @@ def cmd_inspect(args):
         print(report.format_table(rep))
 
 
+def _check_decode_outputs(args):
+    from subbit.model import checkpoint, sbw
+    if args.output:
+        sbw.check_output(args.output, inputs=[args.file], exts=checkpoint.CHECKPOINT_EXTS)
+    if args.codes:
+        sbw.check_output(args.codes, inputs=[args.file, args.output], exts=(".safetensors",), what="--codes file")
+
+
 def cmd_decode(args):
     from subbit.model import checkpoint, sbw
-    f = sbw.read_sbw(args.file)
+    f = sbw.read_sbw(args.file)             # validates the headers: cheap, before the outputs' checks
+    _check_decode_outputs(args)
     if args.rtl:
         from subbit.sim import rtl_decode
         res = rtl_decode.decode_file(f, simulator=args.rtl, lookup=args.lookup, word_width=args.word_width,
@@ -75,14 +95,18 @@ def cmd_decode(args):
                 need = rtl_decode.params_for(f.hw, f.config).max_symbols
                 hint = f"; the smallest decoder for this file (the default) has --max-symbols {need}"
             raise SubbitError(f"the RTL decoder ({args.rtl}) {why}{hint}"
-                              + ("; nothing written" if args.output else ""))
+                              + ("; nothing written" if args.output or args.codes else ""))
     else:
         codes = f.decode_codes()
     if args.output:
-        out = f.state_dict(codes)
-        out.update({f"codes/{k}": v.astype("int16") for k, v in codes.items()})
-        checkpoint.save_safetensors(args.output, out)
+        meta = (f.checkpoint or {}).get("metadata")
+        if checkpoint.output_format(args.output) == "safetensors" and (f.checkpoint or {}).get("format") != "safetensors":
+            meta = {"format": "pt"}              # what torch users' safetensors files carry
+        checkpoint.save_checkpoint(args.output, f.state_dict(codes), f.dtypes(), metadata=meta)
         print(f"{args.output}: {len(codes)} decoded layers + {len(f.side)} side tensors", file=sys.stderr)
+    if args.codes:
+        checkpoint.save_checkpoint(args.codes, {k: v.astype("int8") for k, v in codes.items()})
+        print(f"{args.codes}: integer codes of {len(codes)} layers (int8)", file=sys.stderr)
 
 
 # -- entry point ------------------------------------------------------------------------
@@ -115,8 +139,10 @@ def build_parser():
                        "generated Verilog in a cycle-accurate simulator; prints cycles, throughput, "
                        "latency and bit-exactness as JSON.")
     p.add_argument("file")
-    p.add_argument("-o", "--output", help="write dequantized weights (and codes/<name> int codes) "
-                   "to this .safetensors file")
+    p.add_argument("-o", "--output", help="write the checkpoint back: every tensor under its name, dtype and "
+                   "shape, weights dequantized (.safetensors, .pt or .pth; loads with load_state_dict(strict=True))")
+    p.add_argument("--codes", metavar="FILE", help="write the integer codes of each coded layer (int8) to this "
+                   ".safetensors file")
     p.add_argument("--rtl", choices=["verilator", "icarus"], help="decode with the RTL in this simulator")
     p.add_argument("--lookup", choices=["compare", "table"], default=None,
                    help="RTL symbol lookup (default: compare for <= 16 symbols, else table)")
@@ -140,6 +166,10 @@ def main(argv=None):
     args = ap.parse_args(argv)
     try:
         return args.func(args) or 0
+    except BrokenPipeError:                    # `subbit inspect --json f.sbw | head`: the reader left
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's flush at exit would raise again
+        return 141
     except SubbitError as e:
         print(f"subbit {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -40,22 +40,26 @@ def test_compress_inspect_decode(ckpt, tmp_path, capsys, name):
     assert main(["inspect", str(out)]) == 0
     assert "fc.weight" in capsys.readouterr().out
 
-    dec = tmp_path / "w.safetensors"
-    assert main(["decode", str(out), "-o", str(dec)]) == 0
-    got = checkpoint.load_state_dict(dec)
+    dec, cod = tmp_path / "w.safetensors", tmp_path / "codes.safetensors"
+    assert main(["decode", str(out), "-o", str(dec), "--codes", str(cod)]) == 0
+    got, got_codes = checkpoint.load_state_dict(dec), checkpoint.load_state_dict(cod)
+    assert set(got) == set(sd) and set(got_codes) == {"conv.weight", "fc.weight"}
     for k in ("conv.weight", "fc.weight"):
         codes, scale = quant.quantize_rtn(sd[k].numpy(), 3)
-        np.testing.assert_array_equal(got[f"codes/{k}"], codes)
+        np.testing.assert_array_equal(got_codes[k], codes)
         np.testing.assert_allclose(got[k], codes * scale[0], rtol=1e-6)
     np.testing.assert_array_equal(got["conv.bias"], sd["conv.bias"].numpy())
 
 
 @pytest.mark.parametrize("argv,msg", [
     (["compress", "/nope.pt", "-o", "{out}"], "checkpoint /nope.pt does not exist"),
-    (["compress", "{ckpt}/m.pt", "-o", "{out}", "--bits", "9"], "quantizer bits must be in 2..8, not 9"),
+    (["compress", "{ckpt}/m.pt", "-o", "{out}", "--bits", "9"], "--bits must be in 2..8 .*, not 9"),
     (["compress", "{ckpt}/m.pt", "-o", "{out}", "--lanes", "3"], "lanes must be one of"),
     (["compress", "{ckpt}/bad.txt", "-o", "{out}"], "unknown checkpoint extension '.txt'"),
-    (["compress", "{ckpt}/junk.pt", "-o", "{out}"], "cannot read .*junk.pt as a PyTorch state_dict: not a torch.save file"),
+    (["compress", "{ckpt}/junk.pt", "-o", "{out}"], "cannot read .*junk.pt as a PyTorch state_dict: the file is a "
+     "text file \\(starting 'not a zip'\\)"),
+    (["compress", "{ckpt}/junkzip.pt", "-o", "{out}"], "cannot read .*junkzip.pt as a PyTorch state_dict: "
+     "not a torch.save file"),
     # a pickled module, not a state_dict: torch's one-line reason and ours, not its page of advice
     (["compress", "{ckpt}/module.pt", "-o", "{out}"],
      r"cannot read .*module.pt as a PyTorch state_dict: Unsupported global: .*Linear .*by default\. "
@@ -63,13 +67,14 @@ def test_compress_inspect_decode(ckpt, tmp_path, capsys, name):
     (["compress", "{ckpt}/nan.pt", "-o", "{out}"],
      r"tensor 'fc.weight' \(2, 2\): cannot quantize a tensor with NaN or infinite values"),
     (["compress", "{ckpt}/empty.pt", "-o", "{out}"], r"no weight tensors \(floating, rank >= 2, not empty\)"),
-    (["inspect", "{ckpt}/m.pt"], "bad magic"),
-    (["decode", "/nope.sbw", "-o", "{out}"], "cannot read /nope.sbw"),
+    (["inspect", "{ckpt}/m.pt"], r"not a .sbw file: it is a PyTorch checkpoint \(torch.save\)"),
+    (["decode", "/nope.sbw", "-o", "{out}.safetensors"], "cannot read /nope.sbw"),
 ])
 def test_errors_are_clear_and_leave_no_file(ckpt, tmp_path, capsys, argv, msg):
     d, _ = ckpt
     (d / "bad.txt").write_text("x")
     (d / "junk.pt").write_bytes(b"not a zip")
+    (d / "junkzip.pt").write_bytes(b"\x80\x02not a pickle at all")
     torch.save(torch.nn.Linear(2, 2), d / "module.pt")
     torch.save({"conv.weight": torch.ones(2, 2), "fc.weight": torch.tensor([[1.0, float("nan")], [0, 1]])},
                d / "nan.pt")
