@@ -16,7 +16,7 @@ def entropy_bits(codes) -> float:
         return 0.0
     _, counts = np.unique(c, return_counts=True)
     p = counts / c.size
-    return float(-(counts * np.log2(p)).sum())
+    return max(0.0, float(-(counts * np.log2(p)).sum()))     # a one-symbol layer: 0, not -0
 
 
 def stream_report(f: SbwFile, *, codes: dict | None = None, file_bytes: int | None = None) -> dict:
@@ -33,7 +33,7 @@ def stream_report(f: SbwFile, *, codes: dict | None = None, file_bytes: int | No
             "name": m.name, "shape": list(m.shape), "weights": h.count, "bits": m.bits, "levels": m.levels,
             "alphabet": h.nsym, "zero_fraction": float(np.mean(c == 0)) if c.size else 0.0,
             "entropy_bits_per_weight": entropy_bits(c) / n,
-            "coded_bits_per_weight": pay / n,
+            "payload_bits_per_weight": pay / n,
             "header_bits": hdr,
             "total_bits_per_weight": (pay + hdr) / n,
         })
@@ -53,13 +53,18 @@ def stream_report(f: SbwFile, *, codes: dict | None = None, file_bytes: int | No
     return rep
 
 
+LEGEND = ("bits per weight (b/w) of each layer: entropy = order-0 entropy of its codes; payload = its rANS "
+          "payload words; header = its table, initial states and fields (in bits); total = payload + header")
+
+
 def format_table(rep: dict) -> str:
     """Human-readable table of :func:`stream_report`."""
-    rows = [("layer", "shape", "levels", "zero%", "entropy", "coded", "header bits")]
+    rows = [("layer", "shape", "levels", "zero%", "entropy", "payload", "header bits", "total")]
     for L in rep["layers"]:
         rows.append((L["name"], "x".join(map(str, L["shape"])), str(L["levels"]),
                      f"{100 * L['zero_fraction']:.1f}", f"{L['entropy_bits_per_weight']:.4f}",
-                     f"{L['coded_bits_per_weight']:.4f}", str(L["header_bits"])))
+                     f"{L['payload_bits_per_weight']:.4f}", str(L["header_bits"]),
+                     f"{L['total_bits_per_weight']:.4f}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
              for r in rows]
@@ -70,5 +75,5 @@ def format_table(rep: dict) -> str:
                  f"{rep['bits_per_weight']:.4f} bits/weight all-in (entropy {rep['entropy_bits_per_weight']:.4f}); "
                  f"M={c['prob_bits']} lanes={c['lanes']} ways={c['ways']}; side data {rep['side_bytes']} bytes"
                  + (f"; file {rep['file_bytes']} bytes" if "file_bytes" in rep else ""))
-    lines.append("(entropy/coded in bits per weight; header = table + states + fields)")
+    lines.append(f"({LEGEND}; all-in = every stream bit, stream header included)")
     return "\n".join(lines)

@@ -92,13 +92,17 @@ def config_from_args(args, command: str = ""):
 
 def summary(rep: dict) -> str:
     """A short human-readable summary of a training report."""
-    rows = [("layer", "shape", "bits", "levels", "zero%", "coded b/w")]
+    from subbit.model.report import LEGEND
+    rows = [("layer", "shape", "bits", "levels", "zero%", "entropy", "payload", "header bits", "total")]
     for L in rep["layers"]:
         rows.append((L["name"], "x".join(map(str, L["shape"])), str(L["bits"]), str(L["levels"]),
-                     f"{100 * L['zero_fraction']:.1f}", f"{L['total_bits_per_weight']:.3f}"))
+                     f"{100 * L['zero_fraction']:.1f}", f"{L['entropy_bits_per_weight']:.3f}",
+                     f"{L.get('payload_bits_per_weight', L.get('coded_bits_per_weight', 0.0)):.3f}", str(L["header_bits"]),
+                     f"{L['total_bits_per_weight']:.3f}"))
     w = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w[i]) if i < 2 else c.rjust(w[i]) for i, c in enumerate(r)) for r in rows]
     lines.insert(1, "-" * len(lines[0]))
+    lines.append(f"({LEGEND})")
     lines.append("")
     lines.append(f"{rep['dataset']} / {rep['model']}: {rep['weights']} weights, stream {rep['stream_bits']} bits = "
                  f"{rep['bits_per_weight']:.4f} bits/weight (entropy {rep['entropy_bits_per_weight']:.4f}; "
@@ -166,7 +170,9 @@ def register(sub):
     b.add_argument("--only", default=None, metavar="NAMES",
                    help=f"comma-separated subset of {', '.join(BENCH_RUNS)}")
     b.add_argument("--out-root", default=os.path.join("build", "bench-train"), metavar="DIR",
-                   help="where the runs write their outputs (default build/bench-train)")
+                   help="where the runs write their outputs (default build/bench-train, from the repository "
+                   "root as the published commands are): results to keep, like `subbit train --out`, so "
+                   "not in the cache directory of compiled models")
     b.add_argument("--quick", action="store_true", help="tiny epochs and data (smoke test of the benchmark)")
     b.add_argument("--reuse", action="store_true",
                    help="use OUT/report.json of a run made earlier by exactly the same command instead of "

@@ -16,10 +16,16 @@ from train_util import one_torch_thread  # noqa: F401 (fixture)
 
 def test_demo_quick(tmp_path, capsys):
     assert main(["demo", "--quick", "--rtl", "none", "--out", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
+    cap = capsys.readouterr()
+    out, err = cap.out, cap.err
     assert "[2/4] golden decode of the file" in out and "(equal to training)" in out
     assert "RTL decode: skipped (--rtl none)" in out
     assert "digits / resnet8: 77072 weights" in out
+    # the epoch lines say what their figures are, and how long is left
+    assert "qat: ce = cross-entropy; rate = bits/weight of the real stream (headers included); est = " in err
+    assert "goal = the estimate the λ controller steers to now" in err and ", left ~" in err
+    # per-layer figures under the names inspect uses: payload and total (= payload + header) apart
+    assert "entropy  payload  header bits  total" in out and "total = payload + header" in out
     assert (tmp_path / "model.sbw").exists()
 
 

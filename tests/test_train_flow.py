@@ -38,7 +38,7 @@ def test_digits_end_to_end(tmp_path):
     assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
     assert REPORT_KEYS <= set(rep)
     for L in rep["layers"]:
-        assert {"name", "bits", "levels", "zero_fraction", "coded_bits_per_weight"} <= set(L)
+        assert {"name", "bits", "levels", "zero_fraction", "payload_bits_per_weight", "total_bits_per_weight"} <= set(L)
         assert L["levels"] == 2 ** L["bits"] - 1 and 2 <= L["bits"] <= 8
     assert {p["kind"] for p in rep["baselines"]} == {"fp32", "uniform", "ternary", "huffman", "ours"}
     names = [p["name"] for p in rep["baselines"]]

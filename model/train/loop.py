@@ -176,8 +176,9 @@ def train_fp32(model, train: Split, val: Split, rt: Runtime, *, epochs: int, bat
         rt.sync_buffers(model)
         acc = evaluate(model, val, rt)
         hist.append({"epoch": ep + 1, "loss": run / max(spe, 1), "val_accuracy": acc})
+        took = time.perf_counter() - t0
         rt.say(f"fp32 epoch {ep + 1}/{epochs}: loss {run / max(spe, 1):.4f}, val {100 * acc:.2f}% "
-               f"({time.perf_counter() - t0:.0f}s)")
+               f"({took:.0f}s, left ~{took * (epochs - ep - 1):.0f}s)")
     model.eval()
     return hist
 
@@ -223,6 +224,11 @@ def train_qat(qnet: QuantNet, train: Split, val: Split, rt: Runtime, *, target_b
     ctrl = LambdaController(target_bits, lam=lam0, gain=gain, ramp=round(ramp * total)) if target_bits else None
     eval_at = {max(1, round(spe * (k + 1) / evals_per_epoch)) for k in range(evals_per_epoch)}
     res, best_state, best_key, step = QatResult(), None, None, 0
+    t_start = time.perf_counter()
+    rt.say(f"{label}: ce = cross-entropy; rate = bits/weight of the real stream (headers included); est = the "
+           "differentiable rate estimate the loss uses" + ("; goal = the estimate the λ controller steers to now "
+                                                           "(it moves down to the budget); λ = the rate term's weight"
+                                                           if ctrl else "") + "; left = time to the end of this phase")
     for ep in range(epochs):
         qnet.train()
         t0, run_ce, nb = time.perf_counter(), 0.0, 0
@@ -257,9 +263,12 @@ def train_qat(qnet: QuantNet, train: Split, val: Split, rt: Runtime, *, target_b
                 key = (fits, acc, -exact)
                 if best_key is None or key > best_key:
                     best_key, best_state, res.chosen = key, copy.deepcopy(qnet.state_dict()), point
+                el = time.perf_counter() - t_start
+                left = el * (total - step) / max(step, 1)
+                steer = f", goal {point['goal']:.4f}), λ {point['lambda']:.3g}" if ctrl else ")"
                 rt.say(f"{label} {point['epoch']:.2f}/{epochs}: ce {run_ce / nb:.4f}, rate {exact:.4f} b/w "
-                       f"(est {float(est):.4f}, goal {point['goal'] or 0:.4f}), λ {point['lambda']:.3g}, val {100 * acc:.2f}%"
-                       f"{'' if fits else ' (over budget)'} ({time.perf_counter() - t0:.0f}s)")
+                       f"(est {float(est):.4f}{steer}, val {100 * acc:.2f}%"
+                       f"{'' if fits else ' (over budget)'} ({time.perf_counter() - t0:.0f}s, left ~{left:.0f}s)")
     if best_state is not None:
         qnet.load_state_dict(best_state)
         res.budget_met = bool(best_key[0])
