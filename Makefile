@@ -1,6 +1,11 @@
 # subbit: the two commands of the README.
 #   make demo   create .venv, install, run the main job on the embedded default (sklearn digits)
 #   make test   create .venv, install, run the test suite (less the `slow` sweeps: pytest -m slow)
+#   make clean        this checkout's outputs: build/ (bench train's runs, the --build-dir build/... of
+#                     docs/fpga.md) and pytest's cache
+#   make clean-cache  the per-user cache every checkout shares (compiled simulation models, synthesis
+#                     runs: $SUBBIT_BUILD_DIR, else $XDG_CACHE_HOME/subbit, else ~/.cache/subbit);
+#                     only subbit's own subdirectories of it (model/paths.py); not while subbit runs
 # Every install step lives here, so a clean clone on a fresh machine needs nothing else.
 
 PYTHON ?= python3
@@ -9,7 +14,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 JOBS   ?= 2
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean clean-cache
 
 $(STAMP): pyproject.toml Makefile
 	@command -v iverilog >/dev/null 2>&1 || { \
@@ -31,3 +36,7 @@ test: $(STAMP)
 
 clean:
 	rm -rf build .pytest_cache
+
+clean-cache:
+	@test -x $(BIN)/python || { echo "make clean-cache: needs $(VENV) (make demo or make test creates it)" >&2; exit 1; }
+	$(BIN)/python -m subbit.model.paths --clean

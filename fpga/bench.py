@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 
+from subbit.model import paths
 from subbit.model.errors import SubbitError
 
 __all__ = ["LANES", "PROB_BITS", "LOOKUPS", "measure_function", "run_point", "sweep", "rtl_markdown",
@@ -330,6 +331,7 @@ def cmd_bench_rtl(args):
     from subbit.fpga.cli import check_speed, default_fc_read, default_multiplier, default_window
     from subbit.hw.params import recommended_prefetch, recommended_ways
     t0 = time.monotonic()
+    args.build_dir = args.build_dir or paths.cache_dir("bench-rtl")
     if args.redraw:
         run = _read_sweep(args.redraw)
         grade = next((r["speed_grade"] for r in run["rows"] if r.get("speed_grade")), None)
@@ -358,8 +360,10 @@ def cmd_bench_rtl(args):
                             freq_mhz=args.freq, seed=args.seed, speed=args.speed, measure=measure,
                             progress=lambda m: print(f"subbit bench rtl: {m}", file=sys.stderr, flush=True))
         os.makedirs(args.build_dir, exist_ok=True)
-        with open(os.path.join(args.build_dir, "sweep.json"), "w") as fh:
+        out = os.path.join(args.build_dir, "sweep.json")
+        with open(f"{out}.{os.getpid()}.tmp", "w") as fh:     # whole or not at all, whoever else runs
             json.dump(run, fh, indent=1)
+        os.replace(f"{out}.{os.getpid()}.tmp", out)
     png_dir = os.path.dirname(results.RESULTS) if not args.no_write else args.build_dir
     grade = _other_grade(grade)
     section, png_name = (f"rtl-speed{grade}", f"rtl_sweep_speed{grade}.png") if grade else \
@@ -404,7 +408,10 @@ def register(bsub):
     add_design_args(b)
     b.add_argument("--jobs", "-j", type=_positive_int, default=min(2, os.cpu_count() or 1),
                    help="parallel processes (default 2)")
-    b.add_argument("--build-dir", default=os.path.join("build", "bench-rtl"), help="default build/bench-rtl")
+    b.add_argument("--build-dir", default=None,
+                   help="working directory: a subdirectory per configuration with its logs, and sweep.json "
+                   "(default <cache>/bench-rtl, <cache> being $SUBBIT_BUILD_DIR, else $XDG_CACHE_HOME/subbit, "
+                   "else ~/.cache/subbit)")
     b.add_argument("--no-measure", action="store_true", help="skip the cycle-accurate simulation")
     b.add_argument("--quick", action="store_true", help="K=1, M=12, compare only (for tests)")
     b.add_argument("--redraw", metavar="SWEEP.json", default=None,

@@ -8,6 +8,7 @@ import os
 import sys
 import time
 
+from subbit.model import paths
 from subbit.model.errors import SubbitError
 
 __all__ = ["register", "design_verilog", "format_report"]
@@ -136,7 +137,7 @@ def cmd_synth(args):
     verilog, top = design_verilog(args.design, **params)
     tag = "counter" if args.design == "counter" else \
         "K{lanes}-M{prob_bits}-{lookup}-w{word_width}".format(**params)
-    build = args.build_dir or os.path.join("build", "synth", f"{args.target}-{tag}")
+    build = args.build_dir or paths.cache_dir("synth", f"{args.target}-{tag}")
     say = _progress("subbit synth")
     if args.design == "decoder":
         from subbit.hw.params import PIPELINE_DEPTH, recommended_prefetch, recommended_ways
@@ -151,14 +152,15 @@ def cmd_synth(args):
                 f"\"Layer switches\")")
     if args.verilog_only:
         flow.make_build_dir(build)
-        say("yosys portlist (ports of the top, for the wrappers)")
-        ports = flow.read_ports(verilog, top, build)
-        outputs = {"design.v": verilog, f"{top}_wrap.v": wrapper.registered_wrapper_verilog(top, ports),
-                   "ice40_top.v": wrapper.scan_wrapper_verilog(top, ports, flow.SCAN_TOP)}
-        for name, text in outputs.items():
-            with open(os.path.join(build, name), "w") as fh:
-                fh.write(text)
-            print(os.path.join(build, name))
+        with paths.locked(build, what="build directory", waiting=say):
+            say("yosys portlist (ports of the top, for the wrappers)")
+            ports = flow.read_ports(verilog, top, build)
+            outputs = {"design.v": verilog, f"{top}_wrap.v": wrapper.registered_wrapper_verilog(top, ports),
+                       "ice40_top.v": wrapper.scan_wrapper_verilog(top, ports, flow.SCAN_TOP)}
+            for name, text in outputs.items():
+                with open(os.path.join(build, name), "w") as fh:
+                    fh.write(text)
+                print(os.path.join(build, name))
         return
     res = flow.synthesize(verilog, top, args.target, build, freq_mhz=args.freq, seed=args.seed,
                           speed=args.speed, jobs=2, progress=say)
@@ -220,7 +222,8 @@ def register(sub):
                    help="symbol lookup: comparators or a 2**M-entry table (default compare)")
     add_design_args(p)
     p.add_argument("--build-dir", default=None,
-                   help="working directory for the tools (default build/synth/<target>-<config>)")
+                   help="working directory for the tools (default <cache>/synth/<target>-<config>, <cache> "
+                   "being $SUBBIT_BUILD_DIR, else $XDG_CACHE_HOME/subbit, else ~/.cache/subbit)")
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.add_argument("-o", "--output", default=None, metavar="REPORT.json", help="also write the JSON here")
     p.add_argument("--verilog-only", action="store_true",

@@ -83,6 +83,7 @@ from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 
 from subbit.model.errors import SubbitError
+from subbit.model.paths import locked
 
 __all__ = ["TARGETS", "FlowError", "ToolNotFoundError", "SynthesisError", "PlaceRouteError",
            "synthesize", "read_ports", "seed_tuple", "speed_grade", "tool_path"]
@@ -345,7 +346,9 @@ def synthesize(verilog: str, top: str, target: str, build_dir: str, *, freq_mhz:
     target : str
         ``"ecp5"``, ``"ice40"`` or ``"generic"`` (see the module docstring).
     build_dir : str
-        Created if needed; receives ``design.v``, the scripts, their outputs and every log.
+        Created if needed; receives ``design.v``, the scripts, their outputs and every log. Locked
+        for the run (``.lock``): a second run on the same directory waits for the first (saying so
+        through ``progress``) instead of mixing its files with it.
     freq_mhz : float, optional
         nextpnr's ``--freq`` target (default: 200 for ECP5, 50 for iCE40). Fmax is what nextpnr
         achieved, met or not (``--timing-allow-fail``).
@@ -388,9 +391,15 @@ def synthesize(verilog: str, top: str, target: str, build_dir: str, *, freq_mhz:
     if freq_mhz is not None:
         freq_mhz = freq_target(freq_mhz)
     grade = speed_grade(target, speed)
-    spec = TARGETS[target]
     say = progress or (lambda msg: None)
     build_dir = make_build_dir(os.path.abspath(build_dir))
+    with locked(build_dir, what="build directory", waiting=say):
+        return _synthesize(verilog, top, target, build_dir, freq_mhz, seeds, grade, pnr_args, jobs, timeout, say)
+
+
+def _synthesize(verilog, top, target, build_dir, freq_mhz, seeds, grade, pnr_args, jobs, timeout, say) -> dict:
+    """:func:`synthesize` once its arguments are checked, holding ``build_dir``'s lock."""
+    spec = TARGETS[target]
     path = lambda name: os.path.join(build_dir, name)  # noqa: E731
     with open(path("design.v"), "w") as fh:
         fh.write(verilog)

@@ -166,7 +166,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=60.0, help="run time (default 60)")
     ap.add_argument("--engine", choices=["atheris", "random"], default=None,
                     help="default: atheris if it imports, else random")
-    ap.add_argument("--corpus", default=None, help="atheris corpus directory (created, seeded)")
+    ap.add_argument("--corpus", default=None, help="atheris corpus directory (created, seeded; default "
+                    "fuzz-corpus in the cache directory of subbit.model.paths)")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     engine = a.engine
@@ -181,8 +182,8 @@ def main(argv=None) -> int:
         print(f"random engine: {n} inputs in {a.seconds:g} s, 0 crashes")
         return 0
     import atheris
-    corpus = a.corpus or os.path.join(os.path.abspath(os.environ.get("SUBBIT_BUILD_DIR", "build")), "fuzz-corpus")
-    os.makedirs(corpus, exist_ok=True)
+    from .paths import cache_dir, make_dir
+    corpus = make_dir(a.corpus or cache_dir("fuzz-corpus"), "corpus directory")
     for k, s in enumerate(seed_inputs()):
         with open(os.path.join(corpus, f"seed-{k}"), "wb") as fh:
             fh.write(s)

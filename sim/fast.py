@@ -3,8 +3,9 @@ shared library driven through ctypes — the clock loop runs in C++, not in coco
 
 Used where the cocotb benches are too slow: decoding a whole network's stream
 (:func:`decode_words`) and running many images through the inference top
-(:class:`InferSim`). Builds are cached under ``$SUBBIT_BUILD_DIR/sim/fast`` by the hash of the
-Verilog and the harness, like `subbit.sim.runner`.
+(:class:`InferSim`). Builds are cached under ``sim/fast`` of the per-user cache directory
+(`subbit.model.paths`) by the hash of the Verilog, the harness and the Verilator in use, like
+`subbit.sim.runner`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import time
 import numpy as np
 
 from ..hw.params import DecoderParams
-from .runner import SimError, build_dir_root, cached_build, toolchain_env
+from .runner import SimError, build_dir_root, cached_build, toolchain_env, toolchain_id
 
 __all__ = ["build_library", "decode_words", "InferSim"]
 
@@ -39,7 +40,7 @@ def build_library(verilog: str, top: str, harness: str, tag: str) -> str:
     """
     with open(os.path.join(HARNESS, f"{harness}.cpp")) as fh:
         cpp = fh.read()
-    digest = hashlib.sha256((verilog + cpp).encode()).hexdigest()[:12]
+    digest = hashlib.sha256((verilog + cpp + toolchain_id("verilator", cocotb=False)).encode()).hexdigest()[:12]
     d = os.path.join(build_dir_root(), "sim", "fast", f"{top}_{tag}_{digest}")
     lib = os.path.join(d, f"lib{top}.so")
     env = toolchain_env()

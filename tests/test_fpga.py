@@ -236,6 +236,25 @@ def test_build_dir_in_the_way_is_a_clean_error(tmp_path, capsys):
     assert f"cannot create the build directory {tmp_path / 'f' / 'b'}: Not a directory" in capsys.readouterr().err
 
 
+def test_a_second_run_in_a_build_directory_waits_for_the_first(tmp_path):
+    """synthesize holds its build directory's lock: a run finding it held says so and waits
+    (here for this test's hold) instead of writing its files into another run's."""
+    import threading
+
+    from subbit.model import paths
+    held = paths.try_lock(str(tmp_path))
+    said, done = [], []
+    t = threading.Thread(target=lambda: done.append(flow.synthesize(
+        counter_verilog(8), "counter", "generic", tmp_path, progress=said.append)))
+    t.start()
+    while not said and t.is_alive():
+        t.join(0.05)
+    assert said[0] == f"waiting for another process using {tmp_path}" and not done
+    held.close()
+    t.join(120)
+    assert done and done[0]["luts"] > 0
+
+
 @pytest.mark.parametrize("bad", ["0", "-5", "nan", "inf", "fast"])
 def test_target_frequency_must_be_positive(tmp_path, capsys, bad):
     """Before any tool runs: nextpnr would take --freq -5 and report Fmax against it."""
