@@ -11,7 +11,7 @@ import time
 from subbit.model import paths
 from subbit.model.errors import SubbitError
 
-__all__ = ["register", "design_verilog", "format_report"]
+__all__ = ["register", "design_verilog", "format_report", "timing_line"]
 
 #: The decoder's generator parameters, in the order of ``subbit.hw.verilog.generate``.
 DECODER_PARAMS = ("lanes", "prob_bits", "max_symbols", "word_width", "lookup", "ways", "multiplier", "prefetch",
@@ -90,6 +90,25 @@ def check_speed(args):
         raise SubbitError(f"--speed {args.speed}: {e}") from None
 
 
+def timing_line(r: dict) -> str | None:
+    """Whether the run met its target frequency, in words (None without place and route):
+    ``timing met at 200 MHz (Fmax 214.30 MHz)`` or ``timing NOT met: Fmax 172.70 < target 200 MHz``;
+    with several seeds, which of them met it when they disagree (the verdict is the median run's)."""
+    if r.get("timing_met") is None:
+        return None
+    f, t = r["fmax_mhz"], r["freq_target_mhz"]
+    notes = [f"Fmax {f:.2f} MHz"] if r["timing_met"] else []
+    by_seed = r.get("timing_met_by_seed") or {}
+    if len(by_seed) > 1:
+        met = [str(s) for s, ok in by_seed.items() if ok]
+        missed = [str(s) for s, ok in by_seed.items() if not ok]
+        seeds = lambda ss: f"seed{'s' if len(ss) > 1 else ''} {', '.join(ss)}"  # noqa: E731
+        notes.append(f"median run, seed {r['seed']}; met by {seeds(met)}, not by {seeds(missed)}"
+                     if met and missed else "every seed met it" if met else "no seed met it")
+    verdict = f"timing met at {t:g} MHz" if r["timing_met"] else f"timing NOT met: Fmax {f:.2f} < target {t:g} MHz"
+    return verdict + (f" ({'; '.join(notes)})" if notes else "")
+
+
 def format_report(r: dict) -> str:
     """A short human-readable table of a :func:`subbit.fpga.flow.synthesize` result."""
     c = r["cells"]
@@ -115,6 +134,8 @@ def format_report(r: dict) -> str:
     rows.append(("LUT depth", r["lut_depth"], "synth -lut 4; ltp -noff"))
     out = [f"{r['top']} on {r['device']}"]
     out += [f"  {name:<14}{val!s:>12}  {how}".rstrip() for name, val, how in rows]
+    if timing_line(r):
+        out.append(f"  {timing_line(r)}")
     if r.get("wrapper"):
         out.append("  scan wrapper  " + ", ".join(f"{k} {v}" for k, v in r["wrapper"].items()))
     out.append(f"  logs in {os.path.dirname(r['files']['verilog'])}")
@@ -183,7 +204,7 @@ def add_design_args(p):
                    "bench rtl: 7 from 2 lanes and 8 at 8 lanes, the extra ways being ring stages that lift Fmax)")
     p.add_argument("--freq", type=mhz, default=None, metavar="MHZ",
                    help="nextpnr target frequency (default 200 on ECP5, 50 on iCE40); Fmax is what "
-                   "nextpnr achieves, met or not")
+                   "nextpnr achieves, met or not (the report says which: timing_met)")
     p.add_argument("--speed", type=int, choices=[6, 7, 8], default=None,
                    help="ECP5 speed grade nextpnr times the design for (default 6, the slowest, which every "
                    "figure in docs/ uses unless it says otherwise); the netlist and area are the same")

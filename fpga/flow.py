@@ -48,6 +48,10 @@ What the keys count
     seed and ``fmax_mhz`` is the median run's (the lower middle one for an even count, so always
     a measured placement); ``fmax_by_seed`` has every run, ``seed`` names the median run, whose
     report also gives ``fmax_by_clock``, ``logic_cells`` and ``utilization``.
+``timing_met``
+    Whether ``fmax_mhz`` reaches ``freq_target_mhz`` (nextpnr's ``--freq``; every clock is timed
+    for it), as nextpnr's PASS/FAIL; ``timing_met_by_seed`` says it for each seed's run. None
+    for generic. nextpnr runs with ``--timing-allow-fail``, so a miss is a result, not an error.
 ``lut_depth``
     LUT levels of the longest path between flip-flops, memories and ports: ``ltp -noff`` after
     ``synth -flatten -lut 4`` (``synth_generic.ys``), for every target. Carry chains are counted
@@ -371,7 +375,8 @@ def synthesize(verilog: str, top: str, target: str, build_dir: str, *, freq_mhz:
     dict
         ``target``, ``device``, ``top``, ``luts``, ``ffs``, ``dsps``, ``brams``, ``carry``,
         ``lutram``, ``fmax_mhz``, ``lut_depth``, ``logic_cells``, ``fmax_by_clock``,
-        ``freq_target_mhz``, ``fmax_by_seed``, ``seed``, ``speed_grade`` (None but on ECP5),
+        ``freq_target_mhz``, ``timing_met``, ``fmax_by_seed``, ``timing_met_by_seed``, ``seed``,
+        ``speed_grade`` (None but on ECP5),
         ``cells``, ``wrapper`` (iCE40 only),
         ``utilization``, ``tools``, ``seconds``, ``files``.
 
@@ -437,8 +442,8 @@ def _synthesize(verilog, top, target, build_dir, freq_mhz, seeds, grade, pnr_arg
         res["wrapper"] = {k: v for k, v in _cells(stat, SCAN_TOP).items() if k != top}
     m = re.match(r"Yosys \S+( \(git sha1 \w+)?", stat.get("creator", ""))
     res["tools"] = {"yosys": m.group(0) + (")" if m.group(1) else "") if m else "yosys"}
-    res.update({"fmax_mhz": None, "fmax_by_clock": {}, "freq_target_mhz": None, "logic_cells": None,
-                "utilization": {}})
+    res.update({"fmax_mhz": None, "fmax_by_clock": {}, "freq_target_mhz": None, "timing_met": None,
+                "logic_cells": None, "utilization": {}})
     if target == "generic":
         files["ltp"] = path("generic_ltp.txt")
         res["lut_depth"] = _lut_depth(files["ltp"], step, log)
@@ -505,7 +510,8 @@ def _synthesize(verilog, top, target, build_dir, freq_mhz, seeds, grade, pnr_arg
     util = {bel: {"used": u["used"], "available": u["available"]}
             for bel, u in sorted(report.get("utilization", {}).items()) if u.get("used")}
     res.update({"fmax_mhz": fmax_mhz, "fmax_by_clock": fmax, "freq_target_mhz": freq,
-                "fmax_by_seed": {sd: placed[sd][0] for sd in seeds}, "seed": med,
+                "timing_met": fmax_mhz >= freq, "fmax_by_seed": {sd: placed[sd][0] for sd in seeds},
+                "timing_met_by_seed": {sd: placed[sd][0] >= freq for sd in seeds}, "seed": med,
                 "logic_cells": util.get(spec["comb"], {}).get("used", 0), "utilization": util})
     res["tools"]["nextpnr"] = spec["pnr"]
     if not os.environ.get(_env_var(spec["pnr"])):

@@ -62,9 +62,12 @@ def test_ecp5_counter(tmp_path):
     assert r["ffs"] == c["TRELLIS_FF"] >= 33 and r["dsps"] == r["brams"] == 0
     assert r["freq_target_mhz"] == 200.0 and set(r["fmax_by_clock"]) == {"clk"}
     assert "Yosys 0.70" in r["tools"]["yosys"] and "nextpnr-ecp5" in r["tools"]["nextpnr"]
+    assert r["timing_met"] == (r["fmax_mhz"] >= 200.0) and r["timing_met_by_seed"] == {1: r["timing_met"]}
     from subbit.fpga.cli import format_report
     text = format_report(r)
     assert f"{r['fmax_mhz']:.1f} MHz" in text and "LUT4 sites" in text
+    assert (f"timing met at 200 MHz (Fmax {r['fmax_mhz']:.2f} MHz)" if r["timing_met"] else
+            f"timing NOT met: Fmax {r['fmax_mhz']:.2f} < target 200 MHz") in text
 
 
 def test_several_seeds_report_the_median_run(tmp_path, capsys):
@@ -112,6 +115,46 @@ def test_ecp5_speed_grade(tmp_path, capsys):
     assert not (tmp_path / "b").exists() and not (tmp_path / "9").exists()
 
 
+def fake_result(fmax_by_seed, target=200.0):
+    """What flow.synthesize returns for an ECP5 run with these per-seed Fmax (no tool runs)."""
+    ranked = sorted(fmax_by_seed, key=fmax_by_seed.get)
+    med = ranked[(len(ranked) - 1) // 2]
+    return {"target": "ecp5", "device": "LFE5U-25F, speed grade 6", "top": "counter", "speed_grade": 6,
+            "luts": 40, "ffs": 33, "dsps": 0, "brams": 0, "carry": 16, "lutram": 0, "logic_cells": 41,
+            "cells": {"LUT4": 8, "CCU2C": 16, "TRELLIS_FF": 33}, "lut_depth": 8, "fmax_mhz": fmax_by_seed[med],
+            "fmax_by_clock": {"clk": fmax_by_seed[med]}, "freq_target_mhz": target, "seed": med,
+            "timing_met": fmax_by_seed[med] >= target, "fmax_by_seed": fmax_by_seed,
+            "timing_met_by_seed": {s: f >= target for s, f in fmax_by_seed.items()},
+            "files": {"verilog": "/b/design.v"}}
+
+
+def test_synth_says_whether_timing_was_met(tmp_path, capsys, monkeypatch):
+    """The report names the verdict against the target frequency, per seed when they disagree;
+    the JSON records it (flow.synthesize faked: the verdict is formatting, the real keys are
+    checked in test_ecp5_counter)."""
+    from subbit.fpga.cli import format_report, timing_line
+    assert timing_line(fake_result({1: 214.3})) == "timing met at 200 MHz (Fmax 214.30 MHz)"
+    assert timing_line(fake_result({1: 172.7})) == "timing NOT met: Fmax 172.70 < target 200 MHz"
+    assert timing_line(fake_result({1: 199.996})) == "timing NOT met: Fmax 200.00 < target 200 MHz"
+    assert timing_line(fake_result({1: 190.0, 2: 210.0, 3: 205.0})) == \
+        "timing met at 200 MHz (Fmax 205.00 MHz; median run, seed 3; met by seeds 2, 3, not by seed 1)"
+    assert timing_line(fake_result({1: 190.0, 2: 150.0}, target=250)) == \
+        "timing NOT met: Fmax 150.00 < target 250 MHz (no seed met it)"
+    assert timing_line(fake_result({1: 201.0, 2: 250.0})) == "timing met at 200 MHz (Fmax 201.00 MHz; every seed met it)"
+    assert timing_line({"timing_met": None, "fmax_mhz": None}) is None
+    text = format_report(fake_result({1: 172.7}))
+    assert "\n  timing NOT met: Fmax 172.70 < target 200 MHz\n" in text
+    assert text.index("Fmax") < text.index("timing NOT met") < text.index("logs in")
+
+    from subbit.fpga import flow
+    monkeypatch.setattr(flow, "synthesize", lambda *a, freq_mhz=None, **kw: fake_result({1: 230.0}, freq_mhz))
+    assert main(["synth", "--design", "counter", "--freq", "250", "--build-dir", str(tmp_path)]) == 0
+    assert "  timing NOT met: Fmax 230.00 < target 250 MHz" in capsys.readouterr().out.splitlines()
+    assert main(["synth", "--design", "counter", "--freq", "220", "--json", "--build-dir", str(tmp_path)]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["timing_met"] is True and r["timing_met_by_seed"] == {"1": True}
+
+
 def test_ice40_counter_behind_the_scan_wrapper(tmp_path):
     r = flow.synthesize(counter_verilog(32), "counter", "ice40", tmp_path, freq_mhz=40)
     check_sane(r, "ice40")
@@ -128,6 +171,7 @@ def test_generic_k1_decoder_from_the_command_line(tmp_path, capsys):
     assert r == load(tmp_path / "r.json")
     check_sane(r, "generic")
     assert r["top"] == "subbit_decoder" and r["params"]["lanes"] == 1 and r["params"]["lookup"] == "compare"
+    assert r["timing_met"] is None             # no place and route, no timing
 
 
 
