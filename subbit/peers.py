@@ -58,15 +58,9 @@ class PeerError(SubbitError):
 
 
 def peers_cache_dir() -> str:
-    """``$SUBBIT_BUILD_DIR`` if set (``~`` expanded, relative to the current directory), else
-    ``$XDG_CACHE_HOME/subbit`` if that is absolute, else ``~/.cache/subbit``; then ``peers/``."""
-    if os.environ.get("SUBBIT_BUILD_DIR"):
-        base = os.path.expanduser(os.environ["SUBBIT_BUILD_DIR"])
-    elif os.path.isabs(os.environ.get("XDG_CACHE_HOME", "")):   # XDG: relative values are ignored
-        base = os.path.join(os.environ["XDG_CACHE_HOME"], "subbit")
-    else:
-        base = os.path.join(os.path.expanduser("~"), ".cache", "subbit")
-    return os.path.join(os.path.abspath(base), "peers")
+    """``peers/`` of the per-user cache (:func:`subbit.model.paths.cache_root`)."""
+    from subbit.model.paths import cache_root
+    return os.path.join(cache_root(), "peers")
 
 
 def nncodec_dir() -> str:
