@@ -38,7 +38,8 @@ from .errors import FormatError, SubbitError
 __all__ = ["MAGIC", "FILE_VERSION", "LayerMeta", "SbwFile", "read_sbw", "write_sbw", "atomic_write", "check_output"]
 
 MAGIC = b"\x89SBW\r\n\x1a\n"
-FILE_VERSION = 1
+FILE_VERSION = 2
+READ_VERSIONS = (1, 2)             # v1: scales as JSON numbers, no partitions
 _HEAD = struct.Struct("<8sHHIQQIIII")
 HEADER_BYTES = _HEAD.size          # 48
 MAX_DIMS = 8
@@ -55,6 +56,7 @@ class LayerMeta:
     scale: list[float]                 # one per layer, or one per slice along scale_axis
     scale_axis: int | None = None
     dtype: str = "float32"             # dtype of the original tensor
+    part: dict | None = None           # {"tensor", "row_class", "col_class"}: one part of a Partition
 
     @property
     def levels(self) -> int:
@@ -68,10 +70,18 @@ class LayerMeta:
     def size(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64))
 
-    def to_json(self) -> dict:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype, "bits": self.bits,
-                "levels": self.levels, "zero_point": self.zero_point, "scale": self.scale,
-                "scale_axis": self.scale_axis}
+    @property
+    def tensor(self) -> str:
+        """The checkpoint tensor this layer codes (all of it, or one part)."""
+        return self.part["tensor"] if self.part else self.name
+
+    def to_json(self, scale_ref=None) -> dict:
+        rec = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype, "bits": self.bits,
+               "levels": self.levels, "zero_point": self.zero_point,
+               "scale": self.scale if scale_ref is None else scale_ref, "scale_axis": self.scale_axis}
+        if self.part:
+            rec["part"] = dict(self.part)
+        return rec
 
     def dequantize(self, codes: np.ndarray) -> np.ndarray:
         """``codes × scale``: in float64 for a float64 layer (exact), else in float32 (one rounding,
@@ -85,6 +95,71 @@ class LayerMeta:
         return q * s
 
 
+def _bits_for(classes: int) -> int:
+    return (classes - 1).bit_length()
+
+
+@dataclass
+class Partition:
+    """A tensor coded as several stream layers: its rows (axis 0) fall in ``row_classes`` classes and
+    its columns (the other axes, flattened) in ``col_classes``; the weights of row class ``a`` and
+    column class ``b``, in row-major order, form the layer whose ``part`` is ``(a, b)``. Empty
+    combinations have no layer. Class maps travel bit-packed (``⌈log2 classes⌉`` bits an entry)."""
+    shape: tuple[int, ...]
+    row_class: np.ndarray
+    col_class: np.ndarray
+    row_classes: int = 1
+    col_classes: int = 1
+
+    def parts(self) -> list[tuple[int, int]]:
+        """The (row class, column class) pairs that hold weights, in stream order."""
+        rs = [a for a in range(self.row_classes) if np.any(self.row_class == a)]
+        cs = [b for b in range(self.col_classes) if np.any(self.col_class == b)]
+        return [(a, b) for a in rs for b in cs]
+
+    def part_shape(self, a: int, b: int) -> tuple[int, int]:
+        return int(np.sum(self.row_class == a)), int(np.sum(self.col_class == b))
+
+    def split(self, w: np.ndarray) -> dict:
+        m = np.asarray(w).reshape(self.shape[0], -1)
+        return {(a, b): m[self.row_class == a][:, self.col_class == b] for a, b in self.parts()}
+
+    def assemble(self, parts: dict, dtype) -> np.ndarray:
+        out = np.zeros((self.shape[0], int(np.prod(self.shape[1:], dtype=np.int64))), dtype=dtype)
+        for (a, b), v in parts.items():
+            out[np.ix_(self.row_class == a, self.col_class == b)] = v
+        return out.reshape(self.shape)
+
+    def pack(self) -> bytes:
+        out = b""
+        for cls, n in ((self.row_class, self.row_classes), (self.col_class, self.col_classes)):
+            k = _bits_for(n)
+            if k:
+                bits = (np.asarray(cls, dtype=np.uint8)[:, None] >> np.arange(k, dtype=np.uint8)) & 1
+                out += np.packbits(bits.ravel(), bitorder="little").tobytes()
+        return out
+
+    @classmethod
+    def unpack(cls, raw: bytes, shape, row_classes: int, col_classes: int) -> "Partition":
+        rows, cols = int(shape[0]), int(np.prod(shape[1:], dtype=np.int64))
+        maps, pos = [], 0
+        for n, g in ((rows, row_classes), (cols, col_classes)):
+            k = _bits_for(g)
+            nbytes = (n * k + 7) // 8
+            if pos + nbytes > len(raw):
+                raise ValueError(f"class maps need {pos + nbytes} bytes, the record has {len(raw)}")
+            bits = np.unpackbits(np.frombuffer(raw, np.uint8, nbytes, pos), bitorder="little")[:n * k]
+            vals = (bits.reshape(n, k).astype(np.uint16) << np.arange(k, dtype=np.uint16)).sum(1) if k \
+                else np.zeros(n, np.uint16)
+            if n and vals.max() >= g:
+                raise ValueError(f"class {int(vals.max())} of {g}")
+            maps.append(vals.astype(np.uint8))
+            pos += nbytes
+        if pos != len(raw):
+            raise ValueError(f"class maps take {pos} bytes, the record has {len(raw)}")
+        return cls(tuple(shape), maps[0], maps[1], row_classes, col_classes)
+
+
 @dataclass
 class SbwFile:
     """A weight stream in memory."""
@@ -96,6 +171,7 @@ class SbwFile:
     checkpoint: dict | None = None                # the source checkpoint's container: format, metadata
     order: list[str] | None = None                # all tensor names in the checkpoint's order
     side_dtypes: dict[str, str] = field(default_factory=dict)   # torch dtype of side tensors numpy lacks
+    partitions: dict[str, Partition] = field(default_factory=dict)   # tensors coded in parts
     stream_offset: int = field(default=0, compare=False)   # byte offset of the word stream in its file
 
     def words(self) -> np.ndarray:
@@ -111,20 +187,43 @@ class SbwFile:
         return out
 
     def names(self) -> list[str]:
-        """Every tensor name (coded layers and side tensors) in the source checkpoint's order."""
-        return list(self.order) if self.order else [m.name for m in self.layers] + list(self.side)
+        """Every tensor name (coded tensors and side tensors) in the source checkpoint's order."""
+        if self.order:
+            return list(self.order)
+        return list(dict.fromkeys(m.tensor for m in self.layers)) + list(self.side)
 
     def dtypes(self) -> dict[str, str]:
         """The torch dtype name of every tensor of the source checkpoint."""
-        out = {m.name: m.dtype for m in self.layers}
+        out = {m.tensor: m.dtype for m in self.layers}
         out.update({k: self.side_dtypes.get(k, np.asarray(a).dtype.name) for k, a in self.side.items()})
+        return out
+
+    def tensor_codes(self, codes: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """Integer codes per checkpoint tensor (parts put back in place)."""
+        codes = self.decode_codes() if codes is None else codes
+        out, parts = {}, {}
+        for m in self.layers:
+            if m.part:
+                parts.setdefault(m.tensor, {})[(m.part["row_class"], m.part["col_class"])] = codes[m.name]
+            else:
+                out[m.name] = codes[m.name]
+        for t, p in parts.items():
+            out[t] = self.partitions[t].assemble(p, np.int64)
         return out
 
     def state_dict(self, codes: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """Dequantized weights (float32; float64 layers in float64) plus side tensors, in the
         source checkpoint's order of names; :meth:`dtypes` gives each tensor's original dtype."""
         codes = self.decode_codes() if codes is None else codes
-        sd = {m.name: m.dequantize(codes[m.name]) for m in self.layers}
+        sd, parts = {}, {}
+        for m in self.layers:
+            w = m.dequantize(codes[m.name])
+            if m.part:
+                parts.setdefault(m.tensor, {})[(m.part["row_class"], m.part["col_class"])] = w
+            else:
+                sd[m.name] = w
+        for t, p in parts.items():
+            sd[t] = self.partitions[t].assemble(p, next(iter(p.values())).dtype)
         sd.update(self.side)
         return {k: sd[k] for k in self.names()}
 
@@ -142,8 +241,24 @@ def _metadata(sbw: SbwFile) -> tuple[bytes, bytes]:
         side_dir.append(rec)
         blobs.append(raw)
         off += len(raw)
+    # v2: scales (float32) and class maps in binary after the side tensors, in the same section
+    layer_recs = []
+    for m in sbw.layers:
+        raw = np.asarray(m.scale, dtype="<f4").tobytes()
+        layer_recs.append(m.to_json({"offset": off, "count": len(m.scale)}))
+        blobs.append(raw)
+        off += len(raw)
+    part_recs = []
+    for name, p in sbw.partitions.items():
+        raw = p.pack()
+        part_recs.append({"tensor": name, "shape": list(p.shape), "row_classes": p.row_classes,
+                          "col_classes": p.col_classes, "offset": off, "nbytes": len(raw)})
+        blobs.append(raw)
+        off += len(raw)
     meta = {"format": "subbit-sbw", "version": FILE_VERSION,
-            "layers": [m.to_json() for m in sbw.layers], "side": side_dir, "info": sbw.info}
+            "layers": layer_recs, "side": side_dir, "info": sbw.info}
+    if part_recs:
+        meta["partitions"] = part_recs
     if sbw.checkpoint is not None or sbw.order is not None:
         meta["checkpoint"] = dict(sbw.checkpoint or {}, order=sbw.names())
     return json.dumps(meta, separators=(",", ":")).encode(), b"".join(blobs)
@@ -247,16 +362,31 @@ def _meta_error(msg, layer=None):
     return FormatError(msg, offset=HEADER_BYTES, layer=layer)
 
 
-def _parse_layer_meta(d, k) -> LayerMeta:
+def _scale_values(ref, aux: bytes, version: int) -> list[float]:
+    """v1: the scales as JSON numbers; v2: ``{"offset", "count"}`` of float32 values in ``aux``."""
+    if version == 1:
+        return [float(v) for v in ref]
+    off, count = int(ref["offset"]), int(ref["count"])
+    if off < 0 or count < 0 or off + 4 * count > len(aux):
+        raise ValueError(f"scale record {ref} lies outside the {len(aux)}-byte side section")
+    return [float(v) for v in np.frombuffer(aux, "<f4", count, off)]
+
+
+def _parse_layer_meta(d, k, version: int = FILE_VERSION, aux: bytes = b"") -> LayerMeta:
     name = d.get("name") if isinstance(d, dict) else None
     label = f"{k} '{name}'" if isinstance(name, str) else str(k)
     try:
         shape = tuple(int(v) for v in d["shape"])
         bits = int(d["bits"])
-        scale = [float(v) for v in d["scale"]]
+        scale = _scale_values(d["scale"], aux, version)
         axis = d.get("scale_axis")
+        part = d.get("part")
+        if part is not None:
+            part = {"tensor": str(part["tensor"]), "row_class": int(part["row_class"]),
+                    "col_class": int(part["col_class"])}
         meta = LayerMeta(name=str(name), shape=shape, bits=bits, scale=scale,
-                         scale_axis=None if axis is None else int(axis), dtype=str(d.get("dtype", "float32")))
+                         scale_axis=None if axis is None else int(axis), dtype=str(d.get("dtype", "float32")),
+                         part=part)
     except (KeyError, TypeError, ValueError) as e:
         raise _meta_error(f"malformed layer record ({type(e).__name__}: {e})", label) from None
     if not isinstance(name, str) or not name:
@@ -292,6 +422,44 @@ def _parse_checkpoint_record(rec, names: list[str], source: str):
     return {k: v for k, v in rec.items() if k != "order"}, [str(n) for n in order]
 
 
+def _parse_partitions(recs, layers: list[LayerMeta], aux: bytes, source: str) -> dict[str, Partition]:
+    """The ``partitions`` records (v2): class maps, and every part layer matching one of them."""
+    out = {}
+    if not isinstance(recs, list):
+        raise _meta_error(f"{source}: metadata 'partitions' is not a list")
+    for rec in recs:
+        try:
+            name, shape = str(rec["tensor"]), tuple(int(v) for v in rec["shape"])
+            g_r, g_c, off, nb = (int(rec[k]) for k in ("row_classes", "col_classes", "offset", "nbytes"))
+            if not (1 <= g_r <= 256 and 1 <= g_c <= 256 and 2 <= len(shape) <= MAX_DIMS and min(shape) > 0):
+                raise ValueError("classes must be 1..256 and the shape 2..8 positive dimensions")
+            if off < 0 or nb < 0 or off + nb > len(aux):
+                raise ValueError(f"class maps at {off}+{nb} lie outside the {len(aux)}-byte side section")
+            out[name] = Partition.unpack(aux[off:off + nb], shape, g_r, g_c)
+        except (KeyError, TypeError, ValueError) as e:
+            raise _meta_error(f"{source}: bad partition record {str(rec)[:80]!r}: {e}") from None
+    seen = {}
+    for k, m in enumerate(layers):
+        if not m.part:
+            continue
+        label = f"{k} '{m.name}'"
+        p = out.get(m.tensor)
+        key = (m.part["row_class"], m.part["col_class"])
+        if p is None or key not in p.parts():
+            raise _meta_error(f"part {key} of tensor {m.tensor!r} has no partition record that holds it", label)
+        if tuple(m.shape) != p.part_shape(*key):
+            raise _meta_error(f"part {key} of {m.tensor!r} has shape {list(m.shape)}, its class maps give "
+                              f"{list(p.part_shape(*key))}", label)
+        if key in seen.setdefault(m.tensor, set()):
+            raise _meta_error(f"part {key} of {m.tensor!r} is coded twice", label)
+        seen[m.tensor].add(key)
+    for name, p in out.items():
+        if seen.get(name, set()) != set(p.parts()):
+            missing = sorted(set(p.parts()) - seen.get(name, set()))
+            raise _meta_error(f"{source}: tensor {name!r} misses the layers of its parts {missing}")
+    return out
+
+
 def from_bytes(data: bytes, *, source: str = "<bytes>", kind: str = "") -> SbwFile:
     """Parse and validate a file image (payloads are checked when decoded).
 
@@ -309,9 +477,9 @@ def from_bytes(data: bytes, *, source: str = "<bytes>", kind: str = "") -> SbwFi
         raise FormatError(f"{source}: file truncated: {len(data)} bytes, the header alone has "
                           f"{HEADER_BYTES}", offset=len(data))
     (magic, version, flags, mlen, slen, hlen, _res, hcrc, scrc, wcrc) = _HEAD.unpack_from(data)
-    if version != FILE_VERSION:
+    if version not in READ_VERSIONS:
         raise FormatError(f"{source}: unknown file version {version} (this reader knows "
-                          f"{FILE_VERSION})", offset=8)
+                          f"{', '.join(map(str, READ_VERSIONS))})", offset=8)
     end = HEADER_BYTES + mlen + slen + hlen
     if end != len(data):
         what = "truncated" if end > len(data) else "has trailing bytes"
@@ -326,11 +494,14 @@ def from_bytes(data: bytes, *, source: str = "<bytes>", kind: str = "") -> SbwFi
         layer_recs, side_recs, info = meta["layers"], meta["side"], meta.get("info", {})
     except (ValueError, KeyError, TypeError) as e:
         raise _meta_error(f"{source}: metadata is not valid ({e})") from None
-    layers = [_parse_layer_meta(d, k) for k, d in enumerate(layer_recs)]
     sbase = HEADER_BYTES + mlen
     side_raw = data[sbase:sbase + slen]
     if zlib.crc32(side_raw) != scrc:
         raise FormatError(f"{source}: side-data checksum mismatch", offset=sbase)
+    if not isinstance(layer_recs, list):
+        raise _meta_error(f"{source}: metadata 'layers' is not a list")
+    layers = [_parse_layer_meta(d, k, version, side_raw) for k, d in enumerate(layer_recs)]
+    partitions = _parse_partitions(meta.get("partitions", []), layers, side_raw, source)
     side, side_dtypes = {}, {}
     for rec in side_recs:
         try:
@@ -346,7 +517,8 @@ def from_bytes(data: bytes, *, source: str = "<bytes>", kind: str = "") -> SbwFi
                 side_dtypes[str(rec["name"])] = str(rec["torch_dtype"])
         except (KeyError, TypeError, ValueError) as e:
             raise FormatError(f"{source}: bad side tensor record {rec!r}: {e}", offset=sbase) from None
-    ck, order = _parse_checkpoint_record(meta.get("checkpoint"), [m.name for m in layers] + list(side), source)
+    ck, order = _parse_checkpoint_record(meta.get("checkpoint"), list(dict.fromkeys(m.tensor for m in layers))
+                                         + list(side), source)
     wbase = sbase + slen
     if hlen % 2:
         raise FormatError(f"{source}: word stream has an odd byte length {hlen}", offset=24)
@@ -365,7 +537,7 @@ def from_bytes(data: bytes, *, source: str = "<bytes>", kind: str = "") -> SbwFi
             raise FormatError(f"codes {h.base}..{h.base + h.nsym - 1} exceed the {m.levels}-level "
                               f"quantizer", offset=wbase + 2 * h.offset, layer=label)
     return SbwFile(config=config, layers=layers, hw=hw, side=side, info=info, stream_offset=wbase,
-                   checkpoint=ck, order=order, side_dtypes=side_dtypes)
+                   checkpoint=ck, order=order, side_dtypes=side_dtypes, partitions=partitions)
 
 
 def read_sbw(path) -> SbwFile:

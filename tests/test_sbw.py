@@ -106,8 +106,8 @@ def test_bad_magic(image):
 
 def test_unknown_version(image):
     data, _ = image
-    struct.pack_into("<H", data, 8, 2)
-    with pytest.raises(FormatError, match="byte offset 8: .*unknown file version 2"):
+    struct.pack_into("<H", data, 8, 3)
+    with pytest.raises(FormatError, match="byte offset 8: .*unknown file version 3 \\(this reader knows 1, 2\\)"):
         sbw.from_bytes(bytes(data))
 
 
