@@ -26,7 +26,7 @@ def build_sbw(layers: list[tuple[LayerMeta, np.ndarray]], side: dict[str, np.nda
     is an optional iterable wrapper (e.g. ``tqdm``).
     """
     wrap = progress or (lambda it, **kw: it)
-    metas, hws = [], []
+    metas, hws, kept = [], [], {}
     for meta, codes in wrap(layers, desc="entropy coding", unit="layer"):
         codes = np.asarray(codes)
         if tuple(codes.shape) != tuple(meta.shape):
@@ -36,12 +36,15 @@ def build_sbw(layers: list[tuple[LayerMeta, np.ndarray]], side: dict[str, np.nda
             raise SubbitError(f"layer {meta.name!r}: codes exceed the {meta.levels}-level quantizer")
         metas.append(meta)
         hws.append(stream.encode_codes(codes, config))
-    return SbwFile(config=config, layers=metas, hw=hws, side=dict(side), info=dict(info or {}))
+        kept[meta.name] = codes.reshape(meta.shape)
+    return SbwFile(config=config, layers=metas, hw=hws, side=dict(side), info=dict(info or {}), codes=kept)
 
 
-def compress_state_dict(sd, bits: int, config: stream.StreamConfig, *,
-                        per_channel: bool = False, info: dict | None = None, progress=None) -> SbwFile:
+def compress_state_dict(sd, bits: int, config: stream.StreamConfig, *, per_channel: bool = False,
+                        info: dict | None = None, progress=None, quantizer=quantize_rtn) -> SbwFile:
     """Round-to-nearest zero-point quantize every weight tensor at ``bits`` and entropy-code it.
+    ``quantizer`` chooses the step: :func:`~subbit.model.quant.quantize_rtn` (max-abs, the default
+    here) or :func:`~subbit.model.ptq.quantize_mse` (least squared error, ``subbit compress``'s).
 
     ``sd`` is a :class:`~subbit.model.checkpoint.Checkpoint` (its dtypes, order and container are
     kept in the file, so that ``decode`` gives the checkpoint back as it came) or a plain mapping
@@ -53,7 +56,7 @@ def compress_state_dict(sd, bits: int, config: stream.StreamConfig, *,
         dtype = ck.dtypes.get(name, np.asarray(arr).dtype.name)
         if is_coded(name, arr):
             try:
-                codes, scale = quantize_rtn(arr, bits, per_channel=per_channel)
+                codes, scale = quantizer(arr, bits, per_channel=per_channel)
             except SubbitError as e:
                 raise SubbitError(f"tensor {name!r} {tuple(arr.shape)}: {e}") from None
             layers.append((LayerMeta(name=name, shape=tuple(arr.shape), bits=bits, scale=scale,

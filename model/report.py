@@ -77,3 +77,102 @@ def format_table(rep: dict) -> str:
                  + (f"; file {rep['file_bytes']} bytes" if "file_bytes" in rep else ""))
     lines.append(f"({LEGEND}; all-in = every stream bit, stream header included)")
     return "\n".join(lines)
+
+
+COLLAPSE_ZERO_FRACTION = 0.99      # a tensor this much zero ...
+COLLAPSE_SQNR_DB = 3.0             # ... and below this SQNR has collapsed: the user is warned
+
+
+def tensor_report(f: SbwFile, *, reference: dict | None = None, codes: dict | None = None) -> dict:
+    """Per checkpoint tensor (its parts together): levels, steps, zeros, all-in bits/weight and,
+    against ``reference`` (the original float tensors), the SQNR in dB; totals over all coded
+    weights. Decodes with the golden model unless ``codes`` (or the encoder's ``f.codes``) is given.
+
+    Raises
+    ------
+    SubbitError
+        A coded tensor missing from ``reference``, or of another shape.
+    """
+    import math
+
+    from .errors import SubbitError
+    from .ptq import sqnr_db
+    codes = codes if codes is not None else f.codes if f.codes is not None else f.decode_codes()
+    tcodes, sd = f.tensor_codes(codes), f.state_dict(codes)
+    f.words()                                                       # sets each layer's offset
+    rows, by = [], {}
+    for m, h in zip(f.layers, f.hw):
+        by.setdefault(m.tensor, []).append((m, h))
+    energy_all = noise_all = 0.0
+    for t, parts in by.items():
+        c = tcodes[t]
+        bits = sum(16 * (len(h.header_words()) + len(h.payload) + len(h.payload_tail())) + 32 * len(m.scale)
+                   for m, h in parts)
+        if t in f.partitions:
+            p = f.partitions[t]
+            bits += 8 * len(p.pack())
+        row = {"name": t, "shape": list(c.shape), "parts": len(parts), "levels": max(m.levels for m, _ in parts),
+               "steps": [s for m, _ in parts for s in m.scale], "weights": int(c.size),
+               "zero_fraction": float(np.mean(c == 0)) if c.size else 1.0,
+               "bits": int(bits), "bits_per_weight": bits / max(c.size, 1)}
+        if reference is not None:
+            if t not in reference:
+                raise SubbitError(f"the reference has no tensor {t!r} (it has {len(reference)} tensors, "
+                                  f"e.g. {', '.join(list(reference)[:3])})")
+            ref = np.asarray(reference[t], dtype=np.float64)
+            if tuple(ref.shape) != tuple(c.shape):
+                raise SubbitError(f"tensor {t!r}: the reference has shape {list(ref.shape)}, the stream "
+                                  f"{list(c.shape)}")
+            e, n = float(np.sum(ref * ref)), float(np.sum((ref - np.asarray(sd[t], np.float64)) ** 2))
+            energy_all, noise_all = energy_all + e, noise_all + n
+            row["sqnr_db"] = sqnr_db(e, n)
+            row["collapsed"] = bool(row["zero_fraction"] > COLLAPSE_ZERO_FRACTION
+                                    and row["sqnr_db"] < COLLAPSE_SQNR_DB and e > 0)
+        rows.append(row)
+    nw = sum(r["weights"] for r in rows)
+    words = 16 * len(f.words())
+    total = words + sum(r["bits"] for r in rows) - sum(
+        16 * (len(h.header_words()) + len(h.payload) + len(h.payload_tail())) for h in f.hw)
+    rep = {"tensors": rows, "weights": nw, "stream_bits": words, "stream_bits_per_weight": words / max(nw, 1),
+           "all_in_bits": int(total), "all_in_bits_per_weight": total / max(nw, 1)}
+    if reference is not None:
+        s = sqnr_db(energy_all, noise_all)
+        rep["sqnr_db"] = s if math.isfinite(s) else None
+        for r in rows:
+            if not math.isfinite(r["sqnr_db"]):
+                r["sqnr_db"] = None
+    return rep
+
+
+def format_tensor_table(rep: dict) -> str:
+    """Human-readable :func:`tensor_report`."""
+    has_ref = "sqnr_db" in rep
+    head = ("tensor", "shape", "parts", "levels", "step", "zero%", "b/w") + (("SQNR dB",) if has_ref else ())
+    rows = [head]
+    for r in rep["tensors"]:
+        st = r["steps"]
+        step = f"{st[0]:.4g}" if len(set(st)) == 1 else f"{min(st):.3g}..{max(st):.3g}"
+        sq = r.get("sqnr_db")
+        rows.append((r["name"], "x".join(map(str, r["shape"])), str(r["parts"]), str(r["levels"]), step,
+                     f"{100 * r['zero_fraction']:.1f}", f"{r['bits_per_weight']:.4f}")
+                    + ((("inf" if sq is None else f"{sq:.2f}") + (" !" if r.get("collapsed") else ""),) if has_ref else ()))
+    widths = [max(len(x[i]) for x in rows) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(x, widths))) for x in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    lines.append("-" * len(lines[0]))
+    tail = (f"{rep['weights']} coded weights: {rep['all_in_bits_per_weight']:.4f} bits/weight all-in "
+            f"(word stream {rep['stream_bits_per_weight']:.4f}, + scales and class maps)")
+    if has_ref:
+        tail += f"; SQNR {rep['sqnr_db']:.2f} dB" if rep["sqnr_db"] is not None else "; exact"
+    lines.append(tail)
+    lines.append("(b/w per tensor: its layers' stream bits + scales + class maps / its weights; parts: layers "
+                 "it is coded as; SQNR = 10·log10(Σw² / Σ(w − ŵ)²) against the original" +
+                 ("; ! = collapsed: over 99 % zeros below 3 dB" if has_ref else "") + ")")
+    return "\n".join(lines)
+
+
+def collapse_warnings(rep: dict) -> list[str]:
+    """One line per collapsed tensor of a :func:`tensor_report` made against a reference."""
+    return [f"warning: tensor {r['name']!r} collapsed: {100 * r['zero_fraction']:.1f} % of its codes are 0, "
+            f"SQNR {r['sqnr_db']:.2f} dB: the budget (or --bits) is too small for it"
+            for r in rep["tensors"] if r.get("collapsed")]

@@ -173,6 +173,7 @@ class SbwFile:
     side_dtypes: dict[str, str] = field(default_factory=dict)   # torch dtype of side tensors numpy lacks
     partitions: dict[str, Partition] = field(default_factory=dict)   # tensors coded in parts
     stream_offset: int = field(default=0, compare=False)   # byte offset of the word stream in its file
+    codes: dict | None = field(default=None, compare=False, repr=False)   # the encoder's codes, when it made this
 
     def words(self) -> np.ndarray:
         """The hardware word stream."""

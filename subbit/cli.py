@@ -39,32 +39,71 @@ def _add_coder_args(p, *, ways_default=6):
 # -- compress / inspect / decode --------------------------------------------------------
 
 def cmd_compress(args):
-    from subbit.model import checkpoint, compress, quant, sbw
-    if args.bits not in quant.BITS_RANGE:
-        raise SubbitError(f"--bits must be in 2..8 (a b-bit quantizer has 2**b-1 levels), not {args.bits}")
+    from subbit.model import checkpoint, compress, ptq, quant, report, sbw
+    if args.target_bits is not None and args.bits is not None:
+        raise SubbitError("give --bits (a fixed quantizer) or --target-bits (a budget), not both")
+    if args.target_bits is not None:
+        tb = args.target_bits
+        if not (tb > 0 and tb < float("inf")):
+            raise SubbitError(f"--target-bits must be a positive number of bits per weight, not {tb:g}")
+        if args.per_channel:
+            raise SubbitError("--per-channel goes with --bits; --target-bits chooses a step per layer part "
+                              "(classes of rows and columns get their own, see docs/compression.md)")
+        if args.step != "mse":
+            raise SubbitError("--step goes with --bits; --target-bits always chooses the steps itself")
+    bits = 4 if args.bits is None else args.bits
+    if args.target_bits is None and bits not in quant.BITS_RANGE:
+        raise SubbitError(f"--bits must be in 2..8 (a b-bit quantizer has 2**b-1 levels), not {bits}")
     config = _stream_config(args)
     checkpoint.check_checkpoint_file(args.checkpoint)
     sbw.check_output(args.output, inputs=[args.checkpoint], exts=(".sbw",))
+    if args.json:
+        sbw.check_output(args.json, inputs=[args.checkpoint, args.output], exts=(".json",), what="--json file")
     ck = checkpoint.load_checkpoint(args.checkpoint)
-    f = compress.compress_state_dict(ck, args.bits, config, per_channel=args.per_channel,
-                                     info={"source": os.path.basename(args.checkpoint),
-                                           "quantizer": f"rtn-{args.bits}bit"},
-                                     progress=_progress())
+    info = {"source": os.path.basename(args.checkpoint)}
+    if args.target_bits is not None:
+        info["quantizer"] = f"ptq-{args.target_bits:g}b/w-{args.weighting}" + ("" if args.split else "-nosplit")
+        say = (lambda msg: print(msg, file=sys.stderr)) if args.verbose else None
+        f, _ = compress.compress_to_budget(ck, args.target_bits, config, split=args.split,
+                                           weighting=args.weighting, info=info, progress=_progress(), log=say)
+    else:
+        info["quantizer"] = f"rtn-{bits}bit-{args.step}"
+        quantizer = quant.quantize_rtn if args.step == "maxabs" else ptq.quantize_mse
+        f = compress.compress_state_dict(ck, bits, config, per_channel=args.per_channel, info=info,
+                                         progress=_progress(), quantizer=quantizer)
+    rep = report.tensor_report(f, reference=ck.tensors)
     size = sbw.write_sbw(args.output, f)
-    nw = sum(m.size for m in f.layers)
-    print(f"{args.output}: {len(f.layers)} coded layers, {nw} weights, word stream "
-          f"{16 * len(f.words()) / nw:.4f} bits/weight; file {size} bytes "
+    if args.json:
+        sbw.atomic_write(args.json, (json.dumps(dict(rep, file_bytes=size, quantizer=info["quantizer"]),
+                                                indent=2) + "\n").encode())
+    print(report.format_tensor_table(rep))
+    for w in report.collapse_warnings(rep):
+        print(w, file=sys.stderr)
+    print(f"{args.output}: {len(rep['tensors'])} coded tensors ({len(f.layers)} stream layers), {rep['weights']} "
+          f"weights, {rep['all_in_bits_per_weight']:.4f} bits/weight all-in (word stream "
+          f"{rep['stream_bits_per_weight']:.4f}), SQNR {rep['sqnr_db']:.2f} dB; file {size} bytes "
           f"(incl. {sum(a.nbytes for a in f.side.values())} bytes of side data)")
 
 
 def cmd_inspect(args):
-    from subbit.model import report, sbw
+    from subbit.model import checkpoint, report, sbw
     f = sbw.read_sbw(args.file)
-    rep = report.stream_report(f, file_bytes=os.path.getsize(args.file))
+    ref = None
+    if args.reference:
+        checkpoint.check_checkpoint_file(args.reference)
+        ref = checkpoint.load_checkpoint(args.reference).tensors
+    codes = f.decode_codes()
+    rep = report.stream_report(f, codes=codes, file_bytes=os.path.getsize(args.file))
+    trep = report.tensor_report(f, reference=ref, codes=codes)
     if args.json:
-        print(json.dumps(rep, indent=2))
+        print(json.dumps(dict(rep, tensors=trep["tensors"], all_in_bits_per_weight=trep["all_in_bits_per_weight"],
+                              **({"sqnr_db": trep["sqnr_db"]} if ref is not None else {})), indent=2))
     else:
         print(report.format_table(rep))
+        print()
+        print(report.format_tensor_table(trep))
+        for w in report.collapse_warnings(trep):
+            print(w, file=sys.stderr)
 
 
 def _check_decode_outputs(args):
@@ -102,11 +141,13 @@ def cmd_decode(args):
         meta = (f.checkpoint or {}).get("metadata")
         if checkpoint.output_format(args.output) == "safetensors" and (f.checkpoint or {}).get("format") != "safetensors":
             meta = {"format": "pt"}              # what torch users' safetensors files carry
-        checkpoint.save_checkpoint(args.output, f.state_dict(codes), f.dtypes(), metadata=meta)
-        print(f"{args.output}: {len(codes)} decoded layers + {len(f.side)} side tensors", file=sys.stderr)
+        sd = f.state_dict(codes)
+        checkpoint.save_checkpoint(args.output, sd, f.dtypes(), metadata=meta)
+        print(f"{args.output}: {len(sd) - len(f.side)} decoded tensors + {len(f.side)} side tensors", file=sys.stderr)
     if args.codes:
-        checkpoint.save_checkpoint(args.codes, {k: v.astype("int8") for k, v in codes.items()})
-        print(f"{args.codes}: integer codes of {len(codes)} layers (int8)", file=sys.stderr)
+        tc = f.tensor_codes(codes)
+        checkpoint.save_checkpoint(args.codes, {k: v.astype("int8") for k, v in tc.items()})
+        print(f"{args.codes}: integer codes of {len(tc)} tensors (int8)", file=sys.stderr)
 
 
 # -- entry point ------------------------------------------------------------------------
@@ -116,14 +157,32 @@ def build_parser():
                                  "decoded by a streaming rANS decoder in hardware.")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("compress", help="quantize (round-to-nearest) and entropy-code a checkpoint",
+    p = sub.add_parser("compress", help="quantize and entropy-code a checkpoint (to a bit budget, or at --bits)",
                        description="Quantize every weight tensor of a PyTorch state_dict with a zero-point "
-                       "quantizer and entropy-code it into a .sbw weight stream. Biases and other tensors "
-                       "travel as side data.")
+                       "quantizer and entropy-code it into a .sbw weight stream, either to a budget in bits per "
+                       "weight (--target-bits) or at a fixed bit-width (--bits). Data-free. Biases and other "
+                       "tensors travel as side data. Prints per tensor: levels, step, bits/weight, SQNR.")
     p.add_argument("checkpoint", help="state_dict file: .pt, .pth or .safetensors")
     p.add_argument("-o", "--output", required=True, help="output .sbw file")
-    p.add_argument("--bits", type=int, default=4, help="quantizer bit-width 2..8 (2**b-1 levels; default 4)")
-    p.add_argument("--per-channel", action="store_true", help="one scale per output channel")
+    g = p.add_argument_group("rate: a budget, or a fixed quantizer")
+    g.add_argument("--target-bits", type=float, default=None, metavar="B",
+                   help="bits per weight of the whole word stream (headers, scales and class maps included): "
+                   "rate-distortion optimised steps, levels per layer and rounding (docs/compression.md)")
+    g.add_argument("--weighting", choices=["layer", "mse"], default="layer",
+                   help="with --target-bits: 'layer' (default) counts each tensor's relative error alike, which "
+                   "keeps small first/last layers precise (accuracy); 'mse' minimises the squared error of all "
+                   "weights together (the best overall SQNR)")
+    g.add_argument("--no-split", dest="split", action="store_false",
+                   help="with --target-bits: one stream layer per tensor (no row/column classes)")
+    g.add_argument("--bits", type=int, default=None,
+                   help="fixed quantizer bit-width 2..8 (2**b-1 levels), round-to-nearest (default 4 without "
+                   "--target-bits)")
+    g.add_argument("--step", choices=["mse", "maxabs"], default="mse",
+                   help="with --bits: the step minimising the squared error (default), or max|w|/levels")
+    g.add_argument("--per-channel", action="store_true", help="with --bits: one step per output channel")
+    p.add_argument("--json", metavar="FILE", help="write the per-tensor report (levels, steps, bits/weight, "
+                   "SQNR) to this .json file")
+    p.add_argument("-v", "--verbose", action="store_true", help="say what the budget search does")
     _add_coder_args(p)
     p.set_defaults(func=cmd_compress)
 
@@ -132,6 +191,7 @@ def build_parser():
                        "bits per weight (decodes with the golden model to measure entropy).")
     p.add_argument("file")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--reference", metavar="CKPT", help="the original checkpoint: SQNR per tensor and overall")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("decode", help="decode a .sbw file (golden model or RTL simulation)",

@@ -69,6 +69,10 @@ def infer(path: str, dataset: str | None = None, n: int = 100, rtl: str = "veril
         raise SubbitError(f"--n must be a positive number of images, not {n!r}")
     t0 = time.perf_counter()
     f = sbw.read_sbw(path)
+    if f.partitions:
+        raise SubbitError(f"{path} codes {', '.join(list(f.partitions)[:3])} in parts (row and column classes, "
+                          "from subbit compress --target-bits): the inference engine reads each layer's weights "
+                          "in order; compress with --no-split for it")
     trained_on = f.info.get("dataset")
     if dataset is None:
         dataset = trained_on or "digits"

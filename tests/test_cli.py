@@ -27,8 +27,8 @@ def ckpt(tmp_path_factory):
 def test_compress_inspect_decode(ckpt, tmp_path, capsys, name):
     d, sd = ckpt
     out = tmp_path / "m.sbw"
-    assert main(["compress", str(d / name), "-o", str(out), "--bits", "3", "--lanes", "4"]) == 0
-    assert "2 coded layers, 936 weights" in capsys.readouterr().out
+    assert main(["compress", str(d / name), "-o", str(out), "--bits", "3", "--step", "maxabs", "--lanes", "4"]) == 0
+    assert "2 coded tensors (2 stream layers), 936 weights" in capsys.readouterr().out
     f = sbw.read_sbw(out)
     assert [m.name for m in f.layers] == ["conv.weight", "fc.weight"]
     assert set(f.side) == {"conv.bias", "bn.num_batches_tracked"} and f.config.lanes == 4

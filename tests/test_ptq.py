@@ -187,3 +187,85 @@ def test_version_1_files_still_read(ckpt):
     g = sbw.from_bytes(head + raw + side + hw)
     assert g.layers[0].scale == f.layers[0].scale
     np.testing.assert_array_equal(g.state_dict()["a.weight"], f.state_dict()["a.weight"])
+
+
+# -- the command line -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ckpt_file(tmp_path_factory, ckpt):
+    import torch
+    d = tmp_path_factory.mktemp("ptq")
+    torch.save({k: torch.from_numpy(v) for k, v in ckpt.items()}, d / "m.pth")
+    return d / "m.pth"
+
+
+def test_cli_target_bits_report_and_json(ckpt_file, ckpt, tmp_path, capsys):
+    from subbit.cli import main
+    out, js = tmp_path / "m.sbw", tmp_path / "m.json"
+    assert main(["compress", str(ckpt_file), "-o", str(out), "--target-bits", "0.8", "--json", str(js)]) == 0
+    text = capsys.readouterr().out
+    rep = json.loads(js.read_text())
+    assert rep["all_in_bits_per_weight"] <= 0.8 and rep["quantizer"] == "ptq-0.8b/w-layer"
+    assert [t["name"] for t in rep["tensors"]] == ["conv.weight", "fc.weight", "head.weight"]
+    fc = rep["tensors"][1]
+    assert fc["parts"] >= 2 and len(fc["steps"]) == fc["parts"] and fc["sqnr_db"] > 0
+    assert f"SQNR {rep['sqnr_db']:.2f} dB" in text and "fc.weight" in text
+    # inspect --reference measures the same against the checkpoint
+    assert main(["inspect", str(out), "--reference", str(ckpt_file), "--json"]) == 0
+    ins = json.loads(capsys.readouterr().out)
+    assert ins["sqnr_db"] == pytest.approx(rep["sqnr_db"], abs=1e-9)
+    assert ins["all_in_bits_per_weight"] == pytest.approx(rep["all_in_bits_per_weight"])
+    # decode gives the checkpoint back (parts put in place) and the codes per tensor
+    dec, cod = tmp_path / "w.pth", tmp_path / "c.safetensors"
+    assert main(["decode", str(out), "-o", str(dec), "--codes", str(cod)]) == 0
+    import torch
+    got = torch.load(dec, weights_only=True)
+    assert list(got) == list(ckpt) and all(got[k].shape == ckpt[k].shape for k in ckpt)
+    codes = sbw.read_sbw(out).tensor_codes()
+    from safetensors.numpy import load_file
+    assert {k: v.shape for k, v in load_file(cod).items()} == {k: v.shape for k, v in codes.items()}
+
+
+def test_cli_warns_when_a_tensor_collapses(ckpt_file, tmp_path, capsys):
+    from subbit.cli import main
+    assert main(["compress", str(ckpt_file), "-o", str(tmp_path / "m.sbw"), "--bits", "2", "--step", "maxabs"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: tensor 'fc.weight' collapsed: " in err and "% of its codes are 0, SQNR" in err
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["--target-bits", "1", "--bits", "3"], "give --bits .* or --target-bits .*, not both"),
+    (["--target-bits", "0"], "--target-bits must be a positive number of bits per weight, not 0"),
+    (["--target-bits", "1", "--per-channel"], "--per-channel goes with --bits"),
+    (["--target-bits", "0.0001"], r"the smallest reachable is 0.0\d+ bits/weight"),
+])
+def test_cli_bad_budgets(ckpt_file, tmp_path, capsys, argv, msg):
+    import re
+
+    from subbit.cli import main
+    assert main(["compress", str(ckpt_file), "-o", str(tmp_path / "m.sbw")] + argv) == 2
+    err = capsys.readouterr().err
+    assert re.search(msg, err), err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_inspect_reference_mismatch(ckpt_file, tmp_path, capsys):
+    import torch
+
+    from subbit.cli import main
+    assert main(["compress", str(ckpt_file), "-o", str(tmp_path / "m.sbw"), "--target-bits", "1"]) == 0
+    torch.save({"conv.weight": torch.zeros(3, 3)}, tmp_path / "other.pth")
+    assert main(["inspect", str(tmp_path / "m.sbw"), "--reference", str(tmp_path / "other.pth")]) == 2
+    assert "tensor 'conv.weight': the reference has shape [3, 3], the stream [16, 3, 3, 3]" in capsys.readouterr().err
+    torch.save({"x.weight": torch.zeros(3, 3)}, tmp_path / "other.pth")
+    assert main(["inspect", str(tmp_path / "m.sbw"), "--reference", str(tmp_path / "other.pth")]) == 2
+    assert "the reference has no tensor 'conv.weight'" in capsys.readouterr().err
+
+
+def test_infer_refuses_a_stream_in_parts(ckpt, tmp_path, capsys):
+    from subbit.cli import main
+    f, _ = compress.compress_to_budget(ckpt, 0.8, stream.StreamConfig())
+    assert f.partitions
+    sbw.write_sbw(tmp_path / "m.sbw", f)
+    assert main(["infer", str(tmp_path / "m.sbw")]) == 2
+    assert "codes fc.weight in parts (row and column classes" in capsys.readouterr().err
