@@ -90,7 +90,8 @@ def _bits_of(maxcode: int) -> int:
 
 
 def compress_to_budget(sd, target_bits: float, config: stream.StreamConfig, *, split: bool = True,
-                       weighting: str = "mse", info: dict | None = None, progress=None, log=None):
+                       weighting: str = "mse", sensitivity: dict | None = None, info: dict | None = None,
+                       progress=None, log=None):
     """Quantize every weight tensor so that the whole word stream (headers, class maps and scales
     included) holds at most ``target_bits`` bits per coded weight, with the least squared error
     (:mod:`subbit.model.ptq`); returns ``(SbwFile, report)``.
@@ -99,7 +100,10 @@ def compress_to_budget(sd, target_bits: float, config: stream.StreamConfig, *, s
     layer with its own table and step) where that saves bits; ``weighting`` is ``"mse"`` (every
     weight alike: the best SQNR of all weights together) or ``"layer"`` (each tensor's squared
     error relative to its energy, ``Σ D_l / E_l``: every tensor counts alike however few weights
-    it has, so the small first and last layers keep a high SQNR).
+    it has, so the small first and last layers keep a high SQNR). ``sensitivity`` (from
+    :func:`subbit.model.calib.sensitivity`, measured on data) replaces the weighting: each tensor's
+    squared error counts times its sensitivity, i.e. the allocation minimises the layers' output
+    errors; every coded tensor must have one.
 
     Raises
     ------
@@ -136,6 +140,14 @@ def compress_to_budget(sd, target_bits: float, config: stream.StreamConfig, *, s
     # "layer": Σ_l D_l / E_l (each tensor's relative error counts alike, however small the tensor),
     # scaled so that λ keeps the units of "mse"
     wts = {k: 1.0 if weighting == "mse" else sum(energy.values()) / (len(energy) * energy[k]) for k in w2s}
+    if sensitivity is not None:
+        missing = [k for k in w2s if k not in sensitivity]
+        if missing:
+            raise SubbitError(f"the calibration measured no sensitivity for {', '.join(missing[:3])}"
+                              + (" ..." if len(missing) > 3 else "") + " (only Conv1d/Conv2d/Linear weights "
+                              "are measured; names must match the checkpoint's)")
+        mean = sum(sensitivity[k] for k in w2s) / len(w2s) or 1.0
+        wts = {k: max(sensitivity[k], 1e-12) / mean for k in w2s}
     plans = {k: ptq.plan_tensor(k, w) for k, w in wrap(list(w2s.items()), desc="sorting", unit="tensor")}
 
     def allocate(plans, budget=budget):

@@ -51,6 +51,8 @@ def cmd_compress(args):
                               "(classes of rows and columns get their own, see docs/compression.md)")
         if args.step != "mse":
             raise SubbitError("--step goes with --bits; --target-bits always chooses the steps itself")
+    elif args.calib:
+        raise SubbitError("--calib goes with --target-bits (the budget search weights the tensors by it)")
     bits = 4 if args.bits is None else args.bits
     if args.target_bits is None and bits not in quant.BITS_RANGE:
         raise SubbitError(f"--bits must be in 2..8 (a b-bit quantizer has 2**b-1 levels), not {bits}")
@@ -64,8 +66,12 @@ def cmd_compress(args):
     if args.target_bits is not None:
         info["quantizer"] = f"ptq-{args.target_bits:g}b/w-{args.weighting}" + ("" if args.split else "-nosplit")
         say = (lambda msg: print(msg, file=sys.stderr)) if args.verbose else None
+        sens = _calibrate(args, ck) if args.calib else None
+        if sens is not None:
+            info["quantizer"] = f"ptq-{args.target_bits:g}b/w-calib" + ("" if args.split else "-nosplit")
         f, _ = compress.compress_to_budget(ck, args.target_bits, config, split=args.split,
-                                           weighting=args.weighting, info=info, progress=_progress(), log=say)
+                                           weighting=args.weighting, sensitivity=sens, info=info,
+                                           progress=_progress(), log=say)
     else:
         info["quantizer"] = f"rtn-{bits}bit-{args.step}"
         quantizer = quant.quantize_rtn if args.step == "maxabs" else ptq.quantize_mse
@@ -83,6 +89,37 @@ def cmd_compress(args):
           f"weights, {rep['all_in_bits_per_weight']:.4f} bits/weight all-in (word stream "
           f"{rep['stream_bits_per_weight']:.4f}), SQNR {rep['sqnr_db']:.2f} dB; file {size} bytes "
           f"(incl. {sum(a.nbytes for a in f.side.values())} bytes of side data)")
+
+
+def _device(name: str):
+    import torch
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SubbitError("--device cuda: torch sees no CUDA device here (use --device cpu or auto)")
+    return torch.device(name)
+
+
+def _calibrate(args, ck) -> dict:
+    """``--calib MODULE:FUNCTION``: the user's model with the checkpoint's weights, run on the
+    user's batches: each coded tensor's sensitivity (subbit.model.calib)."""
+    import numpy as np
+    import torch
+
+    from subbit.model import calib
+    model, batches = calib.load_calib(args.calib)
+    if not isinstance(model, torch.nn.Module):
+        raise SubbitError(f"--calib {args.calib}: the first value returned is a {type(model).__name__}, "
+                          "not a torch.nn.Module")
+    own = model.state_dict()
+    missing = [k for k in own if k not in ck.tensors]
+    extra = [k for k in ck.tensors if k not in own]
+    if missing or extra:
+        raise SubbitError(f"--calib {args.calib}: the model's state_dict does not match the checkpoint "
+                          f"(missing {missing[:3]}, unexpected {extra[:3]})")
+    model.load_state_dict({k: torch.from_numpy(np.array(ck.tensors[k])).to(own[k].dtype) for k in own})
+    model.to(_device(args.device))
+    return calib.sensitivity(model, batches)
 
 
 def cmd_inspect(args):
@@ -172,6 +209,12 @@ def build_parser():
                    help="with --target-bits: 'layer' (default) counts each tensor's relative error alike, which "
                    "keeps small first/last layers precise (accuracy); 'mse' minimises the squared error of all "
                    "weights together (the best overall SQNR)")
+    g.add_argument("--calib", metavar="MODULE:FUNCTION",
+                   help="with --target-bits: calibration data. FUNCTION() returns (model, batches): your "
+                   "torch.nn.Module (subbit loads the checkpoint into it) and an iterable of input batches; "
+                   "each tensor's error is weighted by its Fisher sensitivity (docs/compression.md)")
+    g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="where --calib runs the model (default auto: CUDA when present)")
     g.add_argument("--no-split", dest="split", action="store_false",
                    help="with --target-bits: one stream layer per tensor (no row/column classes)")
     g.add_argument("--bits", type=int, default=None,

@@ -269,3 +269,64 @@ def test_infer_refuses_a_stream_in_parts(ckpt, tmp_path, capsys):
     sbw.write_sbw(tmp_path / "m.sbw", f)
     assert main(["infer", str(tmp_path / "m.sbw")]) == 2
     assert "codes fc.weight in parts (row and column classes" in capsys.readouterr().err
+
+
+# -- calibration ------------------------------------------------------------------------------------
+
+def test_sensitivity_is_the_mean_fisher_diagonal():
+    import torch
+
+    from subbit.model import calib
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3))
+    xs = torch.randn(16, 6)
+    sens = calib.sensitivity(net, [xs[:8], (xs[8:], None)], chunk=4)
+    assert set(sens) == {"0.weight", "2.weight"} and all(v > 0 for v in sens.values())
+    # by hand: the mean over chunks of the mean squared gradient of the pseudo-label loss
+    want = 0.0
+    for c in range(0, 16, 4):
+        net.zero_grad()
+        out = net(xs[c:c + 4])
+        torch.nn.functional.cross_entropy(out, out.argmax(1), reduction="sum").backward()
+        want += float((net[2].weight.grad.double() ** 2).mean()) / 4
+    assert sens["2.weight"] == pytest.approx(want, rel=1e-9)
+    with pytest.raises(SubbitError, match="no calibration batch"):
+        calib.sensitivity(net, [])
+    with pytest.raises(SubbitError, match=r"calibration batch 0 of shape \[2, 7\]: the model failed: RuntimeError"):
+        calib.sensitivity(net, [torch.randn(2, 7)])
+
+
+def test_cli_calib(ckpt_file, tmp_path, capsys, monkeypatch):
+    import sys
+
+    from subbit.cli import main
+    (tmp_path / "mycal.py").write_text(
+        "import torch\n"
+        "class Net(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.conv = torch.nn.Conv2d(3, 16, 3); self.fc = torch.nn.Linear(300, 96, bias=False)\n"
+        "        self.head = torch.nn.Linear(96, 10, bias=False)\n"
+        "    def forward(self, x):\n"
+        "        h = torch.relu(self.conv(x)).mean((2, 3))\n"
+        "        return self.head(torch.relu(self.fc(torch.cat([h] * 19, 1)[:, :300])))\n"
+        "def make():\n"
+        "    torch.manual_seed(0)\n"
+        "    return Net(), [torch.randn(8, 3, 6, 6) for _ in range(2)]\n"
+        "def bad():\n"
+        "    return torch.nn.Linear(2, 2), []\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "m.sbw"
+    assert main(["compress", str(ckpt_file), "-o", str(out), "--target-bits", "1", "--calib", "mycal:make",
+                 "--device", "cpu"]) == 0
+    assert sbw.read_sbw(out).info["quantizer"] == "ptq-1b/w-calib"
+    capsys.readouterr()
+    for spec, msg in [("mycal", "expected MODULE:FUNCTION"), ("nomod:make", "cannot import nomod"),
+                      ("mycal:nope", "mycal has no function nope"),
+                      ("mycal:bad", "the model's state_dict does not match the checkpoint")]:
+        assert main(["compress", str(ckpt_file), "-o", str(tmp_path / "x.sbw"), "--target-bits", "1",
+                     "--calib", spec]) == 2
+        assert msg in capsys.readouterr().err, spec
+    assert main(["compress", str(ckpt_file), "-o", str(tmp_path / "x.sbw"), "--bits", "3", "--calib", "mycal:make"]) == 2
+    assert "--calib goes with --target-bits" in capsys.readouterr().err
+    sys.modules.pop("mycal", None)
