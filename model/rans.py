@@ -54,6 +54,14 @@ Essentials
 Frequency normalisation (:func:`normalize_freqs`) is part of the format: it is
 deterministic and integer-only, so every implementation derives the same
 table from the same counts.
+
+Fast path
+---------
+:func:`encode` and :func:`decode` here are always this golden model (pure
+Python, ~4 M symbols/s). `subbit.model.fast` holds their compiled (numba)
+twins, bit-exact with the same errors, which `subbit.model.stream` (and so
+every command) uses by default; ``SUBBIT_GOLDEN=1`` in the environment selects
+this golden model everywhere instead.
 """
 
 from __future__ import annotations

@@ -39,6 +39,10 @@ every single flip in a header or a payload is detected; the rANS final-state
 check additionally catches most multi-word corruption of a payload.
 (v1 had no payload check word: its final-state check alone missed about one
 payload bit flip in a thousand.)
+
+:func:`encode_codes` and :func:`decode_codes` code with the compiled coder
+`subbit.model.fast` (bit-exact with the golden model, same errors), or with the
+golden model `subbit.model.rans` when the environment sets ``SUBBIT_GOLDEN=1``.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import rans
+from . import fast, rans
 from .errors import DecodeError, FormatError, SubbitError
 
 __all__ = [
@@ -135,7 +139,10 @@ def encode_codes(codes, config: StreamConfig) -> HwLayer:
     q = np.asarray(codes).ravel()
     if q.size and not np.issubdtype(q.dtype, np.integer):
         raise SubbitError(f"weight codes must be integers, not {q.dtype}")
-    q = q.astype(np.int64)
+    # the compiled coder reads signed codes as they are (no int64 copy); SUBBIT_GOLDEN=1: the golden model
+    use_fast = fast.enabled()
+    if not (use_fast and q.dtype in fast.KERNEL_DTYPES):
+        q = q.astype(np.int64)
     if q.size >= 1 << 32:
         raise SubbitError(f"a layer holds at most 2**32-1 weights, not {q.size}")
     if q.size == 0:
@@ -146,16 +153,24 @@ def encode_codes(codes, config: StreamConfig) -> HwLayer:
     if nsym > rans.MAX_SYMBOLS or lo < -0x8000 or hi > 0x7FFF:
         raise SubbitError(f"weight codes span {lo}..{hi}: more than {rans.MAX_SYMBOLS} levels "
                           "or outside int16")
-    sym = q - lo
-    counts = np.bincount(sym, minlength=nsym) if q.size else np.ones(1, dtype=np.int64)
-    freqs = rans.normalize_freqs(counts, config.prob_bits)
-    states, payload = rans.encode(sym, freqs, config.prob_bits, config.lanes, config.ways)
+    if use_fast:
+        counts = fast.histogram(q, lo, nsym) if q.size else np.ones(1, dtype=np.int64)
+        freqs = rans.normalize_freqs(counts, config.prob_bits)
+        states, payload = fast.encode_offset(q, lo, freqs, config.prob_bits, config.lanes, config.ways)
+    else:
+        sym = q - lo
+        counts = np.bincount(sym, minlength=nsym) if q.size else np.ones(1, dtype=np.int64)
+        freqs = rans.normalize_freqs(counts, config.prob_bits)
+        states, payload = rans.encode(sym, freqs, config.prob_bits, config.lanes, config.ways)
     return HwLayer(nsym=nsym, base=lo, count=int(q.size), freqs=freqs, states=states, payload=payload)
 
 
 def decode_codes(layer: HwLayer, config: StreamConfig, *, name: str | None = None,
                  byte_offset: int = 0) -> np.ndarray:
-    """Golden decode of one layer to its signed weight codes (int64).
+    """Decode one layer to its signed weight codes (int64), with the final-state check.
+
+    The compiled coder (`subbit.model.fast`) by default, the golden model with
+    ``SUBBIT_GOLDEN=1``: the same codes and the same errors.
 
     Raises
     ------
@@ -165,6 +180,9 @@ def decode_codes(layer: HwLayer, config: StreamConfig, *, name: str | None = Non
         stream starts in its file; ``layer.offset`` places the layer in it).
     """
     try:
+        if fast.enabled():
+            return fast.decode_into(layer.states, layer.payload, layer.freqs, config.prob_bits, layer.count,
+                                    config.lanes, config.ways, layer=name, base=layer.base)
         sym = rans.decode(layer.states, layer.payload, layer.freqs, config.prob_bits, layer.count,
                           config.lanes, config.ways, layer=name)
     except DecodeError as e:

@@ -1,0 +1,100 @@
+"""numba kernels of `subbit.model.fast` (imported on first use: importing numba costs ~0.2 s).
+
+Integer arithmetic in int64 throughout (states < 2**32, so nothing overflows); numba mixes
+signed and unsigned 64-bit operands into float64, hence no unsigned types in the loops.
+Each kernel is compiled once per machine and argument types (``cache=True``: numba keeps the
+machine code next to this file, in ``__pycache__``, or in its user cache directory).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+L = 1 << 16             # rans.RANS_L
+WORD_MASK = 0xFFFF
+
+# status codes of the kernels (the Python side raises the golden model's errors)
+OK = 0
+OVERRUN = 1             # decode: symbol `pos` needs a word past the end of the payload
+BAD_SYMBOL = 2          # encode: a symbol out of range or with frequency 0 (at index `pos`)
+
+
+@njit(cache=True, nogil=True)
+def encode(sym, lo, f, c, M, N):
+    """Encode ``sym - lo`` (any integer dtype) backwards; returns
+    ``(status, pos, states, words, start)``: the payload is ``words[start:]``, in decoder order
+    (written from the end, so the encoder's stack needs no reversal)."""
+    n = sym.size
+    nsym = f.size
+    nst = min(n, N)
+    X = np.full(max(nst, 1), L, np.int64)
+    words = np.empty(n, np.uint16)          # at most one word per symbol
+    # x // f as a float64 product with 1/f, corrected once: exact (see fast.py)
+    inv = np.empty(nsym, np.float64)
+    xmax = np.empty(nsym, np.int64)
+    for s in range(nsym):
+        fs = f[s]
+        inv[s] = 1.0 / fs if fs else 0.0
+        xmax[s] = fs << (32 - M)
+    p = n
+    if n == 0:
+        return OK, 0, X[:0], words, 0
+    j = (n - 1) % N
+    for i in range(n - 1, -1, -1):
+        s = np.int64(sym[i]) - lo
+        if s < 0 or s >= nsym:
+            return BAD_SYMBOL, i, X, words, p
+        fs = f[s]
+        if fs == 0:
+            return BAD_SYMBOL, i, X, words, p
+        x = X[j]
+        if x >= xmax[s]:
+            p -= 1
+            words[p] = x & WORD_MASK
+            x >>= 16
+        q = np.int64(np.float64(x) * inv[s])
+        r = x - q * fs
+        if r >= fs:
+            q += 1
+            r -= fs
+        X[j] = (q << M) + r + c[s]
+        j = j - 1 if j else N - 1
+    return OK, 0, X[:nst], words, p
+
+
+@njit(cache=True, nogil=True)
+def histogram(q, lo, nsym):
+    """Counts of ``q - lo`` in ``[0, nsym)`` (the caller has checked the range)."""
+    h = np.zeros(nsym, np.int64)
+    for i in range(q.size):
+        h[np.int64(q[i]) - lo] += 1
+    return h
+
+
+@njit(cache=True, nogil=True)
+def decode(X, W, T, M, count, base, out):
+    """Decode ``count`` symbols into ``out`` (``symbol + base``) from the states ``X`` (int64,
+    updated in place) and the words ``W`` (uint16); ``T[slot]`` packs ``f | (slot - c) << 16 |
+    symbol << 32``. Returns ``(status, pos, words_read)``: ``OVERRUN`` with the index of the
+    symbol that needed a word past the end, else ``OK``."""
+    N = X.size
+    nw = W.size
+    mask = (1 << M) - 1
+    p = 0
+    j = 0
+    for i in range(count):
+        x = X[j]
+        t = T[x & mask]
+        out[i] = (t >> 32) + base
+        x = (t & 0xFFFF) * (x >> M) + ((t >> 16) & 0xFFFF)
+        if x < L:
+            if p >= nw:
+                return OVERRUN, i, p
+            x = (x << 16) | W[p]
+            p += 1
+        X[j] = x
+        j += 1
+        if j == N:
+            j = 0
+    return OK, 0, p
