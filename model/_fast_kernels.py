@@ -65,11 +65,19 @@ def encode(sym, lo, f, c, M, N):
 
 @njit(cache=True, nogil=True)
 def histogram(q, lo, nsym):
-    """Counts of ``q - lo`` in ``[0, nsym)`` (the caller has checked the range)."""
-    h = np.zeros(nsym, np.int64)
-    for i in range(q.size):
-        h[np.int64(q[i]) - lo] += 1
-    return h
+    """Counts of ``q - lo`` in ``[0, nsym)`` (the caller has checked the range). Four partial
+    histograms, so that runs of one value do not wait on each other's increments."""
+    h = np.zeros((4, nsym), np.int64)
+    n = q.size
+    m = n - n % 4
+    for i in range(0, m, 4):
+        h[0, np.int64(q[i]) - lo] += 1
+        h[1, np.int64(q[i + 1]) - lo] += 1
+        h[2, np.int64(q[i + 2]) - lo] += 1
+        h[3, np.int64(q[i + 3]) - lo] += 1
+    for i in range(m, n):
+        h[0, np.int64(q[i]) - lo] += 1
+    return h[0] + h[1] + h[2] + h[3]
 
 
 @njit(cache=True, nogil=True)
@@ -77,9 +85,13 @@ def decode(X, W, T, M, count, base, out):
     """Decode ``count`` symbols into ``out`` (``symbol + base``) from the states ``X`` (int64,
     updated in place) and the words ``W`` (uint16); ``T[slot]`` packs ``f | (slot - c) << 16 |
     symbol << 32``. Returns ``(status, pos, words_read)``: ``OVERRUN`` with the index of the
-    symbol that needed a word past the end, else ``OK``."""
+    symbol that needed a word past the end, else ``OK``.
+
+    Branch-free renormalisation (the next word is always loaded, and taken or not): a state
+    needs a word at irregular intervals, which a predicted branch gets wrong often."""
     N = X.size
     nw = W.size
+    last = max(nw - 1, 0)
     mask = (1 << M) - 1
     p = 0
     j = 0
@@ -88,11 +100,13 @@ def decode(X, W, T, M, count, base, out):
         t = T[x & mask]
         out[i] = (t >> 32) + base
         x = (t & 0xFFFF) * (x >> M) + ((t >> 16) & 0xFFFF)
-        if x < L:
-            if p >= nw:
-                return OVERRUN, i, p
-            x = (x << 16) | W[p]
-            p += 1
+        need = x < L
+        w = W[min(p, last)] if nw else 0
+        if need:
+            x = (x << 16) | w
+        p += need
+        if p > nw:
+            return OVERRUN, i, nw
         X[j] = x
         j += 1
         if j == N:
