@@ -1,16 +1,19 @@
-"""`subbit bench model` on small data: golden round trips, sizes against entropy, the table."""
+"""`subbit bench model` on small data: golden and compiled round trips (bit-exact with each other),
+sizes against entropy, the table."""
 
 from __future__ import annotations
 
-from subbit.bench import model_markdown, run_model_bench
+from subbit.bench import model_markdown, run_model_bench, targets
 
 
 def test_model_bench_rows_and_table():
-    rows = run_model_bench(n=1 << 15, reps=1)
+    rows = run_model_bench(n=1 << 15, reps=1, big=50_000)
     cases = {r["case"] for r in rows}
-    assert {"laplace, 15 levels", "ternary, 95% zeros", "uniform, 255 levels"} <= cases
+    assert {"laplace, 15 levels", "ternary, 95% zeros", "uniform, 255 levels",
+            "Gaussian 50000-weight, RTN 3-bit"} <= cases
     for r in rows:
         assert r["dec_msym_s"] > 0 and r["enc_msym_s"] > 0
+        assert r["fast_dec_msym_s"] > 0 and r["fast_enc_msym_s"] > 0
         # payload + initial states hold all the information: never below the entropy
         assert r["with_states_over_entropy"] > 0.999, r
         if not r["case"].startswith("8-bit") or r["M"] == 15:
@@ -20,4 +23,7 @@ def test_model_bench_rows_and_table():
     assert any(r["M"] == 15 for r in rows)          # the precision-floor case at M = 15
     md = model_markdown(rows, "subbit bench model --quick")
     assert md.count("\n| ") == len(rows) + 1        # header + one row per measurement
+    assert all(line.count("|") == 21 for line in md.splitlines() if line.startswith("|"))
     assert "precision floor" in md
+    if any(r["case"].startswith("ccexam") for r in rows):
+        assert [t[0] for t in targets(rows)] == ["ccexam fc1, RTN 3-bit"] and "Targets (issue 24)" in md
