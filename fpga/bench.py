@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 
+from subbit.fpga.targets import TARGETS
 from subbit.model import paths
 from subbit.model.errors import SubbitError
 
@@ -398,7 +399,7 @@ def register(bsub):
         "next to a 32-bit reference counter; with subbit.sim.rtl_decode.measure, also simulate each for "
         "weights/cycle and latency. Writes a table to docs/results.md and a plot to docs/rtl_sweep.png "
         "(with --speed 7 or 8: a section and a plot rtl_sweep_speed<N>.png of their own).")
-    b.add_argument("--target", choices=["ecp5", "ice40", "generic"], default="ecp5", help="default ecp5")
+    b.add_argument("--target", choices=list(TARGETS), default="ecp5", help="default ecp5 (see subbit synth --help)")
     b.add_argument("--lanes", "-K", type=int, nargs="+", default=list(LANES), metavar="K",
                    help="lane counts (default 1 2 4 8)")
     b.add_argument("--prob-bits", "-M", type=int, nargs="+", default=list(PROB_BITS), metavar="M",

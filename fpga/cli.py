@@ -8,6 +8,7 @@ import os
 import sys
 import time
 
+from subbit.fpga.targets import TARGETS
 from subbit.model import paths
 from subbit.model.errors import SubbitError
 
@@ -25,20 +26,22 @@ def decoder_kwargs(point: dict) -> dict:
 
 
 def default_multiplier(target: str) -> str:
-    """The lane multiplier for a target: the ECP5 DSP with its registers on ECP5, portable elsewhere."""
-    return "ecp5" if target == "ecp5" else "generic"
+    """The lane multiplier for a target (:attr:`Target.multiplier`: the ECP5 DSP with its registers on
+    ECP5, portable elsewhere)."""
+    from subbit.fpga.targets import get
+    return get(target).multiplier
 
 
 def default_fc_read(target: str) -> str | None:
-    """The f/c read for a target: synchronous on iCE40 (no LUT-RAM: block RAM instead of
-    flip-flops, K1-M12 3,905 -> 2,517 logic cells), else the decoder's default."""
-    return "sync" if target == "ice40" else None
+    """The f/c read for a target (:attr:`Target.fc_read`; None: the decoder's default)."""
+    from subbit.fpga.targets import get
+    return get(target).fc_read
 
 
 def default_window(target: str) -> str | None:
-    """The payload window for a target: the shift register on iCE40 (no distributed RAM there,
-    so the ring's RAM copies would be flip-flops and wide muxes), else the decoder's default."""
-    return "shift" if target == "ice40" else None
+    """The payload window for a target (:attr:`Target.window`; None: the decoder's default)."""
+    from subbit.fpga.targets import get
+    return get(target).window
 
 
 COUNTER_WIDTH = 32
@@ -82,7 +85,7 @@ def mhz(text: str) -> float:
 
 
 def check_speed(args):
-    """``--speed`` only with ``--target ecp5`` (SubbitError otherwise), before any tool runs."""
+    """``--speed`` only with a target that has speed grades (ECP5; SubbitError otherwise), before any tool runs."""
     from subbit.fpga.flow import speed_grade
     try:
         speed_grade(args.target, args.speed)
@@ -111,19 +114,19 @@ def timing_line(r: dict) -> str | None:
 
 def format_report(r: dict) -> str:
     """A short human-readable table of a :func:`subbit.fpga.flow.synthesize` result."""
-    c = r["cells"]
-    luts_how = {"ecp5": f"LUT4 {c.get('LUT4', 0)} + 2 x CCU2C {c.get('CCU2C', 0)}",
-                "ice40": "SB_LUT4", "generic": "$lut"}[r["target"]]
-    rows = [("LUT4 sites", r["luts"], luts_how),
+    from subbit.fpga.targets import get
+    t = get(r["target"])
+    by_type = r.get("luts_by_type") or {}
+    rows = [("LUTs" if t.estimate else "LUT4 sites", r["luts"],
+             t.luts_how + (": " + ", ".join(f"{k} {v}" for k, v in by_type.items()) if len(by_type) > 1 else "")),
             ("flip-flops", r["ffs"], ""),
-            ("carry cells", r["carry"], {"ecp5": "CCU2C", "ice40": "SB_CARRY"}.get(r["target"], "")),
+            ("carry cells", r["carry"], " + ".join(t.carry)),
             ("DSP blocks", r["dsps"], ""),
             ("block RAMs", r["brams"], ""),
             ("LUT-RAM cells", r["lutram"], "")]
     if r.get("logic_cells") is not None:
-        comb = "TRELLIS_COMB" if r["target"] == "ecp5" else "ICESTORM_LC"
-        rows.append(("logic cells", r["logic_cells"], f"nextpnr {comb} used"
-                     + (", scan wrapper included" if r["target"] == "ice40" else "")))
+        rows.append(("logic cells", r["logic_cells"], f"nextpnr {t.comb} used"
+                     + (", scan wrapper included" if t.scan_wrapper else "")))
     if r["fmax_mhz"] is not None:
         by_seed = r.get("fmax_by_seed", {})
         how = f"nextpnr report, target {r['freq_target_mhz']:g} MHz" + \
@@ -133,6 +136,9 @@ def format_report(r: dict) -> str:
         rows.append(("Fmax", f"{r['fmax_mhz']:.1f} MHz", how))
     rows.append(("LUT depth", r["lut_depth"], "synth -lut 4; ltp -noff"))
     out = [f"{r['top']} on {r['device']}"]
+    if t.estimate:
+        out.append("  yosys figures only (no vendor synthesis, no place and route: no Fmax)"
+                   + (f"; {t.note}" if t.note else ""))
     out += [f"  {name:<14}{val!s:>12}  {how}".rstrip() for name, val, how in rows]
     if timing_line(r):
         out.append(f"  {timing_line(r)}")
@@ -151,7 +157,7 @@ def cmd_synth(args):
     if params["prefetch"] is None:
         from subbit.hw.params import DecoderParams
         params["prefetch"] = DecoderParams.prefetch
-    if params["multiplier"] == "ecp5" and args.target != "ecp5":
+    if params["multiplier"] == "ecp5" and default_multiplier(args.target) != "ecp5":
         raise SubbitError(f"--multiplier ecp5 instantiates an ECP5 MULT18X18D; it cannot be built for "
                           f"--target {args.target!r} (use --multiplier generic)")
     check_speed(args)
@@ -232,7 +238,8 @@ def register(sub):
         "with yowasp-nextpnr (ECP5-25K out of context; iCE40 UP5K behind a 5-pin scan wrapper; generic: "
         "4-input LUTs, no place and route). Every number is read from the tools' reports; docs/fpga.md "
         "says what each counts and gives the equivalent tool commands. Progress goes to stderr.")
-    p.add_argument("--target", choices=["ecp5", "ice40", "generic"], default="ecp5", help="default ecp5")
+    p.add_argument("--target", choices=list(TARGETS), default="ecp5",
+                   help="default ecp5; " + "; ".join(f"{n}: {t.device.format(speed='6..8')}" for n, t in TARGETS.items()))
     p.add_argument("--design", choices=["decoder", "counter"], default="decoder",
                    help="what to synthesize: the decoder (default) or the 32-bit reference counter "
                    "(calibration: the best case of the device and flow)")

