@@ -313,15 +313,17 @@ def test_decode_cli_rtl_writes_the_decoded_file_or_nothing(tmp_path, capsys):
     rng = np.random.default_rng(3)
     sd = {"a.weight": rng.normal(size=(16, 20)), "b.weight": rng.normal(size=(4, 33)), "b.bias": rng.normal(size=4)}
     f = compress_state_dict(sd, 4, stream.StreamConfig())
-    path, out = tmp_path / "m.sbw", tmp_path / "w.safetensors"
+    path, out, cod = tmp_path / "m.sbw", tmp_path / "w.safetensors", tmp_path / "c.safetensors"
     sbw.write_sbw(path, f)
-    assert main(["decode", str(path), "--rtl", "verilator", "--max-symbols", "15", "-o", str(out)]) == 0
+    assert main(["decode", str(path), "--rtl", "verilator", "--max-symbols", "15", "-o", str(out),
+                 "--codes", str(cod)]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["bit_exact"] and res["error_name"] == "NONE" and res["weights"] == 16 * 20 + 4 * 33
-    got, golden = checkpoint.load_state_dict(out), f.decode_codes()
+    got, golden = checkpoint.load_state_dict(cod), f.decode_codes()
     for k in ("a.weight", "b.weight"):
-        np.testing.assert_array_equal(got[f"codes/{k}"], golden[k])
+        np.testing.assert_array_equal(got[k], golden[k])
     out.unlink()
+    cod.unlink()
     assert main(["decode", str(path), "--rtl", "verilator", "--max-symbols", "3", "-o", str(out)]) == 2
     cap = capsys.readouterr()
     assert json.loads(cap.out)["error_name"] == "UNSUPPORTED"
