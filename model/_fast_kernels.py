@@ -21,38 +21,32 @@ BAD_SYMBOL = 2          # encode: a symbol out of range or with frequency 0 (at 
 
 
 @njit(cache=True, nogil=True)
-def encode(sym, lo, f, c, M, N):
-    """Encode ``sym - lo`` (any integer dtype) backwards; returns
-    ``(status, pos, states, words, start)``: the payload is ``words[start:]``, in decoder order
-    (written from the end, so the encoder's stack needs no reversal)."""
+def encode(sym, lo, f, c, inv, xmax, M, X, words):
+    """Encode ``sym - lo`` (any integer dtype) backwards with the ``X.size`` states ``X`` (all
+    ``L``), writing the payload at the end of ``words`` (``sym.size`` long: at most one word per
+    symbol), so that it is in decoder order with no reversal. ``inv = 1 / f`` and ``xmax =
+    f << (32 - M)`` per symbol. Returns ``(status, pos, start)``: the payload is
+    ``words[start:]``; ``BAD_SYMBOL`` at symbol ``pos`` (out of range or of frequency 0)."""
     n = sym.size
+    N = X.size
     nsym = f.size
-    nst = min(n, N)
-    X = np.full(max(nst, 1), L, np.int64)
-    words = np.empty(n, np.uint16)          # at most one word per symbol
-    # x // f as a float64 product with 1/f, corrected once: exact (see fast.py)
-    inv = np.empty(nsym, np.float64)
-    xmax = np.empty(nsym, np.int64)
-    for s in range(nsym):
-        fs = f[s]
-        inv[s] = 1.0 / fs if fs else 0.0
-        xmax[s] = fs << (32 - M)
     p = n
     if n == 0:
-        return OK, 0, X[:0], words, 0
+        return OK, 0, p
     j = (n - 1) % N
     for i in range(n - 1, -1, -1):
         s = np.int64(sym[i]) - lo
         if s < 0 or s >= nsym:
-            return BAD_SYMBOL, i, X, words, p
+            return BAD_SYMBOL, i, p
         fs = f[s]
         if fs == 0:
-            return BAD_SYMBOL, i, X, words, p
+            return BAD_SYMBOL, i, p
         x = X[j]
         if x >= xmax[s]:
             p -= 1
             words[p] = x & WORD_MASK
             x >>= 16
+        # x // fs as a float64 product with 1 / fs, corrected once: exact (see fast.py)
         q = np.int64(np.float64(x) * inv[s])
         r = x - q * fs
         if r >= fs:
@@ -60,7 +54,7 @@ def encode(sym, lo, f, c, M, N):
             r -= fs
         X[j] = (q << M) + r + c[s]
         j = j - 1 if j else N - 1
-    return OK, 0, X[:nst], words, p
+    return OK, 0, p
 
 
 @njit(cache=True, nogil=True)

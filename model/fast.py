@@ -68,12 +68,16 @@ def encode_offset(symbols, lo: int, freqs, prob_bits: int, lanes: int = 1, ways:
         return rans.encode(sym, freqs, prob_bits, lanes, ways)             # raises
     fa = np.array(f, dtype=np.int64)
     c = np.concatenate([[0], np.cumsum(fa)])
+    inv = 1.0 / np.maximum(fa, 1)           # (a symbol of frequency 0 is rejected before use)
+    xmax = fa << (rans.STATE_BITS - prob_bits)
     k = _kernels()
     ks = sym if sym.dtype in KERNEL_DTYPES else sym.astype(np.int64)   # uint64 wraps: out of range
-    status, pos, states, words, start = k.encode(ks, int(lo), fa, c, prob_bits, lanes * ways)
+    X = np.full(max(min(sym.size, lanes * ways), 1), rans.RANS_L, dtype=np.int64)   # fewer symbols: fewer states
+    words = np.empty(sym.size, dtype=np.uint16)
+    status, pos, start = k.encode(ks, int(lo), fa, c, inv, xmax, prob_bits, X, words)
     if status != k.OK:                      # a symbol out of range or of frequency 0: raises
         return rans.encode(sym.astype(np.int64) - lo if lo else sym, freqs, prob_bits, lanes, ways)
-    return states.astype(np.uint32), words[start:].copy()
+    return X[:min(sym.size, lanes * ways)].astype(np.uint32), words[start:].copy()
 
 
 def decode(states, words, freqs, prob_bits: int, count: int, lanes: int = 1, ways: int = 1,
