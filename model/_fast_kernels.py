@@ -42,10 +42,12 @@ def encode(sym, lo, f, c, inv, xmax, M, X, words):
         if fs == 0:
             return BAD_SYMBOL, i, p
         x = X[j]
-        if x >= xmax[s]:
-            p -= 1
-            words[p] = x & WORD_MASK
-            x >>= 16
+        # branch-free renormalisation: the low word is always stored at words[p - 1] (p > i:
+        # at most one word per symbol), and kept only when it is emitted
+        e = np.int64(x >= xmax[s])
+        words[p - 1] = x & WORD_MASK
+        p -= e
+        x >>= e << 4
         # x // fs as a float64 product with 1 / fs, corrected once: exact (see fast.py)
         q = np.int64(np.float64(x) * inv[s])
         r = x - q * fs
