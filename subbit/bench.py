@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 
@@ -81,8 +82,9 @@ def run_model_bench(n=1 << 20, reps=3, configs=((12, 1, 6), (12, 4, 6)), big=0):
             td, dec = _best_time(lambda: rans.decode(states, words, freqs, M, len(sym), K, D), greps)
             assert np.array_equal(dec, sym), "golden round trip failed"
             fast.decode(*fast.encode(sym[:1000], freqs, M, K, D), freqs, M, min(len(sym), 1000), K, D)  # compiled
-            tfe, (fstates, fwords) = _best_time(lambda: fast.encode(sym, freqs, M, K, D), reps)
-            tfd, fdec = _best_time(lambda: fast.decode(states, words, freqs, M, len(sym), K, D), reps)
+            freps = reps + 2 * (reps > 1)         # fast calls are short: more of them, less noise
+            tfe, (fstates, fwords) = _best_time(lambda: fast.encode(sym, freqs, M, K, D), freps)
+            tfd, fdec = _best_time(lambda: fast.decode(states, words, freqs, M, len(sym), K, D), freps)
             assert np.array_equal(fstates, states) and np.array_equal(fwords, words), "fast encode differs"
             assert np.array_equal(fdec, sym), "fast decode differs"
             row = {"case": name, "n": len(sym), "M": M, "lanes": K, "ways": D,
@@ -91,7 +93,8 @@ def run_model_bench(n=1 << 20, reps=3, configs=((12, 1, 6), (12, 4, 6)), big=0):
                    "with_states_over_entropy": (16 * len(words) + 32 * len(states)) / H if H else float("nan"),
                    "bits_per_weight": (16 * len(words) + 32 * len(states)) / len(sym),
                    "enc_msym_s": len(sym) / te / 1e6, "dec_msym_s": len(sym) / td / 1e6,
-                   "fast_enc_msym_s": len(sym) / tfe / 1e6, "fast_dec_msym_s": len(sym) / tfd / 1e6}
+                   "fast_enc_msym_s": len(sym) / tfe / 1e6, "fast_dec_msym_s": len(sym) / tfd / 1e6,
+                   "reps": reps, "fast_reps": freps, "load": os.getloadavg()[0]}
             if K == 1:
                 model = constriction.stream.model.Categorical(np.bincount(sym) / len(sym), perfect=False)
                 s32 = sym.astype(np.int32)
@@ -100,9 +103,9 @@ def run_model_bench(n=1 << 20, reps=3, configs=((12, 1, 6), (12, 4, 6)), big=0):
                     c = constriction.stream.stack.AnsCoder()
                     c.encode_reverse(s32, model)
                     return c.get_compressed()
-                tce, comp = _best_time(c_enc, reps)
+                tce, comp = _best_time(c_enc, freps)
                 tcd, cdec = _best_time(lambda: constriction.stream.stack.AnsCoder(comp).decode(model, len(sym)),
-                                       reps)
+                                       freps)
                 assert np.array_equal(cdec, s32)
                 row.update({"constriction_enc_msym_s": len(sym) / tce / 1e6,
                             "constriction_dec_msym_s": len(sym) / tcd / 1e6,
@@ -127,7 +130,11 @@ def targets(rows):
 def model_markdown(rows, command):
     out = ["## rANS coder speed and size: golden model, compiled coder, constriction (`subbit bench model`)", "",
            f"Command: `{command}` on {platform.machine()} / Python {platform.python_version()}, "
-           "best of the repetitions (the golden model once on inputs above 4M symbols), one core. "
+           f"best of {rows[0]['reps']} runs (golden; once on inputs above 4M symbols) and of "
+           f"{rows[0]['fast_reps']} (fast, constriction), one core; 1-minute load average "
+           f"{min(r['load'] for r in rows):.1f}..{max(r['load'] for r in rows):.1f} during the run on "
+           f"{os.cpu_count()} cores" + (" (other jobs running: the compiled coders' speeds then vary up to 2x "
+                                        "between runs)" if max(r["load"] for r in rows) >= 1 else "") + ". "
            "*golden* is the pure-Python specification `subbit.model.rans`; *fast* is the compiled (numba) coder "
            "`subbit.model.fast` that `subbit compress` / `decode` use (bit-exact: checked on every row; first-call "
            "compile excluded). Size ratios are coded bits / empirical entropy of the data "
