@@ -24,7 +24,7 @@ def trained_qnet(per_channel):
     opt = torch.optim.Adam(list(qn.parameters()), lr=1e-2)
     x, y = torch.randn(32, 1, 8, 8), torch.randint(0, 10, (32,))
     for _ in range(3):
-        loss = torch.nn.functional.cross_entropy(qn(x), y) + 0.1 * qn.rate(5)[0]
+        loss = torch.nn.functional.cross_entropy(qn(x), y) + 0.1 * qn.rate(5)
         opt.zero_grad()
         loss.backward()
         opt.step()

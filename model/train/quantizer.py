@@ -54,7 +54,7 @@ def mse_scale(w: torch.Tensor, qmax: int, per_channel: bool) -> torch.Tensor:
 
     Candidates are ``max|w| / qmax * k / 100`` for ``k = 10..100``; per channel if asked.
     """
-    w = w.detach().float()
+    w = w.detach().float()   # every tensor below follows w's device
     flat = w.reshape(w.shape[0], -1) if per_channel else w.reshape(1, -1)
     amax = flat.abs().amax(dim=1).clamp_min(1e-8)
     best_err = torch.full_like(amax, float("inf"))
@@ -99,7 +99,7 @@ class ZeroPointQuantizer(nn.Module):
         self.qmax_limit = 2 ** (max_bits - 1) - 1
         q0 = 2 ** (init_bits - 1) - 1
         self.log_s = nn.Parameter(torch.log(mse_scale(weight, q0, per_channel)))
-        self.log_n = nn.Parameter(torch.tensor(math.log(q0)), requires_grad=learn_range)
+        self.log_n = nn.Parameter(torch.tensor(math.log(q0), device=weight.device), requires_grad=learn_range)
         self.ndim = weight.dim()
 
     def step(self) -> torch.Tensor:
@@ -133,13 +133,13 @@ class ZeroPointQuantizer(nn.Module):
     def scales(self) -> list[float]:
         """Step sizes as Python floats: the exact float32 values (float32 → float64 → float32
         round-trips), which `LayerMeta.dequantize` multiplies with."""
-        return [float(v) for v in np.atleast_1d(torch.exp(self.log_s).float().numpy())]
+        return [float(v) for v in np.atleast_1d(torch.exp(self.log_s).float().cpu().numpy())]
 
     @torch.no_grad()
     def dequantize(self, codes: torch.Tensor) -> torch.Tensor:
         """``codes * s`` in float32 with the stored scales — bit-identical to
         `LayerMeta.dequantize` (one float32 multiply per weight)."""
-        s = torch.tensor(self.scales(), dtype=torch.float32)
+        s = torch.tensor(self.scales(), dtype=torch.float32, device=codes.device)
         if self.per_channel:
             s = s.reshape([-1] + [1] * (self.ndim - 1))
         else:

@@ -39,7 +39,7 @@ def soft_histogram(u: torch.Tensor, k: int) -> torch.Tensor:
     fl = torch.clamp(torch.floor(u.detach()), -k, k - 1) if k > 0 else torch.zeros_like(u)
     frac = u - fl
     idx = (fl + k).to(torch.int64)
-    p = torch.zeros(2 * k + 1, dtype=u.dtype)
+    p = torch.zeros(2 * k + 1, dtype=u.dtype, device=u.device)
     p = p.index_add(0, idx, 1.0 - frac)
     if k > 0:
         p = p.index_add(0, idx + 1, frac)
@@ -81,16 +81,20 @@ def rate_bits(layers, states: int) -> tuple[torch.Tensor, float]:
     level bound). Returns the differentiable estimate ``R`` (payload ≈ N·H plus headers)
     and, as a float, its header share.
     """
-    total = torch.zeros(())
+    total = None
     hdr = STREAM_HEADER_BITS
     n_all = 0
     for u, codes, k in layers:
+        if total is None:
+            total = torch.zeros((), dtype=u.dtype, device=u.device)
         n = codes.numel()
         n_all += n
         total = total + n * layer_rate(u, codes, k)
         nsym = int(codes.max() - codes.min()) + 1 if n else 1
         hdr += header_bits(n, nsym, states)
     n_all = max(n_all, 1)
+    if total is None:
+        total = torch.zeros(())
     return (total + hdr) / n_all, hdr / n_all
 
 
@@ -131,3 +135,13 @@ class LambdaController:
         self.lam = min(self.lam_max, max(self.lam_min, self.lam * math.exp(self.gain * err)))
         self.steps += 1
         return self.lam
+
+    def state_dict(self) -> dict:
+        """The controller's whole state (plain values), for checkpoints."""
+        return {"target": self.target, "lam": self.lam, "gain": self.gain, "ramp": self.ramp,
+                "lam_min": self.lam_min, "lam_max": self.lam_max, "correction": self.correction,
+                "start": self.start, "steps": self.steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
