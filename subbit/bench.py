@@ -21,6 +21,8 @@ def register(sub):
     b.set_defaults(func=cmd_bench_model)
     from subbit.fpga import bench as fpga_bench
     fpga_bench.register(bsub)
+    from subbit import bench_ptq
+    bench_ptq.register(bsub)
     return bsub
 
 
