@@ -329,10 +329,24 @@ def _cosine(step, total):
 
 # -- RNG state (for resume) ------------------------------------------------------------------
 
-def rng_state() -> dict:
-    """Every global RNG a training loop or a user's data pipeline may draw from: torch (CPU and
-    each initialised CUDA device), NumPy, Python's ``random`` — as plain values and tensors
-    (loadable with ``torch.load(weights_only=True)``)."""
+def _generators(loader) -> list:
+    """The `torch.Generator` objects a loader shuffles with (``DataLoader(generator=...)``, its
+    sampler's, its batch sampler's sampler's), each once."""
+    out, seen = [], set()
+    objs = [loader, getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None),
+            getattr(getattr(loader, "batch_sampler", None), "sampler", None)]
+    for o in objs:
+        g = getattr(o, "generator", None)
+        if isinstance(g, torch.Generator) and id(g) not in seen:
+            seen.add(id(g))
+            out.append(g)
+    return out
+
+
+def rng_state(loader=None) -> dict:
+    """Every RNG a training loop or a user's data pipeline may draw from: torch (CPU and each
+    initialised CUDA device), NumPy, Python's ``random``, and the generators ``loader``
+    shuffles with — as plain values and tensors (loadable with ``torch.load(weights_only=True)``)."""
     import random
 
     import numpy as np
@@ -342,6 +356,8 @@ def rng_state() -> dict:
            "python": _to_lists(random.getstate())}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         out["cuda"] = torch.cuda.get_rng_state_all()
+    if loader is not None:
+        out["loader"] = [g.get_state() for g in _generators(loader)]
     return out
 
 
@@ -353,7 +369,8 @@ def _to_tuples(v):
     return tuple(_to_tuples(x) for x in v) if isinstance(v, list) else v
 
 
-def set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict, loader=None) -> None:
+    """Restore what :func:`rng_state` saved (the loader's generators if ``loader`` is given)."""
     import random
 
     import numpy as np
@@ -363,6 +380,13 @@ def set_rng_state(state: dict) -> None:
     random.setstate(_to_tuples(state["python"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+    if loader is not None and "loader" in state:
+        gens = _generators(loader)
+        if len(gens) != len(state["loader"]):
+            raise DataError(f"the training loader shuffles with {len(gens)} generator(s), the checkpoint saved "
+                            f"{len(state['loader'])}: it is not the loader of the checkpointed run")
+        for g, st in zip(gens, state["loader"]):
+            g.set_state(st)
 
 
 def _set_epoch(loader, epoch: int) -> None:
@@ -412,7 +436,7 @@ def train_fp32(model, train, val, rt: Runtime, *, epochs: int, lr: float, batch_
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step, hist, ep0 = state["step"], list(state["history"]), state["epoch"]
-        set_rng_state(state["rng"])
+        set_rng_state(state["rng"], train)
         rt.say(f"{label}: resumed from {checkpoint.path} after epoch {ep0}/{epochs}")
     ddp = _ddp(model, rt)
     for ep in range(ep0, epochs):
@@ -434,7 +458,7 @@ def train_fp32(model, train, val, rt: Runtime, *, epochs: int, lr: float, batch_
         hist.append({"epoch": ep + 1, "loss": run / max(spe, 1), "val_accuracy": acc})
         if checkpoint is not None:
             checkpoint.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                             "epoch": ep + 1, "history": hist, "rng": rng_state()})
+                             "epoch": ep + 1, "history": hist, "rng": rng_state(train)})
         took = time.perf_counter() - t0
         rt.say(f"{label} epoch {ep + 1}/{epochs}: loss {run / max(spe, 1):.4f}, val {100 * acc:.2f}% "
                f"({took:.0f}s, left ~{took * (epochs - ep - 1):.0f}s)")
@@ -527,7 +551,7 @@ def train_qat(qnet: QuantNet, train, val, rt: Runtime, *, target_bits: float | N
         if state.get("done"):
             qnet.load_state_dict(state["qnet"])
             res.budget_met = bool(state["budget_met"])
-            set_rng_state(state["rng"])
+            set_rng_state(state["rng"], train)
             rt.say(f"{label}: done in {checkpoint.path} (kept: epoch {res.chosen['epoch']:.2f})" if res.chosen
                    else f"{label}: done in {checkpoint.path}")
             qnet.eval()
@@ -540,12 +564,11 @@ def train_qat(qnet: QuantNet, train, val, rt: Runtime, *, target_bits: float | N
         best_state = state["best_state"]
         step, ep0, skip = state["step"], state["epoch"], state["batch"]
         run_ce, nb, elapsed0 = state["run_ce"], state["nb"], state["elapsed"]
-        if skip >= spe:
-            ep0, skip, run_ce, nb = ep0 + 1, 0, 0.0, 0
-            set_rng_state(state["rng"])
-        else:   # replay the epoch's start: the loader shuffles as it did, then skips the trained batches
-            set_rng_state(state["rng_epoch"])
-            rng_now = state["rng"]
+        # replay the epoch from its start: the loader shuffles as it did, skips the trained batches
+        # (all of them after the epoch's last evaluation point: a sampler may draw again when it
+        # runs out), then the RNG states of the checkpoint are restored
+        set_rng_state(state["rng_epoch"], train)
+        rng_now = state["rng"]
         rt.say(f"{label}: resumed from {checkpoint.path} at epoch {ep0 + skip / spe:.2f}/{epochs} (step {step})")
     ddp = _ddp(qnet, rt)
     t_start = time.perf_counter() - elapsed0
@@ -557,9 +580,9 @@ def train_qat(qnet: QuantNet, train, val, rt: Runtime, *, target_bits: float | N
         qnet.train()
         if not skip:
             run_ce, nb = 0.0, 0
-        rng_epoch = rng_state() if checkpoint is not None and not skip else (state["rng_epoch"] if skip else None)
+        rng_epoch = rng_state(train) if checkpoint is not None and not skip else (state["rng_epoch"] if skip else None)
         t0 = time.perf_counter()
-        resumed = (lambda: set_rng_state(rng_now)) if skip else None
+        resumed = (lambda: set_rng_state(rng_now)) if skip else None    # the loader's generators go on
         for b, batch in rt.bar(_epoch_batches(train, ep, spe, skip, label, resumed), spe - skip,
                                f"{label} {ep + 1}/{epochs}"):
             x, y = split_batch(batch, f"{label} training batch {b}")
@@ -600,7 +623,7 @@ def train_qat(qnet: QuantNet, train, val, rt: Runtime, *, target_bits: float | N
                                      "controller": ctrl.state_dict() if ctrl else None, "history": res.history,
                                      "chosen": res.chosen, "best_key": list(best_key), "best_state": best_state,
                                      "step": step, "epoch": ep, "batch": b + 1, "run_ce": run_ce, "nb": nb,
-                                     "elapsed": el, "rng": rng_state(), "rng_epoch": rng_epoch})
+                                     "elapsed": el, "rng": rng_state(train), "rng_epoch": rng_epoch})
                 left = el * (total - step) / max(step, 1)
                 steer = f", goal {point['goal']:.4f}), λ {point['lambda']:.3g}" if ctrl else ")"
                 shown = f"val {100 * acc:.2f}%" if score_name == "val_accuracy" else f"val {acc:.6g}"
@@ -613,6 +636,6 @@ def train_qat(qnet: QuantNet, train, val, rt: Runtime, *, target_bits: float | N
         res.budget_met = bool(best_key[0])
     if checkpoint is not None:
         checkpoint.save({"done": True, "qnet": qnet.state_dict(), "history": res.history, "chosen": res.chosen,
-                         "budget_met": res.budget_met, "rng": rng_state()})
+                         "budget_met": res.budget_met, "rng": rng_state(train)})
     qnet.eval()
     return res
