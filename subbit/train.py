@@ -1,7 +1,14 @@
-"""``subbit train`` and ``subbit bench train``: the quantization and training flow on the command line.
+"""``subbit train`` and ``subbit bench train``: the quantization and training flow on the command line,
+and the training API under a short name.
 
-The flow itself lives in `subbit.model.train` (``model/train/``); this module only parses
-arguments, prints summaries and writes the benchmark section of docs/results.md.
+The flow itself lives in `subbit.model.train` (``model/train/``); this module parses
+arguments, prints summaries and writes the benchmark section of docs/results.md. The names of
+the training API (`subbit.model.train.api`: ``quantize``, ``RateTerm``, ``fit``, ``FitResult``,
+``save_sbw``, ``load_sbw``, ``sbw_state_dict``, ``check_target``, ``select_layers``,
+``QuantNet``, ``LambdaController``, ``QUANTIZED_TYPES``) are importable from here::
+
+    import subbit.train as sbt
+    qnet = sbt.quantize(model)
 """
 
 from __future__ import annotations
@@ -14,6 +21,21 @@ import sys
 from subbit.model.errors import SubbitError
 
 DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
+
+_API = ("QUANTIZED_TYPES", "quantize", "select_layers", "RateTerm", "check_target", "fit", "FitResult", "save_sbw",
+        "load_sbw", "sbw_state_dict", "QuantNet", "LambdaController")
+
+
+def __getattr__(name):
+    # the API imports torch: loaded on first use, so that the CLI starts fast
+    if name in _API:
+        from subbit.model.train import api
+        return getattr(api, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_API))
 
 
 def _floats(text: str) -> list[float]:
@@ -28,10 +50,15 @@ def add_train_args(p) -> None:
     from subbit.model.train.data import DATASETS, FASHION_DIR
     from subbit.model.train.models import MODELS
     g = p.add_argument_group("what to compress")
-    g.add_argument("--dataset", default="digits", metavar="NAME",
+    g.add_argument("--dataset", default=None, metavar="NAME",
                    help=f"one of {', '.join(DATASETS)} (default digits, embedded)")
+    g.add_argument("--data", default=None, metavar="MODULE:FUNCTION",
+                   help="your data instead: FUNCTION() (in a module or a .py file) returns (train, val[, test]) "
+                   "loaders of (inputs, class index) batches; needs --model MODULE:FUNCTION")
     g.add_argument("--model", default=None, metavar="NAME",
-                   help=f"one of {', '.join(MODELS)} (default: resnet8; ccexam-cnn for mnist)")
+                   help=f"one of {', '.join(MODELS)} (default: resnet8; ccexam-cnn for mnist), or "
+                   "MODULE:FUNCTION returning your torch.nn.Module (called with the in_channels, image_size, "
+                   "num_classes keywords it accepts on a built-in dataset)")
     g.add_argument("--checkpoint", default=None, metavar="PATH",
                    help="fp32 state_dict to start from (.pt/.pth/.safetensors); ccexam-cnn defaults to the "
                    "pretrained weights of the ccexam package")
@@ -40,8 +67,9 @@ def add_train_args(p) -> None:
                    "for fashion-mnist)")
     g.add_argument("--width", type=int, default=None, help="ResNet base width (default 16)")
     g = p.add_argument_group("rate budget")
-    g.add_argument("--target-bits", type=float, required=True, metavar="X",
-                   help="budget in coded bits per weight: all stream bits (headers and tables included) / weights")
+    g.add_argument("--target-bits", type=float, default=None, metavar="X",
+                   help="budget in coded bits per weight: all stream bits (headers and tables included) / weights "
+                   "(required, except with --resume)")
     g.add_argument("--sweep", default="", metavar="X,Y,...",
                    help="more budgets, each trained from the same fp32 network, for the Pareto plot")
     g = p.add_argument_group("training")
@@ -67,6 +95,14 @@ def add_train_args(p) -> None:
     g.add_argument("--threads", type=int, default=None,
                    help="torch threads per process (default 1; run under torchrun to use more cores)")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g.add_argument("--device", default="auto", metavar="DEV",
+                   help="auto (CUDA when present, else the CPU), cpu, cuda or cuda:N; DDP uses NCCL on CUDA")
+    g = p.add_argument_group("checkpoints")
+    g.add_argument("--resume", default=None, metavar="DIR",
+                   help="continue the interrupted run whose --out was DIR (its parameters come from "
+                   "DIR/checkpoint/run.json; others given must agree)")
+    g.add_argument("--keep-checkpoint", action="store_true",
+                   help="keep OUT/checkpoint after the run finishes (removed by default)")
     g = p.add_argument_group("weight stream")
     from subbit.model.stream import StreamConfig
     hw = StreamConfig()
@@ -77,17 +113,52 @@ def add_train_args(p) -> None:
                    help=f"interleaved states per lane = decoder pipeline depth (default {hw.ways})")
 
 
+#: Options that do not change what a run computes: a resume may set them.
+_FREE = {"no_progress", "resume", "out", "keep_checkpoint"}
+
+
 def config_from_args(args, command: str = ""):
-    from subbit.model.train import TrainConfig
-    return TrainConfig(dataset=args.dataset, model=args.model, checkpoint=args.checkpoint, data_dir=args.data_dir,
-                       width=args.width, target_bits=args.target_bits, sweep=_floats(args.sweep), out=args.out,
-                       epochs=args.epochs, qat_epochs=args.qat_epochs, ternary_epochs=args.ternary_epochs,
-                       batch_size=args.batch_size, lr=args.lr, qat_lr=args.qat_lr, lr_quant=args.lr_quant,
-                       weight_decay=args.weight_decay, lam0=args.lam0, gain=args.gain, ramp=args.ramp,
-                       init_bits=args.init_bits, max_bits=args.max_bits, per_channel=args.per_channel,
-                       evals_per_epoch=args.evals_per_epoch, subset=args.subset, seed=args.seed,
-                       threads=args.threads, prob_bits=args.prob_bits, lanes=args.lanes, ways=args.ways,
-                       progress=not args.no_progress and sys.stderr.isatty(), command=command)
+    from subbit.model.train import ConfigError, TrainConfig
+    progress = not args.no_progress and sys.stderr.isatty()
+    if args.resume is not None:
+        return _resume_config(args, progress)
+    if args.target_bits is None:
+        raise ConfigError("--target-bits is required (or --resume DIR to continue a run)")
+    if args.out is None:
+        raise ConfigError("--out is required (or --resume DIR to continue a run)")
+    return TrainConfig(dataset=args.dataset, data=args.data, model=args.model, checkpoint=args.checkpoint,
+                       data_dir=args.data_dir, width=args.width, target_bits=args.target_bits,
+                       sweep=_floats(args.sweep), out=args.out, epochs=args.epochs, qat_epochs=args.qat_epochs,
+                       ternary_epochs=args.ternary_epochs, batch_size=args.batch_size, lr=args.lr,
+                       qat_lr=args.qat_lr, lr_quant=args.lr_quant, weight_decay=args.weight_decay, lam0=args.lam0,
+                       gain=args.gain, ramp=args.ramp, init_bits=args.init_bits, max_bits=args.max_bits,
+                       per_channel=args.per_channel, evals_per_epoch=args.evals_per_epoch, subset=args.subset,
+                       seed=args.seed, threads=args.threads, prob_bits=args.prob_bits, lanes=args.lanes,
+                       ways=args.ways, device=args.device, keep_checkpoint=args.keep_checkpoint,
+                       progress=progress, command=command)
+
+
+def _resume_config(args, progress: bool):
+    """``--resume DIR``: the stored configuration; options given on the command line must agree."""
+    from subbit.model.train import ConfigError
+    from subbit.model.train.flow import config_from_run
+    if args.out is not None and os.path.abspath(args.out) != os.path.abspath(args.resume):
+        raise ConfigError(f"--resume {args.resume} continues the run in {args.resume}: --out {args.out} differs")
+    c = config_from_run(args.resume, progress=progress, keep_checkpoint=args.keep_checkpoint)
+    rename = {"sweep": lambda v: _floats(v)}
+    for a in args.parser._actions:
+        if not a.option_strings or a.dest in _FREE or a.dest == "help":
+            continue
+        v = getattr(args, a.dest, a.default)
+        if v == a.default or not hasattr(c, a.dest):
+            continue
+        v = rename.get(a.dest, lambda x: x)(v)
+        have = getattr(c, a.dest)
+        if v != have:
+            flag = max(a.option_strings, key=len)
+            raise ConfigError(f"--resume {args.resume}: the run was made with {flag} {have}, not {v}: a resumed run "
+                              "keeps its parameters (start a new run to change them)")
+    return c
 
 
 def summary(rep: dict) -> str:
@@ -136,11 +207,22 @@ def command_line(args) -> str:
 
 def cmd_train(args):
     from subbit.model.train import run
-    rep = run(config_from_args(args, command=command_line(args)))
+    from subbit.model.train.checkpoint import Interrupted
+    from subbit.model.train.flow import checkpoint_dir
+    cfg = config_from_args(args, command=command_line(args))
+    try:
+        rep = run(cfg)
+    except Interrupted as e:
+        if not int(os.environ.get("RANK", "0")):
+            ck = checkpoint_dir(cfg.out)
+            kept = f"its checkpoint is in {ck}: continue with `subbit train --resume {cfg.out}`" \
+                if os.path.isdir(ck) else "no checkpoint was written yet"
+            print(f"subbit train: stopped by {e.name}; {kept}", file=sys.stderr, flush=True)
+        return 128 + e.signum
     if int(os.environ.get("RANK", "0")):
         return                       # DDP: rank 0 reports
     print(summary(rep))
-    print(f"\nwritten: {os.path.join(args.out, 'model.sbw')}, report.json, pareto.png")
+    print(f"\nwritten: {os.path.join(cfg.out, 'model.sbw')}, report.json, pareto.png")
 
 
 def _bench_group(sub):
@@ -159,7 +241,9 @@ def register(sub):
                        "controlled to meet --target-bits. Writes OUT/model.sbw (the stream), OUT/report.json "
                        "(accuracy of the network decoded from the stream, rates per layer, baselines) and "
                        "OUT/pareto.png. Runs under torchrun for DDP (gloo on CPU).")
-    p.add_argument("--out", "-o", required=True, metavar="DIR", help="output directory")
+    p.add_argument("--out", "-o", default=None, metavar="DIR",
+                   help="output directory (required, except with --resume); checkpoints go to DIR/checkpoint "
+                   "while the run lasts")
     add_train_args(p)
     p.set_defaults(func=cmd_train, parser=p)
 

@@ -124,7 +124,7 @@ def bad_checkpoint(tmp_path):
 
 @pytest.mark.parametrize("args,msg", [
     (["--dataset", "cifar10"], r"unknown dataset 'cifar10' \(expected one of digits, mnist, fashion-mnist\)"),
-    (["--model", "vgg16"], r"unknown model 'vgg16' \(expected one of resnet8, resnet20, ccexam-cnn\)"),
+    (["--model", "vgg16"], r"unknown model 'vgg16' \(expected one of resnet8, resnet20, ccexam-cnn, or MODULE:FUNCTION"),
     (["--target-bits", "0"], "--target-bits must be a positive number of bits per weight, not 0.0"),
     (["--target-bits", "-1"], "--target-bits must be a positive number of bits per weight, not -1.0"),
     (["--target-bits", "nan"], "--target-bits must be a positive number of bits per weight, not nan"),
