@@ -57,7 +57,8 @@ QUANTIZED_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear)
 
 
 def _type_names(types) -> str:
-    return ", ".join(t.__name__ for t in types)
+    names = [t.__name__ for t in types]
+    return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
 
 
 def _resolve(model: nn.Module, name: str, what: str) -> list[str]:
@@ -153,6 +154,10 @@ def quantize(model: nn.Module, layers=(), *, exclude=(), init_bits: int = 4, max
         raise ConfigError("the model is quantized already (a QuantNet)")
     if not isinstance(model, nn.Module):
         raise ConfigError(f"quantize() takes a torch.nn.Module, not {type(model).__name__}")
+    if max_bits not in range(2, 9) or isinstance(max_bits, bool):
+        raise ConfigError(f"max_bits must be in 2..8, not {max_bits!r}")
+    if init_bits not in range(2, max_bits + 1) or isinstance(init_bits, bool):
+        raise ConfigError(f"init_bits must be in 2..{max_bits} (max_bits), not {init_bits!r}")
     names = select_layers(model, layers, exclude)
     return QuantNet(model, names=names, init_bits=init_bits, max_bits=max_bits, per_channel=per_channel,
                     learn_range=learn_range, stream=stream)
@@ -439,7 +444,9 @@ def fit(model, train, val=None, *, target_bits: float | None, epochs: int, metri
 
 def save_sbw(qnet: QuantNet, path, *, info: dict | None = None) -> dict:
     """Write the weight stream of ``qnet``'s current codes to ``path`` (atomically), after
-    checking that its bytes parse and golden-decode to exactly these codes. The file is the
+    checking that its bytes parse and golden-decode to exactly these codes. Biases, norms and
+    every other uncoded tensor travel as float side data; the file records the model's order of
+    tensor names. The file is the
     format ``subbit decode``, ``subbit decode --rtl`` and ``subbit inspect`` read. Returns the
     stream's report (``bits_per_weight``, ``entropy_bits_per_weight``, ``weights``,
     ``file_bytes``, ``layers``, ...)."""
@@ -448,6 +455,7 @@ def save_sbw(qnet: QuantNet, path, *, info: dict | None = None) -> dict:
     if not isinstance(qnet, QuantNet):
         raise ConfigError(f"save_sbw needs the model quantize() returned, not {type(qnet).__name__}")
     f = qnet.to_sbw(info=dict({"producer": "subbit.train"}, **(info or {})))
+    f.checkpoint, f.order = {"format": "torch"}, list(qnet.net.state_dict())   # decoded: the model's order
     raw = sbwmod.to_bytes(f)
     g = sbwmod.from_bytes(raw, source="the new stream")
     codes = g.decode_codes()

@@ -139,6 +139,10 @@ class TrainConfig:
                               "or MODULE:FUNCTION for your own)")
         if self.epochs is None and (c.checkpoint or c.model == "ccexam-cnn"):
             c.epochs = 0
+        elif self.epochs is None and c.user_model and c.data is None and c.epochs == 0:
+            raise ConfigError(f"--model {c.model} on {c.dataset}: give --epochs N to train it in fp32 first, or "
+                              "--epochs 0 if the factory returns a trained network (the dataset's default of 0 "
+                              "epochs is for its pretrained built-in model)")
         if c.ternary_epochs is None:
             c.ternary_epochs = c.qat_epochs
         for name in ["target_bits"] + [f"sweep[{i}]" for i in range(len(c.sweep))]:

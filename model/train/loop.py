@@ -194,7 +194,7 @@ def current_runtime(device: torch.device, *, progress: bool = False, log=None, s
 def batches(split: Split, batch_size: int, epoch: int, rt: Runtime):
     """This rank's shards of the epoch's global batches (seeded permutation, last partial dropped)."""
     g = torch.Generator().manual_seed(rt.seed * 1_000_003 + epoch)
-    perm = torch.randperm(len(split), generator=g)
+    perm = torch.randperm(len(split), generator=g)     # on the CPU: indices of the split's CPU tensors
     nb = len(split) // batch_size
     for b in range(nb):
         idx = perm[b * batch_size:(b + 1) * batch_size][rt.rank::rt.world]

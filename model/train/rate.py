@@ -94,7 +94,7 @@ def rate_bits(layers, states: int) -> tuple[torch.Tensor, float]:
         hdr += header_bits(n, nsym, states)
     n_all = max(n_all, 1)
     if total is None:
-        total = torch.zeros(())
+        total = torch.zeros(())     # on the CPU: no layer, no device to follow
     return (total + hdr) / n_all, hdr / n_all
 
 
