@@ -194,3 +194,28 @@ def test_ddp_two_processes(tmp_path):
         acc = evaluate(rebuild(build_model("resnet8", image_size=28, width=4), f), test, rt)
     assert acc == rep["accuracy"]
     assert stream_report(f)["bits_per_weight"] == rep["bits_per_weight"]
+
+
+def test_ddp_two_processes_through_the_api(tmp_path):
+    """torchrun with 2 processes of examples/train_your_own.py: quantize + fit (DDP joined by fit,
+    a DistributedSampler sharding the batches, checkpoints from rank 0) + save_sbw on digits; the
+    stream decodes, in one process, to the accuracy rank 0 reports."""
+    import importlib.util
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    example = os.path.join(root, "examples", "train_your_own.py")
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", example,
+           "--epochs", "2", "--qat-epochs", "2", "--target-bits", "3", "--out", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((out / "result.json").read_text())
+    assert res["world_size"] == 2 and r.stderr.count("SmallVGG on digits:") == 1
+    assert os.listdir(out / "checkpoint") == ["qat.pt"]
+    assert r.stderr.count("qat 2.00/2: ce") == 1                        # rank 0 logs
+    spec = importlib.util.spec_from_file_location("train_your_own_ddp", example)
+    ex = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ex)
+    import subbit.train as sbt
+    net = sbt.load_sbw(out / "model.sbw", ex.make_model())
+    assert ex.accuracy(net, ex.loaders()[2]) == res["accuracy"]
+    assert stream_report(sbw.read_sbw(out / "model.sbw"))["bits_per_weight"] == res["bits_per_weight"]
