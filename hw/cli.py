@@ -45,6 +45,9 @@ def register(sub):
                        description="Generate the streaming rANS decoder as Verilog (top module "
                        "`subbit_decoder`, ports in docs/decoder.md).")
     add_decoder_args(p)
+    p.add_argument("--axis", action="store_true",
+                   help="the decoder behind AXI4-Stream ports (top `subbit_axis_decoder`: s_axis_* words, "
+                   "m_axis_* weights with tkeep, tlast per layer and the layer index on tuser; hw/axis.py)")
     p.add_argument("-o", "--output", required=True, help="output .v file ('-' for stdout)")
     p.set_defaults(func=cmd_verilog)
 
@@ -54,11 +57,21 @@ def cmd_verilog(args):
     from .decoder import output_layout
     from .verilog import TOP, generate_params
     params = params_from_args(args)
-    src = generate_params(params)
+    if args.axis:
+        from . import axis
+        src = axis.generate(params)
+    else:
+        src = generate_params(params)
     if args.output == "-":
         sys.stdout.write(src)
         return
     atomic_write(args.output, src.encode())
+    if args.axis:
+        print(f"{args.output}: module {axis.TOP} (AXI4-Stream: s_axis_tdata {params.word_width} bits, m_axis_tdata "
+              f"{8 * params.lanes} bits + tkeep {params.lanes}, tuser 16 bits = layer index; hw/axis.py), "
+              f"lanes={params.lanes} M={params.prob_bits} ways={params.ways} max_symbols={params.max_symbols}",
+              file=sys.stderr)
+        return
     from amaranth.hdl import Shape
     print(f"{args.output}: module {TOP}, lanes={params.lanes} M={params.prob_bits} ways={params.ways} "
           f"max_symbols={params.max_symbols} ({params.code_bits}-bit codes) word_width={params.word_width} "
