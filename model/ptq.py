@@ -217,7 +217,7 @@ def quantize_mse(w: np.ndarray, bits: int, *, per_channel: bool = False):
         steps = _mse_steps_rows(rows, qm)
         codes = np.clip(np.rint(rows / steps[:, None]), -qm, qm).astype(np.int64)
         return codes.reshape(w.shape), [float(v) for v in steps]
-    st = LayerStats(w)
+    st = LayerStats(_sample(w))
     if st.amax == 0:
         return np.zeros(w.shape, dtype=np.int64), [1.0]
     best = None
@@ -227,6 +227,19 @@ def quantize_mse(w: np.ndarray, bits: int, *, per_channel: bool = False):
             best = ch
     s = float(np.float32(best.step))
     return np.clip(np.rint(w / s), -qm, qm).astype(np.int64), [s]
+
+
+SAMPLE = 1 << 21
+
+
+def _sample(w: np.ndarray) -> np.ndarray:
+    """``w`` itself, or for a large tensor an evenly strided sample of about :data:`SAMPLE` weights
+    plus its largest magnitude (the step search's error curve is a mean: 2M samples pin it down)."""
+    flat = w.reshape(-1)
+    if flat.size <= 2 * SAMPLE:
+        return flat
+    k = int(np.argmax(np.abs(flat)))
+    return np.concatenate([flat[::flat.size // SAMPLE], flat[k:k + 1]])
 
 
 def _mse_steps_rows(rows: np.ndarray, qm: int, grid: int = 29) -> np.ndarray:
