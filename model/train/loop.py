@@ -572,7 +572,8 @@ def train_qat(qnet: QuantNet, train, val, rt: Runtime, *, target_bits: float | N
         rt.say(f"{label}: resumed from {checkpoint.path} at epoch {ep0 + skip / spe:.2f}/{epochs} (step {step})")
     ddp = _ddp(qnet, rt)
     t_start = time.perf_counter() - elapsed0
-    rt.say(f"{label}: ce = training loss; rate = bits/weight of the real stream (headers included); est = the "
+    what = "cross-entropy" if loss_fn is F.cross_entropy else "the training loss"
+    rt.say(f"{label}: ce = {what}; rate = bits/weight of the real stream (headers included); est = the "
            "differentiable rate estimate the loss uses" + ("; goal = the estimate the λ controller steers to now "
                                                            "(it moves down to the budget); λ = the rate term's weight"
                                                            if ctrl else "") + "; left = time to the end of this phase")
