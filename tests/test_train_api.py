@@ -454,3 +454,14 @@ def test_training_md_example_runs(tmp_path, monkeypatch, capsys):
 
 def test_subbit_error_hierarchy():
     assert all(issubclass(e, SubbitError) for e in (ConfigError, DataError, CheckpointError))
+
+
+def test_the_first_batch_check_draws_no_random_number():
+    """fit's look at the first batches leaves every RNG as it was: the user's loader shuffles as
+    it would have without it."""
+    from subbit.model.train.api import _dry_run
+    m, tr, va = pretrained(epochs=0)
+    g = tr.generator.get_state()
+    cpu = torch.get_rng_state()
+    _dry_run(sbt.quantize(m), tr, va, F.cross_entropy)
+    assert torch.equal(tr.generator.get_state(), g) and torch.equal(torch.get_rng_state(), cpu)

@@ -45,7 +45,7 @@ from torch import nn
 from ..errors import SubbitError
 from .checkpoint import PhaseCheckpoint, stop_on_signals
 from .errors import CheckpointError, ConfigError, DataError
-from .loop import (current_runtime, forward, model_device, split_batch, to_device, train_qat)
+from .loop import _generators, current_runtime, forward, model_device, split_batch, to_device, train_qat
 from .qnet import QuantNet, rebuild
 from .rate import LambdaController
 
@@ -310,12 +310,15 @@ def _first(loader, what: str):
 
 @torch.no_grad()
 def _dry_run(qnet: QuantNet, train, val, loss_fn) -> None:
-    """One forward pass on the first batch of each loader (eval mode, RNG untouched), so that
-    wrong shapes fail before any training, with the shapes in the message."""
+    """One forward pass on the first batch of each loader (eval mode, RNG untouched: the global
+    ones and the generators the loaders shuffle with), so that wrong shapes fail before any
+    training, with the shapes in the message."""
     dev = model_device(qnet)
     devices = [dev] if dev.type == "cuda" else []
     was = qnet.training
     qnet.eval()
+    gens = [g for ld in (train, val) if ld is not None for g in _generators(ld)]
+    saved = [g.get_state() for g in gens]
     try:
         with torch.random.fork_rng(devices=devices):
             for what, loader in (("training", train), ("validation", val)):
@@ -347,6 +350,8 @@ def _dry_run(qnet: QuantNet, train, val, loss_fn) -> None:
                                         "indices (or give fit a metric= instead of a validation loader)")
     finally:
         qnet.train(was)
+        for g, st in zip(gens, saved):
+            g.set_state(st)
 
 
 def _log_stderr(msg: str) -> None:
