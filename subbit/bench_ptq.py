@@ -51,7 +51,7 @@ import numpy as np
 from subbit.model.errors import SubbitError
 
 NAMES = ("ccexam", "digits", "mobilenet", "minilm")
-BUDGETS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.5, 2.0, 3.0, 4.0)
+BUDGETS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0)
 QUICK_BUDGETS = (0.3, 0.6, 1.0)
 RTN_BITS = tuple(range(2, 9))
 ACC_RTN_BITS = (2, 3, 4)
@@ -254,6 +254,10 @@ def subject_ccexam(say=_say, quick: bool = False) -> Subject:
     return s
 
 
+#: `subbit train --dataset digits`'s fp32 settings (subbit.model.train.flow.DEFAULTS)
+DIGITS_FP32 = {"width": 16, "epochs": 40, "batch_size": 64, "lr": 0.05}
+
+
 def digits_checkpoint(say=_say) -> str:
     """The fp32 ResNet-8 of the digits data set, trained as ``subbit train --dataset digits`` trains it
     (seed 0, 40 epochs, SGD 0.05, batch 64) and cached."""
@@ -263,10 +267,9 @@ def digits_checkpoint(say=_say) -> str:
     import torch
     from subbit.model.checkpoint import save_checkpoint
     from subbit.model.train.data import load_dataset
-    from subbit.model.train.flow import DEFAULTS
     from subbit.model.train.loop import runtime, train_fp32
     from subbit.model.train.models import build_model
-    d = DEFAULTS["digits"]
+    d = DIGITS_FP32
     data = load_dataset("digits")
     t = time.perf_counter()
     torch.manual_seed(0)
@@ -489,9 +492,23 @@ def measure_nncodec(s: Subject, rtn3_codes: dict | None, say=_say, qp_step: int 
     return out
 
 
-def run_subject(name: str, *, quick: bool = False, nncodec: bool = True, say=_say, partial=None) -> dict:
+def fingerprint(ck) -> str:
+    """SHA-256 of the coded tensors (names, shapes, float32 bytes): the same checkpoint, the same
+    NNCodec results."""
+    import hashlib
+    h = hashlib.sha256()
+    for k, v in coded(ck).items():
+        h.update(f"{k}{list(v.shape)}".encode())
+        h.update(np.ascontiguousarray(v, dtype=np.float32).tobytes())
+    return h.hexdigest()
+
+
+def run_subject(name: str, *, quick: bool = False, nncodec: bool = True, say=_say, partial=None,
+                previous: dict | None = None) -> dict:
     """Every measurement of one checkpoint; ``partial(res)`` is called with the results so far
-    before NNCodec's sweep (a long run keeps them if the sweep is interrupted)."""
+    before NNCodec's sweep (a long run keeps them if the sweep is interrupted). ``previous``: an
+    earlier run's results of this checkpoint whose NNCodec sweep is taken as it is when the
+    coded tensors are the same (``--reuse-nncodec``)."""
     t0 = time.perf_counter()
     s = SUBJECTS[name](say, quick)
     w = coded(s.ck)
@@ -499,8 +516,9 @@ def run_subject(name: str, *, quick: bool = False, nncodec: bool = True, say=_sa
     say(f"{name}: {n:,} coded weights in {len(w)} tensors" +
         (f"; fp32 {s.metric} {100 * s.fp32:.2f} %" if s.metric else ""))
     big = n > 5_000_000
-    res = {"name": name, "title": TITLES[name], "source": s.source, "weights": n, "tensors": len(w),
-           "metric": s.metric, "metric_name": s.metric_name, "fp32": s.fp32, "quick": quick}
+    res = {"name": name, "fingerprint": fingerprint(s.ck), "title": TITLES[name], "source": s.source, "weights": n, "tensors": len(w),
+           "metric": s.metric, "metric_name": s.metric_name, "fp32": s.fp32, "quick": quick,
+           "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"}
     res["rtn"] = measure_rtn(s, "rtn", say, decode=not big)
     rtn3 = next((r.pop("codes") for r in res["rtn"] if "codes" in r), None)
     res["mse"] = measure_rtn(s, "mse", say, decode=not big)
@@ -508,13 +526,17 @@ def run_subject(name: str, *, quick: bool = False, nncodec: bool = True, say=_sa
     res["ours"] = measure_ours(s, budgets, "mse", say, decode="first" if big else "all")
     if s.metric:
         res["ours_layer"] = measure_ours(s, budgets, "layer", say)
-    if nncodec and not quick:
+    old = (previous or {}).get("nncodec")
+    if nncodec and not quick and old and previous.get("fingerprint", res["fingerprint"]) == res["fingerprint"] \
+            and previous.get("weights") == n and previous.get("source") == s.source:
+        say(f"{name}: NNCodec's sweep reused from the previous run ({len(old['points'])} points)")
+        res["nncodec"] = dict(old, reused=True)
+    elif nncodec and not quick:
         if partial:
             partial(dict(res, seconds=time.perf_counter() - t0, partial=True))
         res["nncodec"] = measure_nncodec(s, rtn3, say, qp_step=2 if n > 1_000_000 else 1,
                                          settings=NNC_SETTINGS_BIG if big else NNC_SETTINGS)
     res["seconds"] = time.perf_counter() - t0
-    res["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     say(f"{name}: done in {res['seconds']:.0f} s")
     return res
 
@@ -722,8 +744,12 @@ def section_markdown(results: dict, png_rd: str | None = PNG_RD, png_acc: str | 
                          f"{min(p['qp'] for p in nnc['points']):+d}…{max(p['qp'] for p in nnc['points']):+d} "
                          f"(step {nnc['qp_step']}), lambda_scale "
                          f"{', '.join(f'{v:g}' for v in sorted({p['lambda_scale'] for p in nnc['points']}))}; "
-                         f"time column: its encode + decode")
-        out.append(f"`{_cmd(res)}`: {res['seconds'] / 60:.1f} min on {res['machine']}; " + "; ".join(notes) + ".")
+                         f"time column: its encode + decode; the sweep {nnc['seconds'] / 60:.1f} min"
+                         + (" in an earlier run of the same tensors (reused with `--reuse-nncodec`)"
+                            if nnc.get("reused") else ""))
+        if res.get("partial"):
+            notes.append("**interrupted before NNCodec's sweep** (rerun with `--only`)")
+        out.append(f"`{_cmd(res)}`: {res['seconds'] / 60:.1f} min on {res.get('machine', '?')}; " + "; ".join(notes) + ".")
         out.append("")
     if png_rd:
         out.append(f"![SQNR vs bits per weight]({png_rd})")
@@ -742,41 +768,54 @@ def _logx(ax, lo=0.2, hi=9.0):
 
 
 def plot_rd(results: dict, path: str) -> str:
+    """Per checkpoint: SQNR over all-in b/w (log axis), and below it each method's SQNR minus ours
+    at equal rate (ours interpolated as in the tables; only inside our measured range)."""
     from matplotlib.figure import Figure
     names = [n for n in NAMES if n in results]
     cols = 2 if len(names) > 1 else 1
     rows_ = (len(names) + cols - 1) // cols
-    fig = Figure(figsize=(5.2 * cols, 3.9 * rows_), layout="constrained")
-    axes = fig.subplots(rows_, cols, squeeze=False).ravel()
-    for ax, n in zip(axes, names):
+    fig = Figure(figsize=(5.4 * cols, 5.0 * rows_), layout="constrained")
+    subs = np.atleast_1d(fig.subfigures(rows_, cols, squeeze=False).ravel())
+    for sf, n in zip(subs, names):
         res = results[n]
+        ax, dx = sf.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2.2, 1]})
+        ours = res["ours"]
+        lo, hi = min(p["bpw"] for p in ours), max(p["bpw"] for p in ours)
 
-        def line(pts, key="sqnr_db", **kw):
+        def line(pts, label, delta=True, **kw):
             pts = sorted(pts, key=lambda p: p["bpw"])
-            ax.plot([p["bpw"] for p in pts], [p[key] for p in pts], **kw)
+            ax.plot([p["bpw"] for p in pts], [p["sqnr_db"] for p in pts], label=label, **kw)
+            d = [(p["bpw"], p["sqnr_db"] - interp_sqnr(ours, p["bpw"])) for p in pts
+                 if delta and lo <= p["bpw"] <= hi and interp_sqnr(ours, p["bpw"]) is not None]
+            if d:
+                dx.plot(*zip(*d), **kw)
         if res.get("nncodec"):
-            env = res["nncodec"]["envelope"]
-            ax.scatter([p["bpw"] for p in res["nncodec"]["points"]], [p["sqnr_db"] for p in res["nncodec"]["points"]],
-                       s=6, color="C2", alpha=0.25, label="NNCodec, every setting")
-            line(env, color="C2", marker="^", ms=4, label="NNCodec (envelope)")
+            pts = res["nncodec"]["points"]
+            ax.scatter([p["bpw"] for p in pts], [p["sqnr_db"] for p in pts], s=5, color="C2", alpha=0.25,
+                       label="NNCodec, every setting")
+            line(res["nncodec"]["envelope"], "NNCodec (envelope)", color="C2", marker="^", ms=3)
             if "lossless_rtn3" in res["nncodec"]:
                 r3 = next(r for r in res["rtn"] if r["bits"] == 3)
                 ax.scatter([res["nncodec"]["lossless_rtn3"]["bpw"]], [r3["sqnr_db"]], marker="*", s=80,
                            color="C2", zorder=5, label="NNCodec lossless, RTN 3-bit codes")
-        line(res["rtn"], color="C3", marker="s", ms=4, label="RTN max-abs 2..8-bit")
-        line(res["mse"], color="C1", marker="D", ms=4, label="RTN MSE 2..8-bit")
+        line(res["rtn"], "RTN max-abs 2..8-bit", color="C3", marker="s", ms=4)
+        line(res["mse"], "RTN MSE 2..8-bit", color="C1", marker="D", ms=4)
         if res.get("ours_layer"):
-            line(res["ours_layer"], color="C0", marker="o", ms=3, ls="--", alpha=0.6, label="ours (weighting layer)")
-        line(res["ours"], color="C0", marker="o", ms=4, lw=2, label="ours (weighting mse)")
-        _logx(ax)
-        ax.set_xlabel("bits per weight, all-in")
+            line(res["ours_layer"], "ours (weighting layer)", color="C0", marker="o", ms=3, ls="--", alpha=0.6)
+        line(ours, "ours (weighting mse)", delta=False, color="C0", marker="o", ms=4, lw=2)
+        dx.axhline(0, color="C0", lw=2)
+        dx.set_ylim(-6, 2)
+        for a in (ax, dx):
+            _logx(a)
+        dx.set_xlabel("bits per weight, all-in")
         ax.set_ylabel("SQNR (dB)")
+        dx.set_ylabel("SQNR − ours (dB)")
         ax.set_title(f"{TITLES[n]} ({res['weights'] / 1e6:.2f}M weights)", fontsize=10)
         ax.legend(fontsize=7, loc="upper left")
-    for ax in axes[len(names):]:
-        ax.set_visible(False)
+    for sf in subs[len(names):]:
+        sf.set_visible(False)
     fig.suptitle("Data-free quantization + entropy coding: SQNR of all coded weights vs bits/weight "
-                 "(`subbit bench ptq`)", fontsize=10)
+                 "(`subbit bench ptq`); lower panels: each curve minus ours at equal rate", fontsize=10)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=110)
     return path
@@ -871,7 +910,12 @@ def cmd_bench_ptq(args):
             write_json(store, data)
             fresh = False
         for n in names:
-            save(run_subject(n, quick=args.quick, nncodec=not args.no_nncodec, partial=save))
+            prev = None
+            if args.reuse_nncodec and os.path.isfile(store):
+                prev = read_json(store).get(n)
+                if not (prev or {}).get("nncodec"):
+                    raise SubbitError(f"--reuse-nncodec: {store} has no NNCodec sweep of {n}")
+            save(run_subject(n, quick=args.quick, nncodec=not args.no_nncodec, partial=save, previous=prev))
     data = {n: data[n] for n in NAMES if n in data}
     docs = os.path.dirname(results_md.RESULTS)
     png_dir = docs if not args.no_write else cache_dir()
@@ -898,6 +942,9 @@ def register(bsub):
                    "previous run's JSON)")
     b.add_argument("--quick", action="store_true", help=f"ccexam only, budgets {QUICK_BUDGETS}, no NNCodec (tests)")
     b.add_argument("--no-nncodec", action="store_true", help="skip NNCodec (its venv takes ~90 s to build once)")
+    b.add_argument("--reuse-nncodec", action="store_true",
+                   help="take NNCodec's sweep of each checkpoint from the results JSON (same coded tensors) "
+                   "instead of running it again; everything else is measured")
     b.add_argument("--redraw", action="store_true", help="measure nothing: table and plots from the results JSON")
     b.add_argument("--json", default=None, metavar="PATH",
                    help="results JSON (default <cache>/bench-ptq/results.json; results-quick.json with --quick)")
