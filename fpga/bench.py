@@ -35,16 +35,9 @@ PNR_KEYS = ("device", "tools", "freq_target_mhz", "fmax_by_seed", "speed_grade")
 
 
 def measure_function():
-    """``subbit.sim.rtl_decode.measure`` if it exists, else None (a missing module or function is
-    "not available yet"; any other import error propagates)."""
+    """``subbit.sim.rtl_decode.measure``: the cycle-accurate measurement of a sweep point."""
     mod, name = MEASURE.rsplit(".", 1)
-    try:
-        module = importlib.import_module(mod)
-    except ModuleNotFoundError as e:
-        if e.name is not None and mod.startswith(e.name):
-            return None
-        raise
-    return getattr(module, name, None)
+    return getattr(importlib.import_module(mod), name)
 
 
 def _tag(point):
@@ -219,8 +212,7 @@ def rtl_markdown(rows: list[dict], *, command: str, source: str | None = None, p
         "(`subbit.sim.rtl_decode.measure`) of a real network stream checked bit-exact against the golden "
         "model: the ccexam MNIST CNN quantized round-to-nearest at 3 bits, its 401k-weight fc1 cut to "
         "32768 weights (52768 weights, 4 layers, 3 switches). weights/s = weights/cycle x Fmax." if measured else
-        "weights/cycle and the latency columns are empty: the cycle-accurate measurement "
-        "`subbit.sim.rtl_decode.measure` is not available yet.")
+        "weights/cycle and the latency columns are empty: the sweep ran with --no-measure.")
     if plot_file:
         out += ["", f"![LUT4 sites, Fmax and weights/s over K]({plot_file})"]
     return "\n".join(out)
@@ -352,10 +344,9 @@ def cmd_bench_rtl(args):
         grade = args.speed
         from subbit.fpga.flow import make_build_dir
         make_build_dir(args.build_dir)
-        measure = measure_function() is not None and not args.no_measure
+        measure = not args.no_measure
         if not measure:
-            why = "--no-measure" if args.no_measure else f"{MEASURE} is not available yet"
-            print(f"subbit bench rtl: weights/cycle and latency columns stay empty ({why})", file=sys.stderr)
+            print("subbit bench rtl: weights/cycle and latency columns stay empty (--no-measure)", file=sys.stderr)
         run = {"command": _command(args), "source": source_state()}
         run["rows"] = sweep(points, target=args.target, build_root=args.build_dir, jobs=args.jobs,
                             freq_mhz=args.freq, seed=args.seed, speed=args.speed, measure=measure,

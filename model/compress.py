@@ -75,7 +75,7 @@ def compress_state_dict(sd, bits: int, config: stream.StreamConfig, *, per_chann
 
 def ccexam_codes(bits: int = 3) -> list[np.ndarray]:
     """Round-to-nearest codes at ``bits`` of every coded tensor of the pretrained ccexam MNIST CNN
-    (../shared/DATA.md), in checkpoint order: the real-network stream of tests and benchmarks."""
+    (docs/data.md), in checkpoint order: the real-network stream of tests and benchmarks."""
     from .checkpoint import load_state_dict
     from .data import ccexam_weights
     return [quantize_rtn(w, bits)[0] for k, w in load_state_dict(ccexam_weights()).items() if is_coded(k, w)]

@@ -1,4 +1,4 @@
-"""Locations of offline data shipped in wheels (see ../shared/DATA.md)."""
+"""Locations of offline data shipped in wheels (docs/data.md)."""
 
 from __future__ import annotations
 

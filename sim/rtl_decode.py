@@ -96,7 +96,7 @@ MEASURE_FC_WEIGHTS = 32768
 
 
 def measure_stream(config: stream.StreamConfig, bits: int = 3):
-    """The stream :func:`measure` decodes: the ccexam MNIST CNN (see ../shared/DATA.md), every coded
+    """The stream :func:`measure` decodes: the ccexam MNIST CNN (docs/data.md), every coded
     layer quantized round-to-nearest at ``bits`` (2**bits - 1 levels), the 401k-weight ``fc1``
     cut to its first ``MEASURE_FC_WEIGHTS`` weights. Returns (hw layers, words)."""
     from ..model.compress import ccexam_codes

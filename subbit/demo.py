@@ -2,13 +2,11 @@
 
 digits → train a ResNet-8 (fp32) → entropy-aware quantization-aware training toward the
 budget → ``.sbw`` stream → golden decode of the file → accuracy of the rebuilt network →
-RTL decode (cycle-accurate simulation of the generated Verilog), when `subbit.sim.rtl_decode`
-is present.
+RTL decode (cycle-accurate simulation of the generated Verilog).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import tempfile
 import time
@@ -19,7 +17,7 @@ def register(sub):
                        description="Train a ResNet-8 on scikit-learn's digits, compress it below --target-bits "
                        "bits per weight with entropy-aware quantization-aware training, write the .sbw stream, "
                        "decode the file with the golden model, check the accuracy of the network rebuilt from it, "
-                       "decode it with the RTL in a simulator (if the RTL is available) and print a summary.")
+                       "decode it with the RTL in a simulator and print a summary.")
     p.add_argument("--out", default=None, help="directory for the outputs (default: a temporary one)")
     p.add_argument("--target-bits", type=float, default=1.0, help="rate budget in bits per weight (default 1.0)")
     p.add_argument("--rtl", choices=["verilator", "icarus", "none"], default="verilator",
@@ -69,7 +67,7 @@ def cmd_demo(args):
 
 
 def rtl_check(f, codes: dict, simulator: str) -> str:
-    """Decode ``f`` with the RTL (`subbit.sim.rtl_decode`, if present) and compare with the
+    """Decode ``f`` with the RTL (`subbit.sim.rtl_decode`) and compare with the
     golden ``codes``; returns a one-line result.
 
     Raises
@@ -82,8 +80,6 @@ def rtl_check(f, codes: dict, simulator: str) -> str:
     from subbit.model.errors import SubbitError
     if simulator == "none":
         return "skipped (--rtl none)"
-    if importlib.util.find_spec("subbit.sim.rtl_decode") is None:
-        return "skipped (subbit.sim.rtl_decode is not available)"
     from subbit.sim import rtl_decode
     res = rtl_decode.decode_file(f, simulator=simulator)
     exact = bool(res["bit_exact"]) and all(np.array_equal(res["codes"][k], v) for k, v in codes.items())

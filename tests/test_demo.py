@@ -62,8 +62,3 @@ def test_rtl_step_uses_the_rtl_decoder_and_checks_it(small_stream, monkeypatch):
     with pytest.raises(SubbitError, match="the RTL decode differs from the golden decode"):
         rtl_check(f, golden, "verilator")
 
-
-def test_rtl_step_is_skipped_without_the_rtl(small_stream, monkeypatch):
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    assert rtl_check(small_stream, small_stream.decode_codes(), "verilator") == \
-        "skipped (subbit.sim.rtl_decode is not available)"

@@ -1,4 +1,4 @@
-"""Datasets of the training flow, all offline (``../shared/DATA.md``), as in-memory tensors.
+"""Datasets of the training flow, all offline (docs/data.md), as in-memory tensors.
 
 =================  ===========================================  ===============================
 name               source                                       splits (train / val / test)
