@@ -66,19 +66,20 @@ def test_resumed_run_writes_what_the_uninterrupted_run_writes(k, tmp_path, monke
     assert not (out / "checkpoint").exists()
 
 
-def test_sigterm_stops_a_run_with_its_checkpoint_kept(tmp_path, reference):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)])
+def test_a_signal_stops_a_run_with_its_checkpoint_kept(sig, tmp_path, reference):
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "subbit.cli", "train", *ARGS, "--out", str(out)],
                             stderr=subprocess.PIPE, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
     deadline = time.monotonic() + 300
     while not (out / "checkpoint" / "qat.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=300)
     if proc.returncode == 0:
         pytest.skip("the run finished before the signal")
-    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
-    assert "subbit train: stopped by SIGTERM; its checkpoint is in" in err
+    assert proc.returncode == 128 + sig, err[-2000:]
+    assert f"subbit train: stopped by {sig.name}; its checkpoint is in" in err
     assert os.listdir(out) == ["checkpoint"]
     assert not [f for f in os.listdir(out / "checkpoint") if f.startswith(".")]      # no half-written file
     assert main(["train", "--resume", str(out), "--no-progress"]) == 0
