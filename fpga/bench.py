@@ -179,14 +179,16 @@ def rtl_markdown(rows: list[dict], *, command: str, source: str | None = None, p
             out += ["", f"Calibration: a 32-bit counter (`subbit synth --design counter`) {fm} with "
                     f"{ref['luts']} LUT4 sites in the same flow, the ceiling for a single carry chain."]
     out += ["", "| K | M | lookup | LUT4 sites | FFs | carry | DSP | BRAM | LUT-RAM | logic cells | LUT depth "
-            "| Fmax (MHz) | weights/cycle | Mweights/s | weights/s per LUT | first weight (cycles) "
-            "| layer switch idle (cycles) | of it not bus-bound |", "|" + "---|" * 18]
+            "| Fmax (MHz) | weights/cycle | Mweights/s | weights/s per LUT | × reference per LUT "
+            "| first weight (cycles) | layer switch idle (cycles) | of it not bus-bound |", "|" + "---|" * 19]
+    from subbit.fpga.reference import ans_reference_weights_per_site
+    ref_site = ans_reference_weights_per_site("ternary")
     notes = []
     for r in dec:
         head = f"| {r['lanes']} | {r['prob_bits']} | {r['lookup']} "
         if "error" in r:
             notes.append(re.sub(r"\(log: .*/([^/]+/[^/]+)\)$", r"(log: <build-dir>/\1)", " ".join(r["error"].split())))
-            out.append(head + f"| failed [{len(notes)}] |" + " |" * 14)
+            out.append(head + f"| failed [{len(notes)}] |" + " |" * 15)
             continue
         wps = r.get("weights_per_s")
         by_seed = _seed_fmax(r)
@@ -194,7 +196,9 @@ def rtl_markdown(rows: list[dict], *, command: str, source: str | None = None, p
         out.append(head + f"| {r['luts']} | {r['ffs']} | {r['carry']} | {r['dsps']} | {r['brams']} | {r['lutram']} "
                    f"| {_fmt(r['logic_cells'])} | {r['lut_depth']} | {fmax} "
                    f"| {_fmt(r.get('weights_per_cycle'), '.3f')} | {_fmt(wps and wps / 1e6, '.1f')} "
-                   f"| {_fmt(r.get('weights_per_s_per_lut'), '.0f')} | {_first(r)} "
+                   f"| {_fmt(r.get('weights_per_s_per_lut'), '.0f')} "
+                   f"| {_fmt(r.get('weights_per_s_per_lut') and r['weights_per_s_per_lut'] / ref_site, '.0f')} "
+                   f"| {_first(r)} "
                    f"| {_fmt(r.get('switch_idle'), '.1f')} | {_fmt(r.get('switch_bubbles'), '.1f')} |")
         if r.get("measure_error"):
             notes.append(f"K={r['lanes']} M={r['prob_bits']} {r['lookup']}: simulation failed: "

@@ -11,7 +11,21 @@ from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import Out
 
-__all__ = ["Counter", "counter_verilog"]
+__all__ = ["Counter", "counter_verilog", "ANS_REFERENCE", "ans_reference_weights_per_site"]
+
+#: The open-source Verilog ANS decoder subbit's is compared with (issue 26; measured in this flow:
+#: yosys synth_ecp5, nextpnr-ecp5 25K CABGA381, speed grade 6, seeds 1-3, and in Icarus on 4,000
+#: symbols): its LUT4 sites (560 LUT4 + 2 x 228 CCU2C), Fmax, and clocks per symbol on three sources
+#: (its state machine takes 7 + s + 5r clocks a symbol: s the symbol's index in a linear search, r
+#: the 4-bit nibbles read).
+ANS_REFERENCE = {"lut4_sites": 1016, "fmax_mhz": 14.44, "clocks_per_symbol": {"ternary": 8.01,
+                 "skewed 2.2-bit": 11.1, "uniform 4-bit": 19.5}}
+
+
+def ans_reference_weights_per_site(source: str = "ternary") -> float:
+    """The reference's weights/s per LUT4 site on ``source`` (its most favourable: ternary)."""
+    r = ANS_REFERENCE
+    return r["fmax_mhz"] * 1e6 / r["clocks_per_symbol"][source] / r["lut4_sites"]
 
 
 class Counter(wiring.Component):

@@ -474,7 +474,7 @@ def test_rtl_markdown_and_plot(tmp_path):
             r["weights_per_s_per_lut"] = r["weights_per_s"] / r["luts"]
     md = bench.rtl_markdown(rows, command="subbit bench rtl", source="commit abc1234", plot_file="p.png")
     assert "reaches **270.0 MHz** with 33 LUT4 sites" in md
-    assert "| 1 | 12 | compare | 100 | 10 | 1 | 1 | 0 | 0 | 120 | 9 | 100.0 | 0.500 | 50.0 | 500000 | 40 (32 header words) | 2.0 | 0.0 |" in md
+    assert "| 1 | 12 | compare | 100 | 10 | 1 | 1 | 0 | 0 | 120 | 9 | 100.0 | 0.500 | 50.0 | 500000 | 282 | 40 (32 header words) | 2.0 | 0.0 |" in md
     assert "| 8 | 14 | table | failed [1] |" in md
     assert "[1] nextpnr-ecp5: does not fit (log: <build-dir>/K8-M14-table/ecp5_nextpnr.log)" in md
     assert ", source: commit abc1234." in md
