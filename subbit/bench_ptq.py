@@ -588,6 +588,26 @@ def _nnc_label(p: dict) -> str:
     return f"qp {p['qp']:+d}, dq {'on' if p['dq'] else 'off'}, λs {p['lambda_scale']:g}"
 
 
+def _ranges(m: list[dict]) -> list[str]:
+    """The runs of consecutive rates where ``delta`` < 0, as 'a–b b/w (worst d dB)'."""
+    out, run = [], []
+    for x in m + [{"delta": 0.0}]:
+        if x["delta"] < 0:
+            run.append(x)
+        elif run:
+            w = min(run, key=lambda y: y["delta"])["delta"]
+            span = f"{run[0]['bpw']:.2f}" if len(run) == 1 else f"{run[0]['bpw']:.2f}–{run[-1]['bpw']:.2f}"
+            out.append(f"{span} b/w ({w:+.2f} dB" + (f", {len(run)} rates)" if len(run) > 1 else ")"))
+            run = []
+    return out
+
+
+def nearest(curve: list[dict], rates) -> list[dict]:
+    """The points of ``curve`` nearest to each of ``rates`` (each once, by rate)."""
+    keep = {min(range(len(curve)), key=lambda i: abs(math.log(curve[i]["bpw"] / r))) for r in rates} if curve else set()
+    return [curve[i] for i in sorted(keep, key=lambda i: curve[i]["bpw"])]
+
+
 def targets(results: dict) -> list[tuple[str, str, str]]:
     """(target, measured, met) rows of issue 21's targets."""
     rows = []
@@ -631,7 +651,7 @@ def targets(results: dict) -> list[tuple[str, str, str]]:
             below = [x for x in m if x["delta"] < 0]
             txt = f"min {worst['delta']:+.2f} dB at {worst['bpw']:.3f} b/w over {len(m)} rates"
             if below:
-                txt += "; below at " + ", ".join(f"{x['bpw']:.2f} ({x['delta']:+.2f})" for x in below)
+                txt += "; below " + ", ".join(_ranges(m))
             rows.append((f"{TITLES[name]}: ours ≥ {label} at equal rate, 0.3–4 b/w", txt,
                          "yes" if not below else "**no**"))
     return rows
@@ -646,7 +666,7 @@ def _pct(v) -> str:
 def _cmd(res: dict) -> str:
     if res.get("quick"):
         return "subbit bench ptq --quick"
-    return f"subbit bench ptq --only {res['name']}" + ("" if "nncodec" in res else " --no-nncodec")
+    return f"subbit bench ptq --only {res['name']}" + ("" if "nncodec" in res or res.get("partial") else " --no-nncodec")
 
 
 def section_markdown(results: dict, png_rd: str | None = PNG_RD, png_acc: str | None = PNG_ACC) -> str:
@@ -722,7 +742,7 @@ def section_markdown(results: dict, png_rd: str | None = PNG_RD, png_acc: str | 
                 out.append(row(label, f"B = {p['budget']:g}", p, p["seconds"]))
         nnc = res.get("nncodec")
         if nnc:
-            for p in nnc["envelope"]:
+            for p in nearest(nnc["envelope"], [q["bpw"] for q in res["ours"]]):
                 out.append(row("NNCodec", _nnc_label(p), p, p["encode_s"] + p["decode_s"]))
             if "lossless_rtn3" in nnc:
                 r3 = next(r for r in res["rtn"] if r["bits"] == 3)
@@ -740,11 +760,17 @@ def section_markdown(results: dict, png_rd: str | None = PNG_RD, png_acc: str | 
                      f"{sorted(ours_t)[len(ours_t) // 2]:.1f} s), one process")
         if nnc:
             nd = sum(p["dq"] for p in nnc["points"])
+            settings = {(p["dq"], p["lambda_scale"]) for p in nnc["points"]}
             notes.append(f"NNCodec: {len(nnc['points'])} points ({nd} with dq) over qp "
                          f"{min(p['qp'] for p in nnc['points']):+d}…{max(p['qp'] for p in nnc['points']):+d} "
-                         f"(step {nnc['qp_step']}), lambda_scale "
-                         f"{', '.join(f'{v:g}' for v in sorted({p['lambda_scale'] for p in nnc['points']}))}; "
-                         f"time column: its encode + decode; the sweep {nnc['seconds'] / 60:.1f} min"
+                         f"(step {nnc['qp_step']}), "
+                         + ("dq off and on × lambda_scale " + ", ".join(f"{v:g}" for v in LAMBDA_SCALES)
+                            if len(settings) == len(NNC_SETTINGS) else "settings (dq, lambda_scale) " + ", ".join(
+                                f"({'on' if dq else 'off'}, {ls:g})" for dq, ls in sorted(settings)))
+                         + " (over 5M weights a call takes minutes: only the two settings that make the "
+                           "smaller checkpoints' envelopes)" * (len(settings) < len(NNC_SETTINGS)) + "; "
+                         f"its rows: the envelope's points nearest to our rates ({len(nnc['envelope'])} in all, "
+                         f"every one in the plots and the JSON); time column: its encode + decode; the sweep {nnc['seconds'] / 60:.1f} min"
                          + (" in an earlier run of the same tensors (reused with `--reuse-nncodec`)"
                             if nnc.get("reused") else ""))
         if res.get("partial"):
@@ -836,7 +862,8 @@ def plot_accuracy(results: dict, path: str) -> str | None:
             if pts:
                 ax.plot([p["bpw"] for p in pts], [100 * p[m] for p in pts], **kw)
         if res.get("nncodec"):
-            line(res["nncodec"]["envelope"], color="C2", marker="^", ms=4, label="NNCodec (SQNR envelope)")
+            line(res["nncodec"]["envelope"], color="C2", marker="^", ms=4, lw=0.6, alpha=0.7,
+                 label="NNCodec (SQNR envelope)")
         line(res["rtn"], color="C3", marker="s", ms=4, label="RTN max-abs 2..4-bit")
         line(res["mse"], color="C1", marker="D", ms=4, label="RTN MSE 2..4-bit")
         line(res.get("ours", []), color="C0", marker="o", ms=3, ls="--", alpha=0.6, label="ours (weighting mse)")
@@ -847,14 +874,16 @@ def plot_accuracy(results: dict, path: str) -> str | None:
             ax.scatter([q["bits_per_weight"]], [100 * q["accuracy"]], marker="*", s=90, color="C4", zorder=5,
                        label="QAT, subbit train (quoted)")
         _logx(ax, 0.2, 5.0)
-        lo = 100 * res["fp32"] - (4 if n == "ccexam" else 15 if n == "digits" else 40)
-        ax.set_ylim(max(0, lo), 100 * res["fp32"] + (0.6 if n == "ccexam" else 3))
+        if n == "ccexam":                       # zoomed: the interesting part is within 4 points of fp32
+            ax.set_ylim(100 * res["fp32"] - 4, 100 * res["fp32"] + 0.6)
+        else:
+            ax.set_ylim(0, 102)
         ax.set_xlabel("bits per weight, all-in")
         ax.set_ylabel({"accuracy": "test accuracy (%)", "agreement": "top-1 agreement with fp32 (%)"}[m])
         ax.set_title(TITLES[n], fontsize=10)
         ax.legend(fontsize=7, loc="lower right")
-    fig.suptitle("Data-free quantization: task metric vs bits/weight (points below the axis are off the "
-                 "chart; the table has them)", fontsize=9)
+    fig.suptitle("Data-free quantization: task metric vs bits/weight (`subbit bench ptq`; ccexam zoomed to "
+                 "fp32 − 4 points, the tables have every point)", fontsize=9)
     fig.savefig(path, dpi=110)
     return path
 
