@@ -41,7 +41,7 @@ __all__ = ["ENV", "SUBDIRS", "cache_root", "cache_dir", "make_dir", "locked", "t
 
 ENV = "SUBBIT_BUILD_DIR"
 #: subbit's own subdirectories of the cache root (what :func:`clean_cache` removes).
-SUBDIRS = ("sim", "synth", "bench-rtl", "fuzz-corpus", "peers")
+SUBDIRS = ("sim", "synth", "bench-rtl", "bench-ptq", "fuzz-corpus", "peers")
 LOCK = ".lock"
 
 
