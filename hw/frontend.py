@@ -10,7 +10,7 @@ from ..model import stream as fmt
 from .logic import le_const, select
 from .params import DecoderParams, ErrorCode
 
-__all__ = ["Frontend", "input_layout", "payload_layout"]
+__all__ = ["Frontend", "ParseErrors", "SlotFill", "input_layout", "payload_layout"]
 
 
 def input_layout(word_width: int) -> data.StructLayout:
@@ -24,6 +24,110 @@ def payload_layout(words_per_beat: int) -> data.StructLayout:
     beat with ``n = 0`` ends a layer without payload), ``tag``: the layer's bank."""
     return data.StructLayout({"data": data.ArrayLayout(unsigned(16), words_per_beat),
                               "n": range(words_per_beat + 1), "end": 1, "tag": 1})
+
+
+class ParseErrors(wiring.Component):
+    """The parser's checks: raised conditions, registered, into one error code.
+
+    Each condition is raised for a clock by the parser's FSM (one port per code: separate
+    signals, not bits of one vector: a comb vector whose bits are partly constant becomes an
+    ``always @*`` without inputs in the generated Verilog, which Icarus never evaluates); it is
+    registered before it is encoded, so no check sits on the FSM's paths. The base's range check
+    (codes ``base .. base + nsym - 1`` fit ``code_bits``) is made here on the parser's registers a
+    clock after the base word (``check_base``), straight into its own flag: the base must be a
+    sign extension of its low ``code_bits`` (a zero/ones test), and then ``base + nsym <=
+    2**(code_bits - 1)`` on a few bits (``nsym > max_symbols`` is ``UNSUPPORTED`` anyway, so only
+    its low ``bits(max_symbols)`` bits take part).
+
+    Members
+    -------
+    <code> : In(1)
+        One per :class:`ErrorCode` but ``NONE`` (``bad_magic``, ``bad_version``, ...): raised.
+    check_base : In(1)
+        The layer's base word was taken on the previous clock: check ``base`` against ``nsym``.
+    base : In(signed(16)), nsym : In(8)
+        The parser's registers.
+    halt : In(1)
+        An error is held: nothing more is registered.
+    error : Out(ErrorCode)
+        The lowest code raised, a clock after (the base check: two clocks after its word).
+    """
+
+    CODES = tuple(c for c in ErrorCode if c != ErrorCode.NONE)
+
+    def __init__(self, params: DecoderParams):
+        self.p = params
+        super().__init__({**{c.name.lower(): In(1) for c in self.CODES}, "check_base": In(1),
+                          "base": In(signed(16)), "nsym": In(8), "halt": In(1), "error": Out(ErrorCode)})
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.p
+        codes = self.CODES
+        errs_r = {c: Signal(name=f"err_{c.name.lower()}_r") for c in codes}
+        with m.If(~self.halt):
+            m.d.sync += [errs_r[c].eq(getattr(self, c.name.lower())) for c in codes]
+        cb, base, nsym = p.code_bits, self.base, self.nsym
+        base_bad_r = Signal()
+        hi = base[cb - 1:]
+        ext_ok = (hi == 0) | (hi == (1 << len(hi)) - 1)
+        top = base[:cb].as_signed() + nsym[:p.max_symbols.bit_length()]
+        with m.If(~self.halt):
+            m.d.sync += base_bad_r.eq(self.check_base & (~ext_ok | (top > (1 << (cb - 1)))))
+        for code in reversed(codes):           # lowest code wins
+            with m.If(errs_r[code] | (base_bad_r if code == ErrorCode.UNSUPPORTED else 0)):
+                m.d.comb += self.error.eq(code)
+        return m
+
+
+class SlotFill(wiring.Component):
+    """``lookup="table"``: which slots of one slot-table word a frequency word's run fills this clock.
+
+    A symbol's slots ``[c, c + f)`` are written up to ``fill_rate`` (R) a clock: the part of the
+    run that falls into one R-slot word of the table. The slots still to fill (``todo``) fit the
+    word when ``todo <= R - flo`` (``flo``: the next slot's position in its word); then they take
+    the slots ``[flo, flo + todo)``, else the rest of the word ``[flo, R)``. Timing: no carry chain
+    -- the fit and the mask are a small truth table of ``flo`` and ``todo``'s low bits (mux trees
+    of constants: yosys builds a carry chain for even a narrow compare or subtraction).
+
+    Members
+    -------
+    flo : In(log2(R))
+    todo : In(16)
+    fits : Out(1)
+        All of ``todo`` fits this word (the symbol is done this clock).
+    space : Out(range(R + 1))
+        Slots left in this word (``R - flo``).
+    mask : Out(R)
+        The slots written this clock.
+
+    Combinational.
+    """
+
+    def __init__(self, params: DecoderParams):
+        self.R, self.rb = params.fill_rate, params.fill_rate.bit_length() - 1
+        super().__init__({"flo": In(self.rb), "todo": In(16), "fits": Out(1), "space": Out(range(self.R + 1)),
+                          "mask": Out(self.R)})
+
+    def elaborate(self, platform):
+        m = Module()
+        R, rb = self.R, self.rb
+        flo, todo = self.flo, self.todo
+        t = todo[:rb + 1]
+
+        def run(start, n):
+            """The write mask of the slots [start, start + n) of a table word."""
+            return Const(((1 << n) - 1) << start & ((1 << R) - 1), R)
+        # per (flo, t): t <= R - flo, and the slots [flo, flo + t) of the table word
+        table = [Cat(Const(tv <= R - lv, 1), run(lv, tv)) for lv in range(1 << rb) for tv in range(1 << (rb + 1))]
+        fit_lo, mask_fit = Signal(), Signal(R)
+        m.d.comb += [Cat(fit_lo, mask_fit).eq(select(table, Cat(t, flo))),
+                     self.space.eq(R - flo if rb else 1),
+                     self.fits.eq((todo[rb + 1:] == 0) & fit_lo)]
+        # the slots [flo, R): the rest of the table word
+        mask_rest = select([run(lv, R) for lv in range(1 << rb)], flo)
+        m.d.comb += self.mask.eq(Mux(self.fits, mask_fit, mask_rest))
+        return m
 
 
 class Frontend(wiring.Component):
@@ -49,9 +153,15 @@ class Frontend(wiring.Component):
     halt : In(1)
         An error was raised anywhere: stop parsing, accept and drop all input.
     fields, freq, slot, state : Out(...)
-        Write strobes (``we``) with the bank and the value.
+        Write strobes (``we``) with the bank and the value, registered: all the writes into
+        the banks reach them a clock after the parser makes them, which keeps the FSM off the
+        paths into the tables.
     ready : Out(StructLayout({"we": 1, "bank": 1}))
-        Layer header complete: the bank may decode.
+        Layer header complete: the bank may decode (registered with the writes, so it still
+        follows the last table or state write).
+    ready_soon : Out(StructLayout({"we": 1, "bank": 1}))
+        ``ready`` a clock earlier, as the parser makes it (the sequencer compares it with its
+        next bank a clock ahead).
     loading : Out(StructLayout({"we": 1, "bank": 1}))
         The parser starts writing bank ``bank``.
     error : Out(ErrorCode)
@@ -88,6 +198,7 @@ class Frontend(wiring.Component):
             "state": Out(data.StructLayout({"we": 1, "bank": 1, "lane": range(p.lanes),
                                             "way": range(p.ways), "x": 32})),
             "ready": Out(data.StructLayout({"we": 1, "bank": 1})),
+            "ready_soon": Out(data.StructLayout({"we": 1, "bank": 1})),
             "loading": Out(data.StructLayout({"we": 1, "bank": 1})),
             "error": Out(ErrorCode),
             "stream_start": Out(1),
@@ -98,6 +209,14 @@ class Frontend(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self.p
+        # The writes into the banks are made here and registered on their way out (all by one
+        # clock, so `ready` still follows the last table/state write): keeps the FSM off the
+        # paths into the tables. `ready` also leaves as it is made (`ready_soon`).
+        fields, freq, slot, state = (Signal(getattr(self, n).shape(), name=f"{n}_next")
+                                     for n in ("fields", "freq", "slot", "state"))
+        ready = self.ready_soon
+        m.d.sync += [self.fields.eq(fields), self.freq.eq(freq), self.slot.eq(slot), self.state.eq(state),
+                     self.ready.eq(ready)]
         M, K, D, S = p.prob_bits, p.lanes, p.ways, p.max_symbols
         wide = p.word_width == 32
         wpb = p.words_per_beat
@@ -143,31 +262,12 @@ class Frontend(wiring.Component):
         pay_last = Signal()                    # rem <= words per beat
 
         to_end = Signal()                      # the word taken now is the stream's final word
-        # Raised conditions, one signal per code (separate signals, not bits of one vector: a
-        # comb vector whose bits are partly constant becomes an ``always @*`` without inputs in
-        # the generated Verilog, which Icarus never evaluates).
-        codes = list(ErrorCode)[1:]
-        errs = {c: Signal(name=f"err_{c.name.lower()}") for c in codes}
-        errs_r = {c: Signal(name=f"err_{c.name.lower()}_r") for c in codes}
-        with m.If(~self.halt):
-            m.d.sync += [errs_r[c].eq(errs[c]) for c in codes]
-        # The base's range check (codes base .. base + nsym - 1 fit code_bits) is made on the
-        # registers a clock after the word, straight into its own flag. It is narrow: the base
-        # must be a sign extension of its low code_bits (a zero/ones test), and then
-        # base + nsym <= 2**(code_bits - 1) on a few bits; nsym > max_symbols is UNSUPPORTED
-        # anyway, so only its low bits(max_symbols) bits take part.
-        cb = p.code_bits
-        check_base = Signal()
-        base_bad_r = Signal()
+        # the checks: conditions raised by the FSM, registered and encoded in ParseErrors
+        m.submodules.errors = errors = ParseErrors(p)
+        check_base = Signal()                  # the base word was taken: check it next clock
         m.d.sync += check_base.eq(0)
-        hi = base[cb - 1:]
-        ext_ok = (hi == 0) | (hi == (1 << len(hi)) - 1)
-        top = base[:cb].as_signed() + nsym[:S.bit_length()]
-        with m.If(~self.halt):
-            m.d.sync += base_bad_r.eq(check_base & (~ext_ok | (top > (1 << (cb - 1)))))
-        for code in reversed(codes):           # lowest code wins
-            with m.If(errs_r[code] | (base_bad_r if code == ErrorCode.UNSUPPORTED else 0)):
-                m.d.comb += self.error.eq(code)
+        m.d.comb += [errors.check_base.eq(check_base), errors.base.eq(base), errors.nsym.eq(nsym),
+                     errors.halt.eq(self.halt), self.error.eq(errors.error)]
 
         def take():
             """Consume the current word (and the beat, when it is the beat's last word)."""
@@ -178,7 +278,7 @@ class Frontend(wiring.Component):
                 m.d.comb += self.i.ready.eq(1)
 
         def fail(code):
-            m.d.comb += errs[code].eq(1)
+            m.d.comb += getattr(errors, code.name.lower()).eq(1)
 
         def load(n):
             m.d.sync += [left.eq(n), lastw.eq(n == 1)]
@@ -248,52 +348,34 @@ class Frontend(wiring.Component):
             """After the tables and states, a pad word, then the check word. On a 32-bit bus
             both are one beat, so the bank is ready now."""
             if wide:
-                m.d.comb += self.ready.we.eq(~few)
+                m.d.comb += ready.we.eq(~few)
             m.next = "PAD"
 
         def to_check():
-            m.d.comb += self.ready.we.eq(~few)
+            m.d.comb += ready.we.eq(~few)
             m.next = "CHECK"
 
         # Data outputs are driven in every state (only the `we` strobes depend on the FSM): no
         # state decode in front of the registers that take them.
-        data_out = [self.loading.bank.eq(bank), self.ready.bank.eq(bank),
-                    self.fields.bank.eq(bank), self.fields.count.eq(count), self.fields.base.eq(base),
-                    self.freq.bank.eq(bank), self.freq.index.eq(idx), self.freq.f.eq(word), self.freq.c.eq(cum),
-                    self.freq.full.eq(room == 0),     # c = 2**M: a trailing symbol of frequency 0
-                    self.state.bank.eq(bank), self.state.lane.eq(lane), self.state.way.eq(way),
+        data_out = [self.loading.bank.eq(bank), ready.bank.eq(bank),
+                    fields.bank.eq(bank), fields.count.eq(count), fields.base.eq(base),
+                    freq.bank.eq(bank), freq.index.eq(idx), freq.f.eq(word), freq.c.eq(cum),
+                    freq.full.eq(room == 0),     # c = 2**M: a trailing symbol of frequency 0
+                    state.bank.eq(bank), state.lane.eq(lane), state.way.eq(way),
                     # a 32-bit beat holding a whole state (its low half first) is written at once
-                    self.state.x.eq(Mux(~half & ~left[0], Cat(word_lo, word_hi), Cat(lo, word))
+                    state.x.eq(Mux(~half & ~left[0], Cat(word_lo, word_hi), Cat(lo, word))
                                     if wide else Cat(lo, word))]
         if p.lookup == "table":
-            # Slots [cum, cum + f) get symbol `idx`, up to R per clock: the part of the run that
-            # falls into one R-slot word of the slot table. Timing: no carry chain before the
-            # FSM's decision or the slot write. The slots still to fill are the word itself
-            # (`fresh`) or a register `rest` (made as `todo - space`, off the path); whether
-            # they fit the table word and which slots they take is a small truth table of the
-            # word position `flo` and `todo`'s low bits (mux trees of constants: yosys builds a
-            # carry chain for even a narrow compare or subtraction); `fpos` is a register
-            # advanced by the slots written. Made outside the FSM (used in FREQ only): no state decode either.
+            # Slots [cum, cum + f) get symbol `idx`, up to R per clock (SlotFill). The slots still
+            # to fill are the word itself (`fresh`) or a register `rest` (made as `todo - space`,
+            # off the path); `fpos` is a register advanced by the slots written. Made outside the
+            # FSM (used in FREQ only): no state decode either.
             R, rb = p.fill_rate, self.fill_bits
-            flo = fpos[:rb]                        # the next slot's position in its table word
-            space = Signal(range(R + 1))           # slots left in this table word
+            m.submodules.slot_fill = fill = SlotFill(p)
             todo = Signal(16)                      # slots of the symbol still to write
-            fits = Signal()                        # ... all in this clock (the symbol is done)
-            t = todo[:rb + 1]
-
-            def run(start, n):
-                """The write mask of the slots [start, start + n) of a table word."""
-                return Const(((1 << n) - 1) << start & ((1 << R) - 1), R)
-            # per (flo, t): t <= R - flo, and the slots [flo, flo + t) of the table word
-            table = [Cat(Const(tv <= R - lv, 1), run(lv, tv)) for lv in range(1 << rb) for tv in range(1 << (rb + 1))]
-            fit_lo, mask_fit = Signal(), Signal(R)
-            m.d.comb += [Cat(fit_lo, mask_fit).eq(select(table, Cat(t, flo))),
-                         space.eq(R - flo if rb else 1), todo.eq(Mux(fresh, word, rest)),
-                         fits.eq((todo[rb + 1:] == 0) & fit_lo)]
-            # the slots [flo, R): the rest of the table word
-            mask_rest = select([run(lv, R) for lv in range(1 << rb)], flo)
-            data_out += [self.slot.bank.eq(bank), self.slot.index.eq(fpos[rb:M]), self.slot.sym.eq(idx),
-                         self.slot.mask.eq(Mux(fits, mask_fit, mask_rest))]
+            fits, space, t = fill.fits, fill.space, todo[:rb + 1]
+            m.d.comb += [fill.flo.eq(fpos[:rb]), fill.todo.eq(todo), todo.eq(Mux(fresh, word, rest))]
+            data_out += [slot.bank.eq(bank), slot.index.eq(fpos[rb:M]), slot.sym.eq(idx), slot.mask.eq(fill.mask)]
 
         with m.FSM(name="parse"):
             with m.State("HDR"):
@@ -335,7 +417,7 @@ class Frontend(wiring.Component):
                              nstates2.eq(Mux(le_const(count, K * D - 1), count[:13] << 1, 2 * K * D)),
                              ns_zero.eq(count == 0), npay_zero.eq((npay_lo == 0) & (npay_hi == 0)),
                              few.eq(le_const(count, K))]
-                m.d.comb += self.fields.we.eq(1)
+                m.d.comb += fields.we.eq(1)
                 m.next = "FREQ"
 
             def nsym_word(w):
@@ -354,7 +436,7 @@ class Frontend(wiring.Component):
             free = Signal(2)
             ready_d = Signal()
             busy = self.bank_busy | (Mux(self.shadow_busy, 0b11, 0) if p.lookup == "compare" else 0)
-            m.d.sync += [ready_d.eq(self.ready.we), free.eq(Mux(self.ready.we | ready_d, 0, ~busy))]
+            m.d.sync += [ready_d.eq(ready.we), free.eq(Mux(ready.we | ready_d, 0, ~busy))]
             with m.State("FIELDS"):
                 with m.If(v & (free.bit_select(bank, 1) | (pos != 0))):
                     with m.If(pos == 0):
@@ -399,14 +481,14 @@ class Frontend(wiring.Component):
                     with m.If(word > room):
                         fail(ErrorCode.BAD_TABLE)
                     if p.lookup == "table":
-                        m.d.comb += self.slot.we.eq((word != 0) & (word <= room))
+                        m.d.comb += slot.we.eq((word != 0) & (word <= room))
                         m.d.sync += fpos.eq(Mux(fits, fpos + t, Cat(Const(0, rb), fpos[rb:] + 1)))
                         with m.If(~fits):
                             m.d.sync += [rest.eq(todo - space), fresh.eq(0)]
                     with m.If(fill_done):
                         take()
                         step()
-                        m.d.comb += self.freq.we.eq(1)
+                        m.d.comb += freq.we.eq(1)
                         m.d.sync += [idx.eq(idx + 1), chk.eq(chk + word), cum.eq(cum + word), room.eq(room - word),
                                      fresh.eq(1)]
                         with m.If(lastw):
@@ -423,7 +505,7 @@ class Frontend(wiring.Component):
                 drain_on_error()
 
             def next_state():
-                m.d.comb += self.state.we.eq(1)
+                m.d.comb += state.we.eq(1)
                 m.d.sync += lane.eq(lane + 1)
                 with m.If(lane == K - 1):
                     m.d.sync += [lane.eq(0), way.eq(way + 1)]
@@ -461,7 +543,7 @@ class Frontend(wiring.Component):
                 follows."""
                 with m.If(w != total):
                     fail(ErrorCode.HEADER_CHECK)
-                m.d.comb += self.ready.we.eq(few)
+                m.d.comb += ready.we.eq(few)
                 m.d.sync += [rem.eq(npay), pay_last.eq(npay <= wpb), chk.eq(fmt.CHECK_SEED)]
                 with m.If(npay_zero):
                     m.next = "MARK"

@@ -1,0 +1,176 @@
+"""The layers' symbol tables, in two banks: f and c per symbol, and the slot -> symbol lookup."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .params import DecoderParams
+
+__all__ = ["SymbolTables", "fc_layout", "freq_write_layout", "slot_write_layout"]
+
+
+def fc_layout(params: DecoderParams) -> data.StructLayout:
+    """A symbol's frequency ``f`` and cumulative frequency ``c``; with three or more low bits
+    of ``x >> M`` multiplied in the fabric (``mul_split >= 3``, M <= 11 on a MULT18) also
+    ``f3`` = 3·f, so S2 selects radix-4 multiples of f (0, f, 2f, 3f) per two bits and S3 adds
+    half as many terms (measured: docs/architecture.md, "What is left")."""
+    M = params.prob_bits
+    return data.StructLayout({"f": unsigned(M + 1), "c": unsigned(M),
+                              **({"f3": unsigned(M + 2)} if params.mul_split >= 3 else {})})
+
+
+def freq_write_layout(params: DecoderParams) -> data.StructLayout:
+    """The parser's write of one symbol's frequency (``full``: c = 2**M, a trailing symbol of
+    frequency 0)."""
+    M = params.prob_bits
+    return data.StructLayout({"we": 1, "bank": 1, "index": range(params.max_symbols),
+                              "f": unsigned(M + 1), "c": unsigned(M), "full": 1})
+
+
+def slot_write_layout(params: DecoderParams) -> data.StructLayout:
+    """The parser's write of up to ``fill_rate`` slots of the slot table (``mask``) with a symbol."""
+    fill_bits = params.fill_rate.bit_length() - 1
+    return data.StructLayout({"we": 1, "bank": 1, "index": unsigned(params.prob_bits - fill_bits),
+                              "mask": unsigned(params.fill_rate), "sym": range(params.max_symbols)})
+
+
+class SymbolTables(wiring.Component):
+    """Both banks' symbol tables, written by the parser, read by the lanes.
+
+    - f and c (and 3f at M <= 11) per symbol, read by each lane in S2 from its symbol:
+      ``fc_read="async"``: one LUT-RAM for both banks, read with the symbol registered in R2
+      and the beat's bank; ``"sync"`` (always with ``lookup="table"``): one memory per bank,
+      both read with the symbol of S1 (block RAM where there is no LUT-RAM, as on iCE40), the
+      bank chosen in S2 from the read registers.
+    - ``lookup="compare"``: the cumulative frequencies as registers, broadcast to the lanes'
+      comparators (``cum``, ``cum_mask``: which symbols exist). The parser fills a shadow copy,
+      which becomes active when the layer's first beat enters R0; ``shadow_busy`` keeps the
+      parser from the shadow copy from its ``ready`` until then.
+    - ``lookup="table"``: the slot -> symbol RAM (block RAM, ``fill_rate`` symbols a word), read
+      with the state entering R0 (``slot_index`` and the beat's bank), the word in S0.
+
+    Members
+    -------
+    en : In(1)
+        The datapath advances (the slot RAM's read enable).
+    lane_en : In(K)
+        Each lane's copy of ``en`` (the synchronous f/c reads' enables).
+    clear : In(1)
+        A layer's fields were written: its shadow table starts empty (``compare``).
+    freq : In(freq_write_layout(params))
+        A symbol's f and c, for a bank.
+    slot : In(slot_write_layout(params))
+        Slots of the slot table, for a bank (``table``).
+    ready : In(1)
+        A layer is loaded: the shadow table is taken until its first beat (``compare``).
+    entering : In(StructLayout({"valid": 1, "first": 1, "bank": 1}))
+        The beat whose states enter R0 (its first beat activates a layer's table; ``table``:
+        its bank addresses the slot RAM).
+    r2_bank : In(1)
+        The bank of the beat in R2 (f/c are read for it).
+    fc_symbol : In(ArrayLayout(sym_bits, K))
+        Each lane's symbol to read f/c for: the one registered in R2 (``async``) or made in S1
+        (``sync``).
+    fc : Out(ArrayLayout(fc_layout(params), K))
+        Each lane's f and c in S2.
+    cum : Out(ArrayLayout(prob_bits, max_symbols)), cum_mask : Out(max_symbols)
+        ``compare``: the active layer's cumulative frequencies, and which symbols it has.
+    shadow_busy : Out(1)
+        ``compare``: the shadow table holds a loaded layer that is not active yet.
+    slot_index : In(ArrayLayout(prob_bits - log2(fill_rate), K)), slot_word : Out(ArrayLayout(fill_rate * sym_bits, K))
+        ``table``: each lane's slot (of the state entering R0) and the RAM word holding it, a
+        clock later.
+
+    Latency: a write is readable the clock after it; f/c in S2 (the same clock, ``async``; a
+    read issued in S1, ``sync``); the slot word a clock after its address.
+    """
+
+    def __init__(self, params: DecoderParams):
+        self.p = p = params
+        K, M, S, SB = p.lanes, p.prob_bits, p.max_symbols, p.sym_bits
+        members = {
+            "en": In(1),
+            "lane_en": In(K),
+            "clear": In(1),
+            "freq": In(freq_write_layout(p)),
+            "slot": In(slot_write_layout(p)),
+            "ready": In(1),
+            "entering": In(data.StructLayout({"valid": 1, "first": 1, "bank": 1})),
+            "r2_bank": In(1),
+            "fc_symbol": In(data.ArrayLayout(SB, K)),
+            "fc": Out(data.ArrayLayout(fc_layout(p), K)),
+        }
+        if p.lookup == "compare":
+            members.update({"cum": Out(data.ArrayLayout(M, S)), "cum_mask": Out(S), "shadow_busy": Out(1)})
+        else:
+            rb = p.fill_rate.bit_length() - 1
+            members.update({"slot_index": In(data.ArrayLayout(M - rb, K)),
+                            "slot_word": Out(data.ArrayLayout(p.fill_rate * SB, K))})
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.p
+        K, M, S, SB = p.lanes, p.prob_bits, p.max_symbols, p.sym_bits
+        freq, slot = self.freq, self.slot
+        f3 = p.mul_split >= 3
+        layout = fc_layout(p)
+
+        # f and c (and 3f)
+        if p.fc_sync:
+            fc_r = []
+            for b in range(2):
+                m.submodules[f"fc_mem{b}"] = mem = Memory(shape=layout, depth=1 << SB, init=[])
+                fc_w = mem.write_port()
+                m.d.comb += [fc_w.addr.eq(freq.index), fc_w.data.f.eq(freq.f), fc_w.data.c.eq(freq.c),
+                             fc_w.en.eq(freq.we & (freq.bank == b))]
+                if f3:
+                    m.d.comb += fc_w.data.f3.eq(freq.f + (freq.f << 1))
+                fc_r.append([mem.read_port(domain="sync") for _ in range(K)])
+            for j in range(K):
+                for b in range(2):
+                    m.d.comb += [fc_r[b][j].addr.eq(self.fc_symbol[j]), fc_r[b][j].en.eq(self.lane_en[j])]
+                m.d.comb += self.fc[j].eq(Mux(self.r2_bank, fc_r[1][j].data, fc_r[0][j].data))
+        else:
+            m.submodules.fc_mem = fc_mem = Memory(shape=layout, depth=2 << SB, init=[])
+            fc_w = fc_mem.write_port()
+            m.d.comb += [fc_w.addr.eq(Cat(freq.index, freq.bank)), fc_w.data.f.eq(freq.f),
+                         fc_w.data.c.eq(freq.c), fc_w.en.eq(freq.we)]
+            if f3:
+                m.d.comb += fc_w.data.f3.eq(freq.f + (freq.f << 1))
+            fc_r = [fc_mem.read_port(domain="comb") for _ in range(K)]
+            for j in range(K):
+                m.d.comb += [fc_r[j].addr.eq(Cat(self.fc_symbol[j], self.r2_bank)), self.fc[j].eq(fc_r[j].data)]
+
+        if p.lookup == "table":
+            R, rb = p.fill_rate, p.fill_rate.bit_length() - 1
+            m.submodules.slot_mem = slot_mem = Memory(shape=unsigned(R * SB), depth=2 << (M - rb), init=[])
+            sw = slot_mem.write_port(granularity=SB)
+            m.d.comb += [sw.addr.eq(Cat(slot.index, slot.bank)), sw.data.eq(Cat(*[slot.sym] * R)),
+                         sw.en.eq(Mux(slot.we, slot.mask, 0))]
+            for j in range(K):
+                rd = slot_mem.read_port()
+                m.d.comb += [rd.addr.eq(Cat(self.slot_index[j], self.entering.bank)), rd.en.eq(self.en),
+                             self.slot_word[j].eq(rd.data)]
+        else:
+            # the cumulative table for the comparators: the parser fills the shadow copy, which
+            # becomes active when the layer's first beat enters the datapath
+            shadow = [Signal(M, name=f"shadow_cum{k}") for k in range(S)]
+            shadow_mask = Signal(S)
+            active = [Signal(M, name=f"cum{k}") for k in range(S)]
+            active_mask = Signal(S)
+            shadow_busy = Signal()
+            with m.If(self.clear):
+                m.d.sync += shadow_mask.eq(0)
+            with m.If(freq.we):
+                m.d.sync += [Array(shadow)[freq.index].eq(freq.c),
+                             shadow_mask.bit_select(freq.index, 1).eq(~freq.full)]
+            with m.If(self.ready):
+                m.d.sync += shadow_busy.eq(1)
+            with m.If(self.en & self.entering.valid & self.entering.first):
+                m.d.sync += [Cat(*active).eq(Cat(*shadow)), active_mask.eq(shadow_mask), shadow_busy.eq(0)]
+            m.d.comb += [self.cum.eq(Cat(*active)), self.cum_mask.eq(active_mask), self.shadow_busy.eq(shadow_busy)]
+        return m
