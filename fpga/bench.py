@@ -1,4 +1,5 @@
-"""``subbit bench rtl``: the decoder's design space -- area, Fmax, throughput, latency.
+"""What ``subbit bench rtl`` measures: the decoder's design space -- area, Fmax, throughput, latency
+(its options are parsed in `subbit.cli.synthesis`).
 
 For every K (lanes), M (probability bits) and symbol-lookup variant, synthesize and place and
 route the decoder (:func:`subbit.fpga.flow.synthesize`), and measure its cycle behaviour with
@@ -8,7 +9,6 @@ A 32-bit counter through the same flow is the calibration row. Points run in par
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import importlib
 import json
@@ -19,12 +19,10 @@ import subprocess
 import sys
 import time
 
-from subbit.fpga.targets import TARGETS
-from subbit.model import paths
 from subbit.model.errors import SubbitError
 
-__all__ = ["LANES", "PROB_BITS", "LOOKUPS", "measure_function", "run_point", "sweep", "rtl_markdown",
-           "plot", "register"]
+__all__ = ["LANES", "PROB_BITS", "LOOKUPS", "measure_function", "run_point", "sweep", "check_points",
+           "read_sweep", "other_grade", "rtl_markdown", "plot", "source_state"]
 
 LANES, PROB_BITS, LOOKUPS = (1, 2, 4, 8), (10, 12, 14), ("compare", "table")
 MEASURE = "subbit.sim.rtl_decode.measure"
@@ -55,7 +53,7 @@ def run_point(point: dict, target: str, build_root: str, freq_mhz=None, seed=1, 
     ``error`` / ``measure_error`` (messages) when a step failed.
     """
     from subbit.fpga import flow
-    from subbit.fpga.cli import decoder_kwargs, design_verilog
+    from subbit.fpga.design import decoder_kwargs, design_verilog
     row, t0 = dict(point), time.monotonic()
     try:
         verilog, top = design_verilog(**point)
@@ -133,7 +131,7 @@ def _window(r) -> str:
     return "shift" if "window" not in r else r["window"] or default_window(r["lanes"])
 
 
-def _other_grade(grade):
+def other_grade(grade):
     """``grade`` when it is not the ECP5 default (6) and so gets a section and plot of its own;
     else None."""
     from subbit.fpga.flow import speed_grade
@@ -164,7 +162,7 @@ def rtl_markdown(rows: list[dict], *, command: str, source: str | None = None, p
     if len(seeds) > 1:
         freq += (f", seeds {', '.join(map(str, seeds))}: Fmax is the median run's (the lower middle one for an "
                  "even count), the range over the seeds in brackets; the other columns are the same for every seed")
-    grade = _other_grade(ok.get("speed_grade"))
+    grade = other_grade(ok.get("speed_grade"))
     at = f" at ECP5 speed grade {grade}" if grade else ""
     out = [f"## RTL decoder{at}: area, Fmax, throughput, latency (`subbit bench rtl`)", "",
            f"Command: `{command}`. Target: {ok.get('device', '?')}; {tools}; {freq}. "
@@ -271,33 +269,10 @@ def source_state() -> str | None:
     return f"commit {head}" + (" with uncommitted changes in hw/" if dirty else "")
 
 
-def _seeds(seed):
-    return ",".join(map(str, seed)) if isinstance(seed, tuple) else seed
-
-
-def _command(args):
-    cmd = ["subbit bench rtl", f"--target {args.target}"]
-    if args.quick:
-        cmd.append("--quick")
-    else:
-        for opt, val, default in (("--lanes", args.lanes, list(LANES)), ("--prob-bits", args.prob_bits,
-                                  list(PROB_BITS)), ("--lookup", args.lookup, list(LOOKUPS))):
-            if list(val) != default:
-                cmd.append(f"{opt} {' '.join(map(str, val))}")
-    for opt, val in (("--max-symbols", args.max_symbols if args.max_symbols != 15 else None),
-                     ("--word-width", args.word_width if args.word_width != 16 else None),
-                     ("--ways", args.ways), ("--prefetch", args.prefetch), ("--fc-read", args.fc_read),
-                     ("--window", args.window), ("--freq", args.freq), ("--speed", args.speed),
-                     ("--seed", _seeds(args.seed) if args.seed != 1 else None)):
-        if val is not None:
-            cmd.append(f"{opt} {val:g}" if isinstance(val, float) else f"{opt} {val}")
-    return " ".join(cmd)
-
-
-def _check_points(points):
+def check_points(points):
     """Every decoder configuration of the sweep is valid, before any tool runs (SubbitError naming
     the first bad one)."""
-    from subbit.fpga.cli import decoder_kwargs
+    from subbit.fpga.design import decoder_kwargs
     from subbit.hw.params import DecoderParams
     for p in points:
         if p.get("design") == "decoder":
@@ -307,7 +282,7 @@ def _check_points(points):
                 raise SubbitError(f"configuration {_tag(p)}: {e}") from None
 
 
-def _read_sweep(path):
+def read_sweep(path):
     """A previous run's ``sweep.json`` (``--redraw``)."""
     try:
         with open(path) as fh:
@@ -321,97 +296,3 @@ def _read_sweep(path):
         raise SubbitError(f"{path} is not a sweep.json of `subbit bench rtl` (no list of rows with a 'design')")
     run.setdefault("command", "?")
     return run
-
-
-def cmd_bench_rtl(args):
-    from subbit import results
-    from subbit.fpga.cli import check_speed, default_fc_read, default_multiplier, default_window
-    from subbit.hw.params import recommended_prefetch, recommended_ways
-    t0 = time.monotonic()
-    args.build_dir = args.build_dir or paths.cache_dir("bench-rtl")
-    if args.redraw:
-        run = _read_sweep(args.redraw)
-        grade = next((r["speed_grade"] for r in run["rows"] if r.get("speed_grade")), None)
-    else:
-        if args.quick:
-            args.lanes, args.prob_bits, args.lookup = [1], [12], ["compare"]
-        points = [{"design": "counter"}] + [
-            {"design": "decoder", "lanes": k, "prob_bits": m, "lookup": lk, "max_symbols": args.max_symbols,
-             "word_width": args.word_width, "ways": args.ways if args.ways is not None else recommended_ways(k),
-             "multiplier": args.multiplier or default_multiplier(args.target),
-             "prefetch": args.prefetch if args.prefetch is not None else recommended_prefetch(k),
-             "fc_read": args.fc_read or default_fc_read(args.target),
-             "window": args.window or default_window(args.target)}
-            for k in args.lanes for m in args.prob_bits for lk in args.lookup]
-        _check_points(points)
-        check_speed(args)
-        grade = args.speed
-        from subbit.fpga.flow import make_build_dir
-        make_build_dir(args.build_dir)
-        measure = not args.no_measure
-        if not measure:
-            print("subbit bench rtl: weights/cycle and latency columns stay empty (--no-measure)", file=sys.stderr)
-        run = {"command": _command(args), "source": source_state()}
-        run["rows"] = sweep(points, target=args.target, build_root=args.build_dir, jobs=args.jobs,
-                            freq_mhz=args.freq, seed=args.seed, speed=args.speed, measure=measure,
-                            progress=lambda m: print(f"subbit bench rtl: {m}", file=sys.stderr, flush=True))
-        os.makedirs(args.build_dir, exist_ok=True)
-        out = os.path.join(args.build_dir, "sweep.json")
-        with open(f"{out}.{os.getpid()}.tmp", "w") as fh:     # whole or not at all, whoever else runs
-            json.dump(run, fh, indent=1)
-        os.replace(f"{out}.{os.getpid()}.tmp", out)
-    png_dir = os.path.dirname(results.RESULTS) if not args.no_write else args.build_dir
-    grade = _other_grade(grade)
-    section, png_name = (f"rtl-speed{grade}", f"rtl_sweep_speed{grade}.png") if grade else \
-        ("rtl", "rtl_sweep.png")
-    png = plot(run["rows"], os.path.join(png_dir, png_name))
-    md = rtl_markdown(run["rows"], command=run["command"], source=run.get("source"), plot_file=png_name)
-    print(md)
-    print(f"\nplot: {png}; " + ("" if args.redraw else f"rows: {os.path.join(args.build_dir, 'sweep.json')}; ")
-          + f"{time.monotonic() - t0:.0f} s")
-    if not args.no_write:
-        print(f"written to {results.update_section(section, md)}")
-    failed = [r for r in run["rows"] if "error" in r]
-    if failed and len(failed) == len(run["rows"]):
-        raise SubbitError(f"every configuration failed; first error: {failed[0]['error']}")
-
-
-def _positive_int(text):
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}")
-    return n
-
-
-def register(bsub):
-    from subbit.fpga.cli import add_design_args
-    b = bsub.add_parser(
-        "rtl", help="decoder design space: area, Fmax, weights/s (per LUT), latency over K, M, lookup",
-        description="Synthesize and place and route the decoder for every K x M x lookup (parallel processes), "
-        "next to a 32-bit reference counter; with subbit.sim.rtl_decode.measure, also simulate each for "
-        "weights/cycle and latency. Writes a table to docs/results.md and a plot to docs/rtl_sweep.png "
-        "(with --speed 7 or 8: a section and a plot rtl_sweep_speed<N>.png of their own).")
-    b.add_argument("--target", choices=list(TARGETS), default="ecp5", help="default ecp5 (see subbit synth --help)")
-    b.add_argument("--lanes", "-K", type=int, nargs="+", default=list(LANES), metavar="K",
-                   help="lane counts (default 1 2 4 8)")
-    b.add_argument("--prob-bits", "-M", type=int, nargs="+", default=list(PROB_BITS), metavar="M",
-                   help="probability precisions (default 10 12 14)")
-    b.add_argument("--lookup", nargs="+", choices=list(LOOKUPS), default=list(LOOKUPS),
-                   help="symbol-lookup variants (default both)")
-    add_design_args(b)
-    b.add_argument("--jobs", "-j", type=_positive_int, default=min(2, os.cpu_count() or 1),
-                   help="parallel processes (default 2)")
-    b.add_argument("--build-dir", default=None,
-                   help="working directory: a subdirectory per configuration with its logs, and sweep.json "
-                   "(default <cache>/bench-rtl, <cache> being $SUBBIT_BUILD_DIR, else $XDG_CACHE_HOME/subbit, "
-                   "else ~/.cache/subbit)")
-    b.add_argument("--no-measure", action="store_true", help="skip the cycle-accurate simulation")
-    b.add_argument("--quick", action="store_true", help="K=1, M=12, compare only (for tests)")
-    b.add_argument("--redraw", metavar="SWEEP.json", default=None,
-                   help="do not synthesize: redraw the table and plot from a previous run's <build-dir>/sweep.json")
-    b.add_argument("--no-write", action="store_true",
-                   help="print only (the plot goes to the build directory), do not update docs/")
-    b.set_defaults(func=cmd_bench_rtl)

@@ -6,11 +6,9 @@ from amaranth.hdl import Const, Instance, Module, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .params import rejected
+from .params import MULTIPLIERS, rejected
 
 __all__ = ["MULTIPLIERS", "Multiplier"]
-
-MULTIPLIERS = ("generic", "ecp5")
 
 
 class Multiplier(wiring.Component):

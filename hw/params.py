@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from amaranth.lib import enum
+from dataclasses import dataclass, field
 
 from ..model import rans
 from ..model.errors import SubbitError
 from ..model.stream import StreamConfig
 
-__all__ = ["PIPELINE_DEPTH", "LAYER_CHECK_CLOCKS", "FIRST_WEIGHT_CLOCKS", "LOOKUPS", "WINDOWS", "recommended_ways",
+__all__ = ["PIPELINE_DEPTH", "LAYER_CHECK_CLOCKS", "FIRST_WEIGHT_CLOCKS", "LOOKUPS", "WINDOWS", "WORD_WIDTHS",
+           "MULTIPLIERS", "FC_READS", "recommended_ways",
            "default_window",
            "DecoderParams", "ErrorCode", "rejected"]
+
+
+def __getattr__(name):
+    # ErrorCode is an Amaranth enum: loaded on first use, so that the parameters (and the command
+    # line's options generated from them) import without Amaranth
+    if name == "ErrorCode":
+        from .error_code import ErrorCode
+        return ErrorCode
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _option(help: str, legal: str | None = None, *, short: str | None = None, metavar: str | None = None,
+            choices: tuple | None = None, default_text: str | None = None) -> dict:
+    """A field's command-line option, as the field's metadata (`subbit.cli.options` makes
+    ``--field-name`` from it): what the field is, its legal values in words (``__post_init__``
+    checks them; ``choices`` for the named ones) and, for a None default, what None means."""
+    return {"option": dict(help=help, legal=legal, short=short, metavar=metavar, choices=choices,
+                           default_text=default_text)}
 
 
 def rejected(component, message: str) -> SubbitError:
@@ -40,6 +57,8 @@ FIRST_WEIGHT_CLOCKS = 3
 LOOKUPS = ("compare", "table")
 WINDOWS = ("shift", "ring")
 WORD_WIDTHS = (16, 32)
+MULTIPLIERS = ("generic", "ecp5")
+FC_READS = ("async", "sync")
 
 
 def recommended_ways(lanes: int) -> int:
@@ -68,22 +87,6 @@ def default_window(lanes: int) -> str:
     LUT4 sites (the 8-word shift was the critical path); K=4 3,809 -> 3,136 sites at about the same
     Fmax (docs/architecture.md)."""
     return "ring" if lanes >= 4 else "shift"
-
-
-class ErrorCode(enum.Enum, shape=4):
-    """Value of ``status.error``; sticky until reset. See docs/decoder.md."""
-    NONE = 0
-    BAD_MAGIC = 1          #: stream header word 0 is not 0x5342
-    BAD_VERSION = 2        #: stream version is not 2, or the reserved header word is not 0
-    CONFIG_MISMATCH = 3    #: stream M / lanes / ways differ from this decoder's
-    HEADER_CHECK = 4       #: a header check word does not match
-    BAD_TABLE = 5          #: alphabet size 0 or > 255, or frequencies not summing to 2**M
-    UNSUPPORTED = 6        #: alphabet larger than max_symbols, or codes wider than the output
-    TRUNCATED = 7          #: input `last` before the end of the stream
-    TRAILING = 8           #: the stream's final word came without `last`
-    FINAL_STATE = 9        #: a rANS state did not end at L = 2**16 (corrupted payload)
-    PAYLOAD_LENGTH = 10    #: a layer read more, or fewer, payload words than it declares
-    PAYLOAD_CHECK = 11     #: a payload check word does not match its payload
 
 
 @dataclass(frozen=True)
@@ -138,16 +141,31 @@ class DecoderParams:
         in distributed RAM, one copy per lane read at a registered address, so no word moves.
         None: :func:`default_window`. Cycle behaviour is identical.
     """
-    lanes: int = 1
-    prob_bits: int = 12
-    max_symbols: int = 15
-    word_width: int = 16
-    lookup: str = "compare"
-    ways: int = PIPELINE_DEPTH
-    multiplier: str = "generic"
-    prefetch: int = 32
-    fc_read: str | None = None
-    window: str | None = None
+    lanes: int = field(default=1, metadata=_option(
+        "lanes K, weights decoded per clock", "1, 2, 4 or 8", short="-K", metavar="K"))
+    prob_bits: int = field(default=12, metadata=_option(
+        "rANS probability precision M", "8..15", short="-M", metavar="M"))
+    max_symbols: int = field(default=15, metadata=_option(
+        "largest alphabet accepted (15: layers of up to 4 bits)", "1..255", short="-S", metavar="S"))
+    word_width: int = field(default=16, metadata=_option(
+        "input bus width", choices=WORD_WIDTHS))
+    lookup: str = field(default="compare", metadata=_option(
+        "symbol lookup: comparators (small alphabets) or a 2**M-entry slot table in block RAM",
+        choices=LOOKUPS))
+    ways: int = field(default=PIPELINE_DEPTH, metadata=_option(
+        "interleaved states per lane", f"{PIPELINE_DEPTH}..{rans.MAX_WAYS}, at least the "
+        "datapath's pipeline depth", metavar="D"))
+    multiplier: str = field(default="generic", metadata=_option(
+        "lane multiplier: portable Verilog, or an ECP5 MULT18X18D with its registers", choices=MULTIPLIERS))
+    prefetch: int = field(default=32, metadata=_option(
+        "payload words the parser may run ahead of the lanes", "0 or a power of two 16..4096; 32 sits in "
+        "LUT-RAM, deeper may use block RAM", metavar="WORDS"))
+    fc_read: str | None = field(default=None, metadata=_option(
+        "how the lanes read f/c: async (LUT-RAM) or sync (block RAM where there is no LUT-RAM)",
+        choices=FC_READS, default_text="async with --lookup compare, sync with table"))
+    window: str | None = field(default=None, metadata=_option(
+        "payload word window: shift (a register file) or ring (LUT-RAM, one copy per lane)", choices=WINDOWS,
+        default_text=", ".join(f"K={k}: {default_window(k)}" for k in (1, 2, 4, 8))))
 
     def __post_init__(self):
         if self.lanes not in rans.LANES_ALLOWED:
@@ -164,14 +182,14 @@ class DecoderParams:
         if not (self.prefetch == 0 or (isinstance(self.prefetch, int) and 16 <= self.prefetch <= 4096
                                        and self.prefetch & (self.prefetch - 1) == 0)):
             raise SubbitError(f"prefetch must be 0 or a power of two in 16..4096, not {self.prefetch!r}")
-        if self.fc_read not in (None, "async", "sync"):
+        if self.fc_read not in (None,) + FC_READS:
             raise SubbitError(f"fc_read must be 'async' or 'sync', not {self.fc_read!r}")
         if self.fc_read == "async" and self.lookup == "table":
             raise SubbitError("fc_read='async' needs lookup='compare' (the slot table's symbol is "
                               "known a clock later; lookup='table' reads f/c synchronously)")
         if self.window not in (None,) + WINDOWS:
             raise SubbitError(f"window must be 'shift' or 'ring', not {self.window!r}")
-        if self.multiplier not in ("generic", "ecp5"):
+        if self.multiplier not in MULTIPLIERS:
             raise SubbitError(f"multiplier must be 'generic' or 'ecp5', not {self.multiplier!r}")
         if not (isinstance(self.ways, int) and PIPELINE_DEPTH <= self.ways <= rans.MAX_WAYS):
             raise SubbitError(f"ways must be an integer in {PIPELINE_DEPTH}..{rans.MAX_WAYS} (the "

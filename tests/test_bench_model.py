@@ -3,7 +3,7 @@ sizes against entropy, the table."""
 
 from __future__ import annotations
 
-from subbit.bench import model_markdown, run_model_bench, targets
+from subbit.bench_model import model_markdown, run_model_bench, targets
 
 
 def test_model_bench_rows_and_table():

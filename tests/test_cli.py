@@ -98,3 +98,42 @@ def test_help_on_every_subcommand(capsys):
             main([name, "--help"])
         assert e.value.code == 0
         assert "usage: subbit " + name in capsys.readouterr().out
+
+
+def test_the_parser_imports_no_torch_amaranth_numba_or_cocotb():
+    """`subbit COMMAND --help` starts fast: the heavy packages load inside the commands that need them."""
+    import subprocess
+    import sys
+    code = ("import sys\n"
+            "from subbit.cli import build_parser\n"
+            "build_parser().parse_args(['compress', 'm.pt', '-o', 'm.sbw'])\n"
+            "print(sorted(m for m in ('torch', 'amaranth', 'numba', 'cocotb') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "[]", r.stderr
+
+
+def test_decoder_options_come_from_the_parameters():
+    """Every field of DecoderParams is an option of `subbit verilog` with the dataclass's default; the
+    other commands take the same names."""
+    import dataclasses
+
+    from subbit.cli import build_parser
+    from subbit.cli.options import params_from_args
+    from subbit.hw.params import DecoderParams
+    ap = build_parser()
+    assert params_from_args(ap.parse_args(["verilog", "-o", "x.v"])) == DecoderParams()
+    args = ap.parse_args(["verilog", "-o", "x.v", "-K", "4", "-M", "10", "--max-symbols", "31", "--word-width", "32",
+                          "--lookup", "table", "--ways", "7", "--prefetch", "64", "--window", "shift"])
+    assert params_from_args(args) == DecoderParams(lanes=4, prob_bits=10, max_symbols=31, word_width=32,
+                                                   lookup="table", ways=7, prefetch=64, window="shift")
+    for f in dataclasses.fields(DecoderParams):
+        assert f.metadata["option"]["help"]
+    synth = ap.parse_args(["synth", "-K", "2", "--ways", "7"])
+    assert (synth.lanes, synth.ways, synth.prefetch) == (2, 7, None)           # None: the target chooses
+    rtl = ap.parse_args(["bench", "rtl", "-K", "1", "2", "-M", "12"])
+    assert (rtl.lanes, rtl.prob_bits, rtl.lookup) == ([1, 2], [12], ["compare", "table"])
+
+
+def test_a_bad_decoder_parameter_is_the_dataclass_message(capsys):
+    assert main(["verilog", "--lanes", "3", "-o", "-"]) == 2
+    assert capsys.readouterr().err == "subbit verilog: error: lanes must be one of (1, 2, 4, 8), not 3\n"

@@ -9,7 +9,7 @@ import pytest
 
 import subbit.sim
 from subbit.cli import main
-from subbit.demo import rtl_check
+from subbit.cli.demo import rtl_check
 from subbit.model.errors import SubbitError
 from train_util import one_torch_thread  # noqa: F401 (fixture)
 

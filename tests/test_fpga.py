@@ -63,7 +63,7 @@ def test_ecp5_counter(tmp_path):
     assert r["freq_target_mhz"] == 200.0 and set(r["fmax_by_clock"]) == {"clk"}
     assert "Yosys 0.70" in r["tools"]["yosys"] and "nextpnr-ecp5" in r["tools"]["nextpnr"]
     assert r["timing_met"] == (r["fmax_mhz"] >= 200.0) and r["timing_met_by_seed"] == {1: r["timing_met"]}
-    from subbit.fpga.cli import format_report
+    from subbit.fpga.design import format_report
     text = format_report(r)
     assert f"{r['fmax_mhz']:.1f} MHz" in text and "LUT4 sites" in text
     assert (f"timing met at 200 MHz (Fmax {r['fmax_mhz']:.2f} MHz)" if r["timing_met"] else
@@ -99,7 +99,7 @@ def test_ecp5_speed_grade(tmp_path, capsys):
     assert "speed grade 6" in slow["device"] and "speed grade 8" in fast["device"]
     assert fast["cells"] == slow["cells"]
     assert fast["fmax_mhz"] > 1.1 * slow["fmax_mhz"]
-    from subbit.fpga.cli import format_report
+    from subbit.fpga.design import format_report
     assert "speed grade 8" in format_report(fast)
     with pytest.raises(ValueError, match="must be one of 6, 7, 8, not 9"):
         flow.synthesize(counter_verilog(8), "counter", "ecp5", tmp_path / "9", speed=9)
@@ -132,7 +132,7 @@ def test_synth_says_whether_timing_was_met(tmp_path, capsys, monkeypatch):
     """The report names the verdict against the target frequency, per seed when they disagree;
     the JSON records it (flow.synthesize faked: the verdict is formatting, the real keys are
     checked in test_ecp5_counter)."""
-    from subbit.fpga.cli import format_report, timing_line
+    from subbit.fpga.design import format_report, timing_line
     assert timing_line(fake_result({1: 214.3})) == "timing met at 200 MHz (Fmax 214.30 MHz)"
     assert timing_line(fake_result({1: 172.7})) == "timing NOT met: Fmax 172.70 < target 200 MHz"
     assert timing_line(fake_result({1: 199.996})) == "timing NOT met: Fmax 200.00 < target 200 MHz"
@@ -408,9 +408,9 @@ def test_registered_wrapper_keeps_the_handshake(tmp_path):
 def test_bench_rtl_quick(tmp_path, capsys, monkeypatch):
     """The command end to end (the decoder replaced by an 8-bit counter to keep it short; the
     decoder's own generic synthesis is test_generic_k1_decoder_from_the_command_line)."""
-    from subbit.fpga import cli
-    real = cli.design_verilog
-    monkeypatch.setattr(cli, "design_verilog", lambda design="decoder", **kw:
+    from subbit.fpga import design
+    real = design.design_verilog
+    monkeypatch.setattr(design, "design_verilog", lambda design="decoder", **kw:
                         (counter_verilog(8), "counter") if design == "decoder" else real(design))
     assert main(["bench", "rtl", "--quick", "--target", "generic", "--no-write", "--no-measure", "--jobs", "1",
                  "--build-dir", str(tmp_path)]) == 0
@@ -520,11 +520,11 @@ def test_sweep_runs_points_in_parallel_processes(tmp_path):
 
 
 def test_a_generator_bug_fails_only_its_row(tmp_path, monkeypatch):
-    from subbit.fpga import cli
+    from subbit.fpga import design
 
     def broken(design="decoder", **kw):
         raise RuntimeError("combinational cycle")
-    monkeypatch.setattr(cli, "design_verilog", broken)
+    monkeypatch.setattr(design, "design_verilog", broken)
     [row] = bench.sweep([{"design": "decoder", "lanes": 1, "prob_bits": 12, "lookup": "table"}], target="generic",
                         build_root=str(tmp_path), jobs=1, measure=False)
     assert row["error"] == "generating the Verilog failed: RuntimeError: combinational cycle"

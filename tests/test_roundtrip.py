@@ -171,7 +171,7 @@ def test_zero_entropy_and_one_definition_of_the_rates(tmp_path, capsys):
     from subbit.model.compress import build_sbw
     from subbit.model.sbw import LayerMeta
     from subbit.model.stream import StreamConfig
-    from subbit.train import summary
+    from subbit.cli.training import summary
     assert str(entropy_bits(np.zeros(10))) == "0.0"
     z, r = np.zeros((4, 16), int), np.random.default_rng(0).integers(-3, 4, size=(8, 64))
     f = build_sbw([(LayerMeta("zero", z.shape, 3, [0.1]), z), (LayerMeta("rand", r.shape, 3, [0.1]), r)],

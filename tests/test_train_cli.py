@@ -7,7 +7,7 @@ from train_util import one_torch_thread  # noqa: F401 (fixture)
 
 
 def test_command_line_and_config():
-    from subbit.train import command_line, config_from_args
+    from subbit.cli.training import command_line, config_from_args
     args = build_parser().parse_args(["train", "--out", "o", "--target-bits", "0.5", "--dataset", "mnist",
                                       "--sweep", "1,0.75", "--per-channel", "--seed", "3"])
     assert command_line(args) == ("subbit train --out o --dataset mnist --target-bits 0.5 --sweep 1,0.75 "
@@ -27,9 +27,9 @@ def test_bench_train_quick(tmp_path, capsys, monkeypatch):
     before = (tmp_path / "digits" / "model.sbw").stat().st_mtime_ns
     docs = tmp_path / "docs"
     docs.mkdir()
+    import subbit.cli.training
     import subbit.results
-    import subbit.train
-    monkeypatch.setattr(subbit.train, "DOCS", str(docs))
+    monkeypatch.setattr(subbit.cli.training, "DOCS", str(docs))
     monkeypatch.setattr(subbit.results, "RESULTS", str(docs / "results.md"))
     assert main(["bench", "train", "--quick", "--only", "digits", "--out-root", str(tmp_path), "--reuse"]) == 0
     assert f"reusing {tmp_path}/digits/report.json" in capsys.readouterr().err

@@ -29,7 +29,7 @@ def test_digits_end_to_end(tmp_path):
     from subbit.model.train.loop import evaluate, runtime
     from subbit.model.train.models import build_model
     from subbit.model.train.qnet import rebuild
-    from subbit.train import bench_markdown
+    from subbit.cli.training import bench_markdown
     out = tmp_path / "run"
     assert main(["train", *E2E, "--out", str(out)]) == 0
     rep = json.loads((out / "report.json").read_text())

@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def configurations() -> dict[str, dict]:
     """name -> keyword arguments of ``subbit.hw.verilog.generate``."""
     from subbit.fpga.bench import LANES, LOOKUPS, PROB_BITS
-    from subbit.fpga.cli import default_fc_read, default_multiplier, default_window
+    from subbit.fpga.design import default_fc_read, default_multiplier, default_window
     from subbit.hw.params import recommended_prefetch, recommended_ways
     out = {}
     for target in ("ecp5", "ice40", "generic"):          # cmd_bench_rtl's points

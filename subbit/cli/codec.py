@@ -1,19 +1,17 @@
-"""The ``subbit`` command-line tool."""
+"""``subbit compress``, ``inspect`` and ``decode``: checkpoints to weight streams and back."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 
 from subbit.model.errors import SubbitError
 
+from .common import progress
+from .options import decoder_option
 
-def _progress():
-    """tqdm on a terminal, silent otherwise (keeps logs and pipes clean)."""
-    from tqdm import tqdm
-    return lambda it, **kw: tqdm(it, disable=not sys.stderr.isatty(), leave=False, **kw)
+__all__ = ["register", "cmd_compress", "cmd_inspect", "cmd_decode"]
 
 
 def _stream_config(args):
@@ -27,13 +25,10 @@ def _stream_config(args):
     return StreamConfig(prob_bits=args.prob_bits, lanes=args.lanes, ways=args.ways)
 
 
-def _add_coder_args(p, *, ways_default=6):
-    p.add_argument("--prob-bits", "-M", type=int, default=12, metavar="M",
-                   help="rANS probability precision M, 8..15 (default 12)")
-    p.add_argument("--lanes", "-K", type=int, default=1, metavar="K",
-                   help="hardware lanes K: 1, 2, 4 or 8 (default 1)")
-    p.add_argument("--ways", type=int, default=ways_default, metavar="D",
-                   help=f"interleaved states per lane, >= the decoder pipeline depth (default {ways_default})")
+def _add_coder_args(p):
+    """The stream's coder parameters: the decoder's M, lanes and ways (`DecoderParams` declares them)."""
+    for name in ("prob_bits", "lanes", "ways"):
+        decoder_option(name).add_to(p)
 
 
 # -- compress / inspect / decode --------------------------------------------------------
@@ -71,12 +66,12 @@ def cmd_compress(args):
             info["quantizer"] = f"ptq-{args.target_bits:g}b/w-calib" + ("" if args.split else "-nosplit")
         f, _ = compress.compress_to_budget(ck, args.target_bits, config, split=args.split,
                                            weighting=args.weighting, sensitivity=sens, info=info,
-                                           progress=_progress(), log=say)
+                                           progress=progress(), log=say)
     else:
         info["quantizer"] = f"rtn-{bits}bit-{args.step}"
         quantizer = quant.quantize_rtn if args.step == "maxabs" else ptq.quantize_mse
         f = compress.compress_state_dict(ck, bits, config, per_channel=args.per_channel, info=info,
-                                         progress=_progress(), quantizer=quantizer)
+                                         progress=progress(), quantizer=quantizer)
     rep = report.tensor_report(f, reference=ck.tensors)
     size = sbw.write_sbw(args.output, f)
     if args.json:
@@ -187,12 +182,9 @@ def cmd_decode(args):
         print(f"{args.codes}: integer codes of {len(tc)} tensors (int8)", file=sys.stderr)
 
 
-# -- entry point ------------------------------------------------------------------------
+# -- registration -----------------------------------------------------------------------
 
-def build_parser():
-    ap = argparse.ArgumentParser(prog="subbit", description=__doc__.strip() + " Weights below one bit, "
-                                 "decoded by a streaming rANS decoder in hardware.")
-    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def register(sub):
 
     p = sub.add_parser("compress", help="quantize and entropy-code a checkpoint (to a bit budget, or at --bits)",
                        description="Quantize every weight tensor of a PyTorch state_dict with a zero-point "
@@ -247,39 +239,9 @@ def build_parser():
     p.add_argument("--codes", metavar="FILE", help="write the integer codes of each coded layer (int8) to this "
                    ".safetensors file")
     p.add_argument("--rtl", choices=["verilator", "icarus"], help="decode with the RTL in this simulator")
-    p.add_argument("--lookup", choices=["compare", "table"], default=None,
-                   help="RTL symbol lookup (default: compare for <= 16 symbols, else table)")
-    p.add_argument("--word-width", type=int, choices=[16, 32], default=16, help="RTL input bus width")
-    p.add_argument("--max-symbols", type=int, default=None,
-                   help="RTL alphabet capacity (default: the largest alphabet in the file)")
+    g = p.add_argument_group("the decoder of --rtl")
+    decoder_option("lookup", default=None, default_text="compare for <= 16 symbols, else table").add_to(g)
+    decoder_option("word_width").add_to(g)
+    decoder_option("max_symbols", default=None, default_text="the largest alphabet in the file").add_to(g)
     p.set_defaults(func=cmd_decode)
 
-    _register_more(sub)
-    return ap
-
-
-def _register_more(sub):
-    """Sub-commands that live with their subsystems (hardware, FPGA, training, benchmarks)."""
-    from subbit import commands
-    commands.register(sub)
-
-
-def main(argv=None):
-    ap = build_parser()
-    args = ap.parse_args(argv)
-    try:
-        return args.func(args) or 0
-    except BrokenPipeError:                    # `subbit inspect --json f.sbw | head`: the reader left
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # Python's flush at exit would raise again
-        return 141
-    except SubbitError as e:
-        print(f"subbit {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"subbit {args.command}: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

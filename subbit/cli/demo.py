@@ -11,6 +11,8 @@ import os
 import tempfile
 import time
 
+from .training import summary
+
 
 def register(sub):
     p = sub.add_parser("demo", help="run the whole flow on the embedded default and print a summary",
@@ -34,7 +36,6 @@ def cmd_demo(args):
     from subbit.model.train.loop import evaluate, runtime
     from subbit.model.train.models import build_model
     from subbit.model.train.qnet import rebuild
-    from subbit.train import summary
 
     t0 = time.perf_counter()
     out = args.out or tempfile.mkdtemp(prefix="subbit-demo-")

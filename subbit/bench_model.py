@@ -1,4 +1,5 @@
-"""``subbit bench``: measured benchmarks, written into docs/results.md."""
+"""What ``subbit bench model`` measures: the rANS coders' speed (golden model, compiled coder, constriction)
+and compressed size against the entropy (its options are parsed in `subbit.cli.benchmarks`)."""
 
 from __future__ import annotations
 
@@ -7,23 +8,6 @@ import platform
 import time
 
 import numpy as np
-
-
-def register(sub):
-    p = sub.add_parser("bench", help="run a benchmark and write its table into docs/results.md",
-                       description="Benchmarks measure and publish: each writes its section of docs/results.md "
-                       "(use --no-write to only print).")
-    bsub = p.add_subparsers(dest="bench", required=True, metavar="BENCH")
-    b = bsub.add_parser("model", help="rANS coder speed (golden model, compiled coder) and compressed size "
-                        "vs entropy, next to constriction's ANS coder")
-    b.add_argument("--quick", action="store_true", help="smaller data, one repetition (for tests)")
-    b.add_argument("--no-write", action="store_true", help="print only, do not update docs/results.md")
-    b.set_defaults(func=cmd_bench_model)
-    from subbit.fpga import bench as fpga_bench
-    fpga_bench.register(bsub)
-    from subbit import bench_ptq
-    bench_ptq.register(bsub)
-    return bsub
 
 
 def _best_time(fn, reps):
@@ -176,14 +160,3 @@ def model_markdown(rows, command):
             "layers) the same data codes close to its entropy. Every other case, and every real "
             "layer measured, is within 1.005 x entropy at M = 12."]
     return "\n".join(out)
-
-
-def cmd_bench_model(args):
-    from subbit.results import update_section
-    n, reps, big = ((1 << 16), 1, 0) if args.quick else ((1 << 20), 3, BIG_N)
-    rows = run_model_bench(n=n, reps=reps, big=big)
-    cmd = "subbit bench model" + (" --quick" if args.quick else "")
-    md = model_markdown(rows, cmd)
-    print(md)
-    if not args.no_write:
-        print(f"\nwritten to {update_section('model', md)}")

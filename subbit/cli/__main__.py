@@ -1,0 +1,5 @@
+import sys
+
+from subbit.cli import main
+
+sys.exit(main())
