@@ -1,9 +1,10 @@
 """Fuzz target of the weight-stream reader: any input gives codes or a `SubbitError`, nothing else.
 
-Run (atheris / libFuzzer, coverage guided)::
+Run (atheris / libFuzzer, coverage guided; :func:`run`, on the command line
+`subbit.cli.fuzz_reader`)::
 
-    python -m subbit.model.fuzz --seconds 600            # on demand
-    python -m subbit.model.fuzz --seconds 20             # what CI runs (tests/test_fuzz.py)
+    python -m subbit.cli.fuzz_reader --seconds 600            # on demand
+    python -m subbit.cli.fuzz_reader --seconds 20             # what CI runs (tests/test_fuzz.py)
 
 Without atheris (it has no wheel for some platforms) the same target runs on
 seeded random inputs (``--engine random``). Any exception other than a
@@ -28,7 +29,6 @@ one-symbol layer may declare 2**32 - 1 weights).
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -161,16 +161,10 @@ def _random_engine(seconds: float, seed: int) -> int:
     return n
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m subbit.model.fuzz", description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=60.0, help="run time (default 60)")
-    ap.add_argument("--engine", choices=["atheris", "random"], default=None,
-                    help="default: atheris if it imports, else random")
-    ap.add_argument("--corpus", default=None, help="atheris corpus directory (created, seeded; default "
-                    "fuzz-corpus in the cache directory of subbit.model.paths)")
-    ap.add_argument("--seed", type=int, default=0)
-    a = ap.parse_args(argv)
-    engine = a.engine
+def run(seconds: float = 60.0, engine: str | None = None, corpus: str | None = None, seed: int = 0) -> int:
+    """Fuzz the reader for ``seconds``: with atheris (``engine`` None: when it imports), its corpus in
+    ``corpus`` (created and seeded; default fuzz-corpus in the cache directory of
+    `subbit.model.paths`), else on seeded random inputs; 0 when nothing crashed (a crash raises)."""
     if engine is None:
         try:
             import atheris  # noqa: F401
@@ -178,12 +172,12 @@ def main(argv=None) -> int:
         except ImportError:
             engine = "random"
     if engine == "random":
-        n = _random_engine(a.seconds, a.seed)
-        print(f"random engine: {n} inputs in {a.seconds:g} s, 0 crashes")
+        n = _random_engine(seconds, seed)
+        print(f"random engine: {n} inputs in {seconds:g} s, 0 crashes")
         return 0
     import atheris
     from .paths import cache_dir, make_dir
-    corpus = make_dir(a.corpus or cache_dir("fuzz-corpus"), "corpus directory")
+    corpus = make_dir(corpus or cache_dir("fuzz-corpus"), "corpus directory")
     for k, s in enumerate(seed_inputs()):
         with open(os.path.join(corpus, f"seed-{k}"), "wb") as fh:
             fh.write(s)
@@ -198,11 +192,8 @@ def main(argv=None) -> int:
                         setattr(obj, k, atheris.instrument_func(v))
             elif callable(obj) and hasattr(obj, "__code__"):
                 setattr(mod, name, atheris.instrument_func(obj))
-    atheris.Setup([sys.argv[0], f"-max_total_time={max(1, int(a.seconds))}", f"-seed={a.seed + 1}",
+    atheris.Setup([sys.argv[0], f"-max_total_time={max(1, int(seconds))}", f"-seed={seed + 1}",
                    "-rss_limit_mb=2048", "-print_final_stats=1", corpus], one_input)
     atheris.Fuzz()
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,7 +13,7 @@ Running subbit from another folder neither recompiles nor writes there. Its subd
 ``bench-rtl/``
     ``subbit bench rtl``'s runs (a directory per configuration) and ``sweep.json``.
 ``fuzz-corpus/``
-    The atheris corpus of ``python -m subbit.model.fuzz``.
+    The atheris corpus of ``python -m subbit.cli.fuzz_reader``.
 ``peers/``
     Environments of the codecs subbit is compared with (``subbit.peers``), built once.
 

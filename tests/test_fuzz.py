@@ -100,7 +100,7 @@ def test_fuzz_seeds_decode():
 
 def test_fuzz_target_runs_bounded(tmp_path):
     """The fuzz target for 20 s (atheris if installed, else the random engine): 0 crashes."""
-    r = subprocess.run([sys.executable, "-m", "subbit.model.fuzz", "--seconds", "20",
+    r = subprocess.run([sys.executable, "-m", "subbit.cli.fuzz_reader", "--seconds", "20",
                         "--corpus", str(tmp_path / "corpus")], capture_output=True, text=True, timeout=300,
                        cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
