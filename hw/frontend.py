@@ -307,6 +307,15 @@ class Frontend(wiring.Component):
 
         v = self.i.valid
         cw = fmt.StreamConfig(M, K, D).word()
+        # The header fields' words come from the format's field tables (model/stream.py); the parser
+        # below is built for the layout they describe (words in this order, 32-bit fields as a low and
+        # a high word, a 32-bit bus pairing nsym with base), which these lines check at elaboration.
+        SH, LF = fmt.STREAM_HEADER, fmt.LAYER_FIELDS
+        assert [SH.magic.word, SH.version.word, SH.prob_bits.word, SH.layers.word, SH.reserved.word,
+                SH.check.word] == list(range(SH.nwords)) and SH.nwords == 6, "stream header layout changed"
+        assert (LF.nsym.word, LF.base.word, LF.count.words, LF.payload_words.words, LF.nwords) == \
+            (0, 1, range(2, 4), range(4, 6), 6) and LF.nsym.bit == 0 and LF.base.width == 16, \
+            "layer header layout changed"
         # A beat with `last` must end the stream; the stream's last beat must carry it.
         with m.If(self.i.valid & self.i.ready):
             with m.If(beat.last & ~to_end):
@@ -383,24 +392,24 @@ class Frontend(wiring.Component):
                     take()
                     m.d.sync += [pos.eq(pos + 1), chk.eq(chk + word)]
                     with m.Switch(pos):
-                        with m.Case(0):
+                        with m.Case(SH.magic.word):
                             m.d.comb += self.stream_start.eq(1)
                             m.d.sync += chk.eq(fmt.CHECK_SEED + word)
                             with m.If(word != fmt.MAGIC):
                                 fail(ErrorCode.BAD_MAGIC)
-                        with m.Case(1):
+                        with m.Case(SH.version.word):
                             with m.If(word != fmt.VERSION):
                                 fail(ErrorCode.BAD_VERSION)
-                        with m.Case(2):
+                        with m.Case(SH.prob_bits.word):       # the config word
                             with m.If(word != cw):
                                 fail(ErrorCode.CONFIG_MISMATCH)
-                        with m.Case(3):
+                        with m.Case(SH.layers.word):
                             m.d.sync += [layers_left.eq(word - 1), last_layer.eq(word == 1),
                                          no_layers.eq(word == 0)]
-                        with m.Case(4):                 # reserved: a later format would set it
+                        with m.Case(SH.reserved.word):    # a later format would set it
                             with m.If(word != 0):
                                 fail(ErrorCode.BAD_VERSION)
-                        with m.Case(5):
+                        with m.Case(SH.check.word):
                             with m.If(word != chk):
                                 fail(ErrorCode.HEADER_CHECK)
                             with m.If(no_layers):
@@ -421,9 +430,10 @@ class Frontend(wiring.Component):
                 m.next = "FREQ"
 
             def nsym_word(w):
-                m.d.sync += nsym.eq(w[:8])
-                load(w[:8])
-                with m.If((w == 0) | (w[8:] != 0)):
+                nb = LF.nsym.width                  # the rest of the word is `nsym_zero`
+                m.d.sync += nsym.eq(w[:nb])
+                load(w[:nb])
+                with m.If((w == 0) | (w[nb:] != 0)):
                     fail(ErrorCode.BAD_TABLE)
                 with m.Elif(w > S):
                     fail(ErrorCode.UNSUPPORTED)
@@ -444,30 +454,31 @@ class Frontend(wiring.Component):
                     if wide:
                         # a layer header starts a beat (its offset is even): two fields a clock
                         m.d.comb += self.i.ready.eq(1)
-                        m.d.sync += [pos.eq(pos + 2), flast.eq(pos == 2), chk.eq(chk + word_lo + word_hi)]
+                        m.d.sync += [pos.eq(pos + 2), flast.eq(pos == LF.nwords - 4),
+                                     chk.eq(chk + word_lo + word_hi)]
                         with m.Switch(pos):
-                            with m.Case(0):
+                            with m.Case(LF.nsym.word):
                                 nsym_word(word_lo)
                                 m.d.sync += [base.eq(word_hi), check_base.eq(1)]
-                            with m.Case(2):
+                            with m.Case(LF.count.word):
                                 m.d.sync += count.eq(Cat(word_lo, word_hi))
-                            with m.Case(4):
+                            with m.Case(LF.payload_words.word):
                                 m.d.sync += npay.eq(Cat(word_lo, word_hi))
                     else:
                         take()
-                        m.d.sync += [pos.eq(pos + 1), flast.eq(pos == 4), chk.eq(chk + word)]
+                        m.d.sync += [pos.eq(pos + 1), flast.eq(pos == LF.nwords - 2), chk.eq(chk + word)]
                         with m.Switch(pos):
-                            with m.Case(0):
+                            with m.Case(LF.nsym.word):
                                 nsym_word(word)
-                            with m.Case(1):
+                            with m.Case(LF.base.word):
                                 m.d.sync += [base.eq(word), check_base.eq(1)]
-                            with m.Case(2):
+                            with m.Case(LF.count.word):
                                 m.d.sync += count[:16].eq(word)
-                            with m.Case(3):
+                            with m.Case(LF.count.word + 1):
                                 m.d.sync += count[16:].eq(word)
-                            with m.Case(4):
+                            with m.Case(LF.payload_words.word):
                                 m.d.sync += npay[:16].eq(word)
-                            with m.Case(5):
+                            with m.Case(LF.payload_words.word + 1):
                                 m.d.sync += npay[16:].eq(word)
                 # the last field word, from a registered flag (neither the bank wait nor a decode
                 # of `pos`): the end of the fields resets the frequency table's counters

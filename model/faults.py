@@ -109,29 +109,11 @@ def golden(words, *, names: list[str] | None = None, byte_offset: int = 0) -> li
 def regions(words) -> list[tuple[int, int, str, int | None]]:
     """``(start, end, region, layer)`` spans of a valid stream, in order, covering every word."""
     config, hw = stream.parse(words)
-    spans = [(0, stream.STREAM_HEADER_WORDS, "stream header", None)]
+    spans = [(0, stream.STREAM_HEADER.nwords, "stream header", None)]
     for k, h in enumerate(hw):
-        s = h.offset
-        t = s + stream.LAYER_FIXED_WORDS
-        spans.append((s, t, "layer fields", k))
-        spans.append((t, t + h.nsym, "table", k))
-        t += h.nsym
-        st = 2 * min(h.count, config.states)
-        if st:
-            spans.append((t, t + st, "states", k))
-        t += st
-        if h.nsym % 2 == 0:
-            spans.append((t, t + 1, "pad", k))
-            t += 1
-        spans.append((t, t + 1, "check", k))
-        t += 1
-        if len(h.payload):
-            spans.append((t, t + len(h.payload), "payload", k))
-            t += len(h.payload)
-        if len(h.payload) % 2 == 0:
-            spans.append((t, t + 1, "payload pad", k))
-            t += 1
-        spans.append((t, t + 1, "payload check", k))
+        for region, s, e in stream.layer_regions(h.nsym, h.count, len(h.payload), config.states):
+            if e > s:
+                spans.append((h.offset + s, h.offset + e, region, k))
     return spans
 
 
@@ -231,47 +213,50 @@ def cases(config: stream.StreamConfig, seed: int = 0, *, payload_bits: int = 3) 
     # adversarial edits with check words recomputed
     head = np.array(words, dtype=np.uint16)
 
-    def stream_edit(name, idx, value, **kw):
+    SH, LF = stream.STREAM_HEADER, stream.LAYER_FIELDS
+
+    def stream_edit(name, field, value, **kw):
         w = head.copy()
-        w[idx] = value
-        w[5] = stream.check_word(w[:5])
-        add(name, "edit", "stream header", None, w, idx, **kw)
+        field.put(w, value)
+        SH.check.put(w, stream.check_word(w[:SH.check.word]))
+        add(name, "edit", "stream header", None, w, field.word, **kw)
 
     bad_version = stream.VERSION + 1
     add(f"wrong version {bad_version}", "edit", "stream header", None,
-        np.concatenate([[words[0], bad_version], words[2:]]), 1)
-    stream_edit(f"wrong version {bad_version}, check fixed", 1, bad_version)
-    stream_edit(f"old version {stream.VERSION - 1}, check fixed", 1, stream.VERSION - 1)
+        np.concatenate([[words[0], bad_version], words[2:]]), SH.version.word)
+    stream_edit(f"wrong version {bad_version}, check fixed", SH.version, bad_version)
+    stream_edit(f"old version {stream.VERSION - 1}, check fixed", SH.version, stream.VERSION - 1)
     other = stream.StreamConfig(config.prob_bits + 1 if config.prob_bits < 15 else 8, config.lanes, config.ways)
-    stream_edit(f"config word for M={other.prob_bits}, check fixed", 2, other.word())
-    stream_edit("reserved stream word set, check fixed", 4, 1)
-    stream_edit("65535 layers (maximal), check fixed", 3, 0xFFFF)
-    stream_edit("one layer fewer, check fixed", 3, len(hw) - 1)
-    stream_edit("zero layers, check fixed", 3, 0)
+    stream_edit(f"config word for M={other.prob_bits}, check fixed", SH.prob_bits, other.prob_bits)
+    stream_edit("reserved stream word set, check fixed", SH.reserved, 1)
+    stream_edit("65535 layers (maximal), check fixed", SH.layers, 0xFFFF)
+    stream_edit("one layer fewer, check fixed", SH.layers, len(hw) - 1)
+    stream_edit("zero layers, check fixed", SH.layers, 0)
     h0, h1, h2, h5 = hw[0], hw[1], hw[2], hw[5]
+    nsym, count, npay, table = LF.nsym.word, LF.count.word, LF.payload_words.word, LF.nwords
     edits = [
-        ("alphabet size 0", h0, 0, 0, True),
-        (f"alphabet size 255 (maximal) in a {h0.nsym}-symbol layer", h0, 0, 255, True),
-        ("count 2**16-1 low word (maximal)", h0, 2, 0xFFFF, True),
-        ("count high word 0xFFFF (maximal)", h0, 3, 0xFFFF, True),
-        ("payload length low word 0xFFFF (maximal)", h0, 4, 0xFFFF, True),
-        ("payload length high word 0xFFFF (maximal)", h0, 5, 0xFFFF, True),
-        ("payload length one short", h0, 4, len(h0.payload) - 1, True),
-        ("payload length one long", h0, 4, len(h0.payload) + 1, True),
-        ("count one more", h0, 2, h0.count + 1, True),
-        ("count one less", h0, 2, h0.count - 1, True),
-        ("table sums to 2**M + 1", h0, 6, int(h0.freqs[0]) + 1, True),
-        ("state below L", h0, 6 + h0.nsym + 1, 0, True),
-        ("base moved by one (a consistent stream)", h0, 1, (h0.base + 1) & 0xFFFF, False),
-        ("empty layer declares 2 payload words", h2, 4, 2, True),
-        ("one-weight layer: state below L", h1, 6 + h1.nsym + 1, 0, True),
+        ("alphabet size 0", h0, nsym, 0, True),
+        (f"alphabet size 255 (maximal) in a {h0.nsym}-symbol layer", h0, nsym, 255, True),
+        ("count 2**16-1 low word (maximal)", h0, count, 0xFFFF, True),
+        ("count high word 0xFFFF (maximal)", h0, count + 1, 0xFFFF, True),
+        ("payload length low word 0xFFFF (maximal)", h0, npay, 0xFFFF, True),
+        ("payload length high word 0xFFFF (maximal)", h0, npay + 1, 0xFFFF, True),
+        ("payload length one short", h0, npay, len(h0.payload) - 1, True),
+        ("payload length one long", h0, npay, len(h0.payload) + 1, True),
+        ("count one more", h0, count, h0.count + 1, True),
+        ("count one less", h0, count, h0.count - 1, True),
+        ("table sums to 2**M + 1", h0, table, int(h0.freqs[0]) + 1, True),
+        ("state below L", h0, table + h0.nsym + 1, 0, True),
+        ("base moved by one (a consistent stream)", h0, LF.base.word, (h0.base + 1) & 0xFFFF, False),
+        ("empty layer declares 2 payload words", h2, npay, 2, True),
+        ("one-weight layer: state below L", h1, table + h1.nsym + 1, 0, True),
     ]
     hp = next(h for h in hw if h.nsym % 2 == 0)           # a layer with a header pad word
     edits.append(("non-zero header pad word", hp, len(hp.header_words()) - 2, 1, True))
     for name, h, field, value, det in edits:
         k = hw.index(h)
-        region = ("layer fields" if field < 6 else "table" if field < 6 + h.nsym
-                  else "pad" if h.nsym % 2 == 0 and field == len(h.header_words()) - 2 else "states")
+        region = next(r for r, s, e in stream.layer_regions(h.nsym, h.count, len(h.payload), config.states)
+                      if s <= field < e)
         add(f"edit L{k}: {name}", "edit", region, k, _edited(words, h, field, value), h.offset + field,
             stream_detectable=det)
     # zero-frequency symbols that occur anyway: layer 5 codes {-2, 2} (symbols 0 and 4; 1..3
@@ -283,11 +268,11 @@ def cases(config: stream.StreamConfig, seed: int = 0, *, payload_bits: int = 3) 
     assert f[1] == f[2] == f[3] == 0 and f[4] > 0
     for to, det in ((0, True), (3, False)):
         w = np.array(words, dtype=np.uint16)
-        w[h5.offset + 6 + to] += np.uint16(f[4])
-        w[h5.offset + 6 + 4] = 0
+        w[h5.offset + table + to] += np.uint16(f[4])
+        w[h5.offset + table + 4] = 0
         _refix(w, h5)
         add(f"edit L5: occurring symbol 4 given frequency 0, its share to symbol {to}", "edit", "table", 5, w,
-            h5.offset + 6 + min(to, 4), stream_detectable=det)
+            h5.offset + table + min(to, 4), stream_detectable=det)
     # payload faults no channel makes: a payload bit flipped (or a non-zero pad word) with the
     # payload check word recomputed, so only the rANS final-state check (or the pad check) sees it
     with_payload = [k for k, h in enumerate(hw) if len(h.payload)]

@@ -67,30 +67,31 @@ def _words(raw: bytes) -> np.ndarray:
 
 def _fix_checks(w: np.ndarray) -> None:
     """Recompute the stream, layer-header and payload check words of ``w`` in place, as far as it parses."""
-    if len(w) < stream.STREAM_HEADER_WORDS:
+    SH, LF = stream.STREAM_HEADER, stream.LAYER_FIELDS
+    if len(w) < SH.nwords:
         return
-    w[5] = stream.check_word(w[:5])
+    SH.check.put(w, stream.check_word(w[:SH.check.word]))
+    h = SH.unpack(w)
     try:
-        config = stream.StreamConfig(prob_bits=int(w[2]) & 0xF, lanes=1 << ((int(w[2]) >> 4) & 3),
-                                     ways=int(w[2]) >> 8)
+        config = stream.StreamConfig(prob_bits=h["prob_bits"], lanes=1 << h["log2_lanes"], ways=h["ways"])
     except SubbitError:
         return
-    pos = stream.STREAM_HEADER_WORDS
-    for _ in range(int(w[3])):
-        if pos + stream.LAYER_FIXED_WORDS > len(w):
+    pos = SH.nwords
+    for _ in range(h["layers"]):
+        if pos + LF.nwords > len(w):
             return
-        nsym, count = int(w[pos]), int(w[pos + 2]) | int(w[pos + 3]) << 16
-        npay = int(w[pos + 4]) | int(w[pos + 5]) << 16
-        n = stream.LAYER_FIXED_WORDS + nsym + 2 * min(count, config.states) + (nsym % 2 == 0) + 1
+        f = LF.unpack(w[pos:pos + LF.nwords])
+        nsym = f["nsym"] | f["nsym_zero"] << LF.nsym.width
+        spans = {r: (s, e) for r, s, e in stream.layer_regions(nsym, f["count"], f["payload_words"], config.states)}
+        n = spans["check"][1]                           # the header, its check word included
         if pos + n > len(w):
             return
         w[pos + n - 1] = stream.check_word(w[pos:pos + n - 1])
-        pos += n
-        tail = npay + (npay % 2 == 0)                   # payload words and the pad word
-        if pos + tail >= len(w):
+        s, e = spans["payload check"]                   # over the payload words and the pad word
+        if pos + s >= len(w):
             return
-        w[pos + tail] = stream.check_word(w[pos:pos + tail])
-        pos += tail + 1
+        w[pos + s] = stream.check_word(w[pos + n:pos + s])
+        pos += e
 
 
 def one_input(data: bytes) -> None:

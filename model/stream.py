@@ -62,9 +62,157 @@ __all__ = [
 MAGIC = 0x5342
 VERSION = 2
 CHECK_SEED = 0xA5A5
-STREAM_HEADER_WORDS = 6
-LAYER_FIXED_WORDS = 6
 MAX_LAYERS = 0xFFFF
+
+
+@dataclass(frozen=True)
+class Field:
+    """One header field: ``width`` bits from bit ``bit`` of word ``word``; a field wider than
+    16 bits continues in the following words, low word first. ``value`` is what every valid
+    stream holds there (magic, version, reserved zeros); ``signed`` reads it as two's complement."""
+    name: str
+    word: int
+    bit: int
+    width: int
+    meaning: str
+    value: int | None = None
+    signed: bool = False
+
+    @property
+    def words(self) -> range:
+        """The word indices the field occupies."""
+        return range(self.word, self.word + (self.bit + self.width + 15) // 16)
+
+    @property
+    def mask(self) -> int:
+        return (1 << self.width) - 1
+
+    def get(self, words) -> int:
+        """The field's value in a header's ``words``."""
+        raw = 0
+        for k, w in enumerate(self.words):
+            raw |= int(words[w]) << (16 * k)
+        v = raw >> self.bit & self.mask
+        return v - (v >> (self.width - 1) << self.width) if self.signed else v
+
+    def put(self, words, value: int) -> None:
+        """Write ``value`` into the field of ``words`` (a list or uint16 array) in place."""
+        v = int(value) & self.mask
+        if not self.signed and v != value:
+            raise SubbitError(f"{self.name} = {value} does not fit in {self.width} bits")
+        for k, w in enumerate(self.words):
+            lo = self.bit - 16 * k          # the field's bit 0 relative to this word's bit 0
+            word_mask = ((self.mask << lo) if lo >= 0 else (self.mask >> -lo)) & 0xFFFF
+            part = ((v << lo) if lo >= 0 else (v >> -lo)) & 0xFFFF
+            words[w] = (int(words[w]) & ~word_mask & 0xFFFF) | part
+
+
+class Header:
+    """A header's fields, by name (``STREAM_HEADER.ways``) and in word order (iteration)."""
+
+    def __init__(self, name: str, words: int, fields: list[Field]):
+        self.name, self.nwords, self.fields = name, words, tuple(fields)
+        self._by_name = {f.name: f for f in fields}
+        owner = {}                          # every bit of the header belongs to exactly one field
+        for f in fields:
+            for b in range(16 * f.word + f.bit, 16 * f.word + f.bit + f.width):
+                assert b not in owner and b < 16 * words, f"{name}: {f.name} overlaps {owner.get(b)} or ends late"
+                owner[b] = f.name
+        assert len(owner) == 16 * words and len(self._by_name) == len(fields), f"{name}: gaps or repeated names"
+
+    def __getattr__(self, name: str) -> Field:
+        try:
+            return self.__dict__["_by_name"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __iter__(self):
+        return iter(self.fields)
+
+    def pack(self, **values) -> list[int]:
+        """The header's words: each named field set, the fixed fields at their value, others 0."""
+        unknown = set(values) - set(self._by_name)
+        if unknown:
+            raise SubbitError(f"{self.name} has no field {sorted(unknown)[0]!r}")
+        words = [0] * self.nwords
+        for f in self.fields:
+            v = values.get(f.name, f.value)
+            if v is not None:
+                f.put(words, v)
+        return words
+
+    def unpack(self, words) -> dict[str, int]:
+        """Every field's value in the header's ``words``."""
+        return {f.name: f.get(words) for f in self.fields}
+
+    def markdown(self) -> str:
+        """The header as a table (docs/stream-format.md holds it; a test keeps them equal)."""
+        rows = ["| word | bits | field | content |", "|---|---|---|---|"]
+        for f in self.fields:
+            ws = ", ".join(str(w) for w in f.words)
+            bits = f"{f.bit}..{f.bit + f.width - 1}"
+            rows.append(f"| {ws} | {bits} | `{f.name}` | {f.meaning} |")
+        return "\n".join(rows)
+
+
+#: The stream header: 6 words.
+STREAM_HEADER = Header("stream header", 6, [
+    Field("magic", 0, 0, 16, f"`{MAGIC:#06x}`", value=MAGIC),
+    Field("version", 1, 0, 16, f"`{VERSION}`", value=VERSION),
+    Field("prob_bits", 2, 0, 4, "`M`, the probability bits (8..15)"),
+    Field("log2_lanes", 2, 4, 2, "`log2(lanes)`"),
+    Field("config_zero", 2, 6, 2, "zero", value=0),
+    Field("ways", 2, 8, 8, "`ways`, interleaved states per lane (1..255)"),
+    Field("layers", 3, 0, 16, "number of layers (0..65535)"),
+    Field("reserved", 4, 0, 16, "zero (reserved; the hardware reports a non-zero word as `BAD_VERSION`)",
+          value=0),
+    Field("check", 5, 0, 16, "check word over words 0..4"),
+])
+
+#: A layer header's fixed fields: its first 6 words. The rest of the header (:data:`LAYER_BODY`)
+#: has lengths that follow from them.
+LAYER_FIELDS = Header("layer fields", 6, [
+    Field("nsym", 0, 0, 8, "alphabet size 1..255"),
+    Field("nsym_zero", 0, 8, 8, "zero", value=0),
+    Field("base", 1, 0, 16, "int16, the weight code of symbol 0 (`code = symbol + base`)", signed=True),
+    Field("count", 2, 0, 32, "number of weights, low word then high word"),
+    Field("payload_words", 4, 0, 32, "`npay`, the number of payload words, low word then high word"),
+])
+
+#: What follows a layer's fixed fields, in order: (region, length in words, content).
+LAYER_BODY = (
+    ("table", "nsym", "`freq[s]`, the rANS frequency of symbol `s`; they sum to `2^M`"),
+    ("states", "2 min(count, lanes × ways)",
+     "initial states `x[j]`, `j < min(count, lanes × ways)`, each as low word, high word"),
+    ("pad", "1 if nsym is even", "zero pad word"),
+    ("check", "1", "check word over the layer header from word 0 through the pad word"),
+    ("payload", "npay", "payload words, in decoder read order"),
+    ("payload pad", "1 if npay is even", "zero pad word"),
+    ("payload check", "1", "payload check word, over the payload words and the pad word"),
+)
+
+
+STREAM_HEADER_WORDS = STREAM_HEADER.nwords
+LAYER_FIXED_WORDS = LAYER_FIELDS.nwords
+
+
+def layer_body_markdown() -> str:
+    """:data:`LAYER_BODY` as a table (docs/stream-format.md holds it; a test keeps them equal)."""
+    return "\n".join(["| region | words | content |", "|---|---|---|"]
+                     + [f"| {name} | {n} | {meaning} |" for name, n, meaning in LAYER_BODY])
+
+
+def layer_regions(nsym: int, count: int, npay: int, states_per_layer: int) -> list[tuple[str, int, int]]:
+    """``(region, start, end)`` word spans of one layer relative to its first word, in order:
+    ``layer fields`` then the regions of :data:`LAYER_BODY` (empty ones included)."""
+    sizes = [("layer fields", LAYER_FIELDS.nwords), ("table", nsym), ("states", 2 * min(count, states_per_layer)),
+             ("pad", int(nsym % 2 == 0)), ("check", 1), ("payload", npay), ("payload pad", int(npay % 2 == 0)),
+             ("payload check", 1)]
+    out, pos = [], 0
+    for name, n in sizes:
+        out.append((name, pos, pos + n))
+        pos += n
+    return out
 
 
 def check_word(words) -> int:
@@ -96,7 +244,12 @@ class StreamConfig:
         return self.lanes * self.ways
 
     def word(self) -> int:
-        return self.prob_bits | (self.lanes.bit_length() - 1) << 4 | self.ways << 8
+        """The stream header's config word (word 2)."""
+        return STREAM_HEADER.pack(**self.fields())[STREAM_HEADER.prob_bits.word]
+
+    def fields(self) -> dict[str, int]:
+        """The stream header fields that hold this configuration."""
+        return {"prob_bits": self.prob_bits, "log2_lanes": self.lanes.bit_length() - 1, "ways": self.ways}
 
 
 @dataclass
@@ -119,8 +272,7 @@ class HwLayer:
     def header_words(self) -> np.ndarray:
         """The layer header, check word included."""
         st = np.asarray(self.states, dtype=np.uint64)
-        w = [self.nsym, self.base & 0xFFFF, self.count & 0xFFFF, self.count >> 16,
-             len(self.payload) & 0xFFFF, len(self.payload) >> 16]
+        w = LAYER_FIELDS.pack(nsym=self.nsym, base=self.base, count=self.count, payload_words=len(self.payload))
         w += [int(v) for v in self.freqs]
         for x in st.tolist():
             w += [x & 0xFFFF, x >> 16]
@@ -195,8 +347,9 @@ def build(layers: list[HwLayer], config: StreamConfig) -> np.ndarray:
     """Serialise layers into a v2 word stream (uint16); sets each layer's ``offset``."""
     if len(layers) > MAX_LAYERS:
         raise SubbitError(f"a stream holds at most {MAX_LAYERS} layers, not {len(layers)}")
-    head = [MAGIC, VERSION, config.word(), len(layers), 0]
-    parts = [np.array(head + [check_word(head)], dtype=np.uint16)]
+    head = STREAM_HEADER.pack(**config.fields(), layers=len(layers))
+    STREAM_HEADER.check.put(head, check_word(head[:STREAM_HEADER.check.word]))
+    parts = [np.array(head, dtype=np.uint16)]
     pos = STREAM_HEADER_WORDS
     for lay in layers:
         lay.offset = pos
@@ -259,36 +412,36 @@ def parse(words, *, byte_offset: int = 0, names: list[str] | None = None):
         frequency table not summing to 2**M, non-zero padding, trailing words.
     """
     r = _Reader(words, byte_offset, names)
-    head = r.take(STREAM_HEADER_WORDS, "stream header")
-    if head[0] != MAGIC:
-        raise r.error(f"bad magic {int(head[0]):#06x}, expected {MAGIC:#06x}", 0)
-    if head[1] != VERSION:
-        raise r.error(f"unknown stream version {int(head[1])} (this reader knows {VERSION})", 1)
-    r.pos = STREAM_HEADER_WORDS - 1
+    SH, LF = STREAM_HEADER, LAYER_FIELDS
+    head = r.take(SH.nwords, "stream header")
+    h = SH.unpack(head)
+    if h["magic"] != MAGIC:
+        raise r.error(f"bad magic {h['magic']:#06x}, expected {MAGIC:#06x}", SH.magic.word)
+    if h["version"] != VERSION:
+        raise r.error(f"unknown stream version {h['version']} (this reader knows {VERSION})", SH.version.word)
+    r.pos = SH.check.word
     r.check(0, "stream header")
-    cw = int(head[2])
-    if cw & 0xC0:
-        raise r.error(f"reserved stream header bits set (config {cw:#06x})", 2)
-    if head[4]:
-        raise r.error(f"reserved stream header word is {int(head[4]):#06x}, not zero", 4)
+    cw = int(head[SH.prob_bits.word])
+    if h["config_zero"]:
+        raise r.error(f"reserved stream header bits set (config {cw:#06x})", SH.config_zero.word)
+    if h["reserved"]:
+        raise r.error(f"reserved stream header word is {h['reserved']:#06x}, not zero", SH.reserved.word)
     try:
-        config = StreamConfig(prob_bits=cw & 0xF, lanes=1 << ((cw >> 4) & 3), ways=cw >> 8)
+        config = StreamConfig(prob_bits=h["prob_bits"], lanes=1 << h["log2_lanes"], ways=h["ways"])
     except SubbitError as e:
-        raise r.error(f"bad stream config word {cw:#06x}: {e}", 2) from None
-    nlayers = int(head[3])
+        raise r.error(f"bad stream config word {cw:#06x}: {e}", SH.prob_bits.word) from None
+    nlayers = h["layers"]
     if names is not None and len(names) != nlayers:
-        raise r.error(f"stream has {nlayers} layers, metadata names {len(names)}", 3)
+        raise r.error(f"stream has {nlayers} layers, metadata names {len(names)}", SH.layers.word)
     layers = []
     for k in range(nlayers):
         r.layer = f"{k}" + (f" '{names[k]}'" if names else "")
         start = r.pos
-        fixed = r.take(LAYER_FIXED_WORDS, "layer header")
-        nsym = int(fixed[0])
+        f = LF.unpack(r.take(LF.nwords, "layer header"))
+        nsym = f["nsym"] | f["nsym_zero"] << LF.nsym.width      # the whole word: its high bits must be 0
         if not 1 <= nsym <= rans.MAX_SYMBOLS:
-            raise r.error(f"alphabet size {nsym} outside 1..{rans.MAX_SYMBOLS}", start)
-        base = int(fixed[1]) - (int(fixed[1]) & 0x8000) * 2
-        count = int(fixed[2]) | int(fixed[3]) << 16
-        npay = int(fixed[4]) | int(fixed[5]) << 16
+            raise r.error(f"alphabet size {nsym} outside 1..{rans.MAX_SYMBOLS}", start + LF.nsym.word)
+        base, count, npay = f["base"], f["count"], f["payload_words"]
         freqs = r.take(nsym, "frequency table").astype(np.int64)
         nst = min(count, config.states)
         st = r.take(2 * nst, "initial states").astype(np.uint32)
@@ -301,13 +454,13 @@ def parse(words, *, byte_offset: int = 0, names: list[str] | None = None):
         if int(freqs.sum()) != 1 << config.prob_bits:
             raise r.error(f"frequency table sums to {int(freqs.sum())}, "
                           f"expected 2**{config.prob_bits} = {1 << config.prob_bits}",
-                          start + LAYER_FIXED_WORDS)
+                          start + LF.nwords)
         for j, x in enumerate(states.tolist()):
             if x < rans.RANS_L:
                 raise r.error(f"initial state {j} = {x:#x} below 2**16",
-                              start + LAYER_FIXED_WORDS + nsym + 2 * j)
+                              start + LF.nwords + nsym + 2 * j)
         if count == 0 and npay:
-            raise r.error(f"empty layer declares {npay} payload words", start + 4)
+            raise r.error(f"empty layer declares {npay} payload words", start + LF.payload_words.word)
         pay_start = r.pos
         payload = r.take(npay, "payload").copy()
         if npay % 2 == 0 and r.take(1, "payload pad word")[0]:

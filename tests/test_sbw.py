@@ -69,6 +69,44 @@ def test_layer_header_fields():
     assert h[-1] == stream.check_word(h[:-1])
 
 
+def test_field_tables_cover_their_headers_and_round_trip():
+    """The format's field tables (issue 23): every bit of a header in exactly one field, pack and
+    unpack inverse, signed and 32-bit fields, and the writer's words are the table's."""
+    SH, LF = stream.STREAM_HEADER, stream.LAYER_FIELDS
+    assert (SH.nwords, LF.nwords) == (stream.STREAM_HEADER_WORDS, stream.LAYER_FIXED_WORDS) == (6, 6)
+    for header in (SH, LF):
+        bits = sorted(b for f in header for b in range(16 * f.word + f.bit, 16 * f.word + f.bit + f.width))
+        assert bits == list(range(16 * header.nwords))
+    w = LF.pack(nsym=6, base=-2, count=0x12345, payload_words=0xABCDE)
+    assert w == [6, 0xFFFE, 0x2345, 0x1, 0xBCDE, 0xA]
+    assert LF.unpack(w) == {"nsym": 6, "nsym_zero": 0, "base": -2, "count": 0x12345, "payload_words": 0xABCDE}
+    head = SH.pack(prob_bits=12, log2_lanes=2, ways=5, layers=4)
+    assert head[:5] == [stream.MAGIC, stream.VERSION, 12 | 2 << 4 | 5 << 8, 4, 0]
+    assert stream.StreamConfig(12, 4, 5).word() == head[2]
+    f, _ = make_file()
+    words = f.words()
+    assert SH.unpack(words[:6])["check"] == stream.check_word(words[:5])
+    cfg, layers = stream.parse(words)
+    for lay in layers:
+        h = lay.header_words()
+        assert LF.unpack(h[:6]) == {"nsym": lay.nsym, "nsym_zero": 0, "base": lay.base, "count": lay.count,
+                                    "payload_words": len(lay.payload)}
+        spans = stream.layer_regions(lay.nsym, lay.count, len(lay.payload), cfg.states)
+        assert [r for r, _, _ in spans] == ["layer fields"] + [r for r, _, _ in stream.LAYER_BODY]
+        assert dict((r, e) for r, _, e in spans)["check"] == len(h)
+    with pytest.raises(SubbitError, match="nsym = 256 does not fit in 8 bits"):
+        LF.pack(nsym=256)
+    with pytest.raises(SubbitError, match="has no field 'colour'"):
+        SH.pack(colour=1)
+
+
+def test_stream_format_doc_tables_are_the_field_tables():
+    with open(os.path.join(os.path.dirname(__file__), "..", "docs", "stream-format.md")) as fh:
+        text = fh.read()
+    for table in (stream.STREAM_HEADER.markdown(), stream.LAYER_FIELDS.markdown(), stream.layer_body_markdown()):
+        assert table in text
+
+
 def test_encode_codes_rejects_bad_layers():
     with pytest.raises(SubbitError, match="more than 255 levels"):
         stream.encode_codes(np.arange(300), CFG)
