@@ -28,8 +28,9 @@ HARNESS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "harness")
 _LIBS: dict[str, ctypes.CDLL] = {}
 
 
-def build_library(verilog: str, top: str, harness: str, tag: str) -> str:
-    """Verilate ``verilog`` (top module ``top``) with ``harness.cpp`` into a shared library.
+def build_library(verilog: str, top: str, harness: str, tag: str, ports_h: str) -> str:
+    """Verilate ``verilog`` (top module ``top``) with ``harness.cpp`` into a shared library; the
+    harness includes ``ports.h``, whose text is ``ports_h`` (`subbit.sim.ports.c_header`).
 
     Cached by content hash; safe across processes. Returns the library path.
 
@@ -40,7 +41,7 @@ def build_library(verilog: str, top: str, harness: str, tag: str) -> str:
     """
     with open(os.path.join(HARNESS, f"{harness}.cpp")) as fh:
         cpp = fh.read()
-    digest = hashlib.sha256((verilog + cpp + toolchain_id("verilator", cocotb=False)).encode()).hexdigest()[:12]
+    digest = hashlib.sha256((verilog + cpp + ports_h + toolchain_id("verilator", cocotb=False)).encode()).hexdigest()[:12]
     d = os.path.join(build_dir_root(), "sim", "fast", f"{top}_{tag}_{digest}")
     lib = os.path.join(d, f"lib{top}.so")
     env = toolchain_env()
@@ -51,6 +52,8 @@ def build_library(verilog: str, top: str, harness: str, tag: str) -> str:
         with open(src, "w") as fh:
             fh.write(verilog)
         shutil.copy(os.path.join(HARNESS, f"{harness}.cpp"), os.path.join(d, "harness.cpp"))
+        with open(os.path.join(d, "ports.h"), "w") as fh:
+            fh.write(ports_h)
         cmd = ["verilator", "--cc", "--exe", "--build", "-j", "2", "-Wno-fatal", "-Wno-lint", "-Wno-style",
                "--top-module", top, "--prefix", "Vtop", "--Mdir", os.path.join(d, "obj"),
                "-CFLAGS", "-fPIC -O1", "-LDFLAGS", "-shared", "-o", lib, "harness.cpp", f"{top}.v"]
@@ -90,13 +93,14 @@ def decode_words(words, params: DecoderParams, *, total: int | None = None, laye
     """
     from ..hw.verilog import TOP, generate_params
     from .rtl_decode import pack_beats
-    count_bits = params.lanes.bit_length()
-    if params.lanes * params.code_bits + count_bits + 1 > 64:
-        raise SimError(f"the fast decoder harness takes output beats of up to 64 bits, not "
-                       f"{params.lanes * params.code_bits + count_bits + 1}")
+    from .ports import c_header, decoder_ports
+    ports = decoder_ports(params)
+    if ports["o"].width() > 64:
+        raise SimError(f"the fast decoder harness takes output beats of up to 64 bits, not {ports['o'].width()}")
     t0 = time.perf_counter()
     lib = _load(build_library(generate_params(params), TOP, "decode",
-                              f"K{params.lanes}_S{params.max_symbols}_W{params.word_width}_{params.lookup}"))
+                              f"K{params.lanes}_S{params.max_symbols}_W{params.word_width}_{params.lookup}",
+                              c_header(ports, lanes=params.lanes)))
     t1 = time.perf_counter()
     beats = input_beats(pack_beats(words, params.word_width), params.word_width)
     cap = total if total is not None else 8 * len(words) * 16 + 64
@@ -105,14 +109,13 @@ def decode_words(words, params: DecoderParams, *, total: int | None = None, laye
     stats = np.zeros(8, dtype=np.uint64)
     f = lib.sb_decode
     f.restype = ctypes.c_int64
-    rc = f(_ptr(beats, ctypes.c_uint64), ctypes.c_int64(len(beats)), params.lanes, params.code_bits, count_bits,
-           _ptr(codes, ctypes.c_int16), ctypes.c_int64(cap), _ptr(ends, ctypes.c_int64), ctypes.c_int64(layers),
+    rc = f(_ptr(beats, ctypes.c_uint64), ctypes.c_int64(len(beats)), _ptr(codes, ctypes.c_int16), ctypes.c_int64(cap), _ptr(ends, ctypes.c_int64), ctypes.c_int64(layers),
            _ptr(stats, ctypes.c_uint64), ctypes.c_int64(50 * len(beats) + (cap // params.lanes) * 4 + 100000))
     t2 = time.perf_counter()
     n, nl = int(stats[1]), int(stats[2])
     return {"codes": codes[:min(n, cap)].astype(np.int64), "layer_ends": ends[:min(nl, layers)].tolist(),
             "cycles": int(stats[0]), "first_code_cycle": int(stats[4]), "output_beats": int(stats[5]),
-            "error": int(stats[3]) >> 2, "timed_out": rc == -1,
+            "error": ports["status"].get(int(stats[3]), "error"), "timed_out": rc == -1,
             "build_seconds": t1 - t0, "sim_seconds": t2 - t1}
 
 
@@ -125,19 +128,20 @@ class InferSim:
 
     def __init__(self, decoder: DecoderParams, mac=None):
         from ..hw.infer import TOP, generate, mac_params_for
+        from .ports import c_header, infer_ports
         self.mac = mac or mac_params_for(decoder)
         self.decoder = decoder
+        self.ports = infer_ports(decoder, self.mac)
         t0 = time.perf_counter()
         lib = _load(build_library(generate(decoder, self.mac), TOP, "infer",
                                   f"K{decoder.lanes}_S{decoder.max_symbols}_A{self.mac.act_depth}_"
-                                  f"P{self.mac.max_positions}"))
+                                  f"P{self.mac.max_positions}", c_header(self.ports)))
         self.build_seconds = time.perf_counter() - t0
         self._lib = lib
         lib.sb_open.restype = ctypes.c_void_p
         lib.sb_layer.restype = ctypes.c_int64
         self._h = ctypes.c_void_p(lib.sb_open())
         lib.sb_reset(self._h)
-        self.addr_bits = (self.mac.act_depth - 1).bit_length()
 
     def close(self):
         if self._h:
@@ -162,12 +166,12 @@ class InferSim:
         out = np.zeros(rows * positions, dtype=np.int32)
         stats = np.zeros(8, dtype=np.uint64)
         timeout = 64 * rows * positions * max(1, cols // self.decoder.lanes) + 100000
-        rc = self._lib.sb_layer(self._h, _ptr(acts, ctypes.c_int8), ctypes.c_int64(len(acts)), self.addr_bits,
-                                cols, positions, _ptr(out, ctypes.c_int32), ctypes.c_int64(len(out)),
+        rc = self._lib.sb_layer(self._h, _ptr(acts, ctypes.c_int8), ctypes.c_int64(len(acts)), cols, positions, _ptr(out, ctypes.c_int32), ctypes.c_int64(len(out)),
                                 _ptr(stats, ctypes.c_uint64), ctypes.c_int64(timeout))
         st = int(stats[3])
         info = {"load_cycles": int(stats[0]), "cycles": int(stats[1]), "wait_cycles": int(stats[2]),
-                "decoder_error": st >> 2 & 15, "mac_error": st >> 9 & 3, "total_cycles": int(stats[4])}
+                "decoder_error": self.ports["status"].get(st, "decoder.error"),
+                "mac_error": self.ports["status"].get(st, "mac.error"), "total_cycles": int(stats[4])}
         if rc < 0:
             raise SimError(f"inference layer ({rows}x{cols}, {positions} positions) "
                            f"{'timed out' if rc == -1 else 'failed'}: decoder error {info['decoder_error']}, "

@@ -129,8 +129,10 @@ def make_job(params: DecoderParams, cases: list[faults.Fault], ref_words, good_c
 def run_batch(b: Build, job: dict) -> list[dict]:
     """Run the `faults_tb` bench on build ``b``; one result per case (raises `SimError` on a failure)."""
     from ..hw.verilog import TOP
+    from .ports import decoder_ports
     scalars = {"lanes": b.params.lanes, "word_width": b.params.word_width, "code_bits": b.params.code_bits,
-               "good_budget": int(job["good_budget"])}
+               "good_budget": int(job["good_budget"]),
+               "ports": {k: f.to_json() for k, f in decoder_ports(b.params).items()}}
 
     def write_input(work):
         path = os.path.join(work, "job.npz")

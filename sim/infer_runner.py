@@ -58,8 +58,9 @@ def build(decoder: DecoderParams, mac: MacParams | None = None) -> InferBuild:
 def run(b: InferBuild, testcase: str, job: dict) -> dict:
     """Run ``testcase`` of the inference bench with ``job`` (pickled); returns its result dict."""
     from ..hw.infer import TOP
+    from .ports import infer_ports
     job = dict(job, lanes=b.decoder.lanes, word_width=b.decoder.word_width,
-               addr_bits=(b.mac.act_depth - 1).bit_length())
+               ports={k: f.to_json() for k, f in infer_ports(b.decoder, b.mac).items()})
 
     def write_input(work):
         path = os.path.join(work, "job.pkl")

@@ -19,6 +19,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge, Timer
 
 from ..model.infer import matmul
+from .ports import Fields
 from .tb import PATTERNS, save_result
 
 
@@ -32,7 +33,7 @@ class InferTB:
 
     def __init__(self, dut, job):
         self.dut = dut
-        self.addr_bits = int(job["addr_bits"])
+        self.ports = {k: Fields.from_json(v) for k, v in job["ports"].items()}   # subbit.sim.ports
         self.cycle = 0
         cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
 
@@ -62,10 +63,10 @@ class InferTB:
         positions, cols = x.shape
         for k, v in enumerate(np.asarray(x, dtype=np.int8).ravel()):
             d.act__valid.value = 1
-            d.act__payload.value = k | (int(v) & 0xFF) << self.addr_bits
+            d.act__payload.value = self.ports["act"].pack(addr=k, data=int(v))
             await RisingEdge(d.clk)
         d.act__valid.value = 0
-        d.cfg.value = cols | positions << 16
+        d.cfg.value = self.ports["cfg"].pack(cols=cols, positions=positions)
         d.start.value = 1
         await RisingEdge(d.clk)
         d.start.value = 0
@@ -76,12 +77,13 @@ class InferTB:
             d.o__ready.value = ready
             await Timer(1, unit="ns")                    # sample settled values before the edge
             st, valid = int(d.status.value), bool(d.o__valid.value)
-            assert st >> 2 & 15 == 0, f"decoder error {st >> 2 & 15}"
-            assert st >> 9 & 3 == 0, f"MAC engine error {st >> 9 & 3}"
-            done |= bool(st >> 7 & 1)                    # a one-clock pulse, with the last output
+            status = self.ports["status"]
+            assert status.get(st, "decoder.error") == 0, f"decoder error {status.get(st, 'decoder.error')}"
+            assert status.get(st, "mac.error") == 0, f"MAC engine error {status.get(st, 'mac.error')}"
+            done |= bool(status.get(st, "mac.done"))     # a one-clock pulse, with the last output
             if done and not valid:
                 break
-            waits += st >> 8 & 1
+            waits += status.get(st, "mac.waiting")
             payload = int(d.o__payload.value) if ready and valid else None
             await RisingEdge(d.clk)
             cycles += 1

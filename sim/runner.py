@@ -263,8 +263,10 @@ def run(b: Build, testcase: str, job: dict, *, waves: bool = False, timeout_cycl
     from ..hw.verilog import TOP
     arrays = {k: np.asarray(v) for k, v in job.items() if isinstance(v, (np.ndarray, list))}
     scalars = {k: v for k, v in job.items() if k not in arrays}
+    from .ports import decoder_ports
     scalars.update(lanes=b.params.lanes, word_width=b.params.word_width, code_bits=b.params.code_bits,
-                   timeout_cycles=timeout_cycles)
+                   timeout_cycles=timeout_cycles,
+                   ports={k: f.to_json() for k, f in decoder_ports(b.params).items()})
 
     def write_input(work):
         path = os.path.join(work, "job.npz")

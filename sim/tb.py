@@ -19,6 +19,8 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
+from .ports import Fields
+
 
 def load_job():
     with np.load(os.environ["SUBBIT_TB_IN"]) as z:
@@ -62,9 +64,7 @@ class TB:
     def __init__(self, dut, job):
         self.dut = dut
         self.K = int(job["lanes"])
-        self.W = int(job["word_width"])
-        self.cb = int(job["code_bits"])
-        self.count_bits = max(1, self.K.bit_length())
+        self.ports = {k: Fields.from_json(v) for k, v in job["ports"].items()}   # subbit.sim.ports
         cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
 
     async def reset(self):
@@ -77,18 +77,13 @@ class TB:
         d.rst.value = 0
 
     def status(self):
-        v = int(self.dut.status.value)
-        return {"busy": v & 1, "done": v >> 1 & 1, "error": v >> 2}
+        v, s = int(self.dut.status.value), self.ports["status"]
+        return {"busy": s.get(v, "busy"), "done": s.get(v, "done"), "error": s.get(v, "error")}
 
     def unpack(self, v):
-        mask = (1 << self.cb) - 1
-        codes = []
-        for j in range(self.K):
-            c = v >> (j * self.cb) & mask
-            codes.append(c - (1 << self.cb) if c >> (self.cb - 1) else c)
-        v >>= self.K * self.cb
-        count = v & ((1 << self.count_bits) - 1)
-        return codes[:count], v >> self.count_bits & 1
+        o = self.ports["o"]
+        count = o.get(v, "count")
+        return [o.get(v, f"codes[{j}]") for j in range(count)], o.get(v, "last")
 
     async def source(self, beats, lasts, idle):
         """Drive ``beats``; ``idle`` yields True for clocks without valid. Records accept clocks."""
@@ -99,7 +94,7 @@ class TB:
                 d.i__valid.value = 0
                 await RisingEdge(d.clk)
             d.i__valid.value = 1
-            d.i__payload.value = int(b) | int(last) << self.W
+            d.i__payload.value = self.ports["i"].pack(data=int(b), last=int(last))
             while True:
                 await RisingEdge(d.clk)
                 if d.i__ready.value:

@@ -414,3 +414,28 @@ def test_gate_level_netlist_is_bit_exact(target):
     assert r["layer_ends"] == np.cumsum([g.size for g in golden]).tolist()
     assert {k: r.get(k) for k in ("cycles", "first_weight_latency_cycles", "switch_idle")} == \
         {k: rtl.get(k) for k in ("cycles", "first_weight_latency_cycles", "switch_idle")}
+
+
+@pytest.mark.parametrize("lanes,max_symbols", [(1, 15), (4, 255), (8, 7)])
+def test_port_fields_come_from_the_layouts(lanes, max_symbols):
+    """sim/ports.py: the benches' and C harnesses' packing is read from the Amaranth layouts."""
+    from subbit.hw.infer import mac_params_for
+    from subbit.sim.ports import c_header, decoder_ports, infer_ports
+    p = DecoderParams(lanes=lanes, max_symbols=max_symbols)
+    ports = decoder_ports(p)
+    o, cb = ports["o"], p.code_bits
+    assert [o.fields[f"codes[{j}]"] for j in range(lanes)] == [(j * cb, cb) for j in range(lanes)]
+    assert o.fields["count"] == (lanes * cb, lanes.bit_length()) and o.fields["last"][0] == o.width() - 1
+    codes = [(-1) ** j * (j % (1 << (cb - 1))) for j in range(lanes)]
+    v = o.pack(**{f"codes[{j}]": c for j, c in enumerate(codes)}, count=lanes, last=1)
+    assert [o.get(v, f"codes[{j}]") for j in range(lanes)] == codes and o.get(v, "count") == lanes
+    assert ports["i"].pack(data=0xBEEF, last=1) == 0xBEEF | 1 << 16
+    st = ports["status"]
+    code = ErrorCode.PAYLOAD_CHECK.value
+    assert st.get(st.pack(busy=1, error=code), "error") == code
+    h = c_header(ports, lanes=lanes)
+    assert f"#define SB_O_COUNT_OFFSET {lanes * cb}\n" in h and f"#define SB_O_CODE_BITS {cb}\n" in h
+    assert "#define SB_STATUS_ERROR_OFFSET 2\n" in h
+    inf = infer_ports(p, mac_params_for(p))
+    assert set(inf["status"].fields) >= {"decoder.error", "mac.error", "mac.done", "mac.waiting"}
+    assert "#define SB_STATUS_MAC_WAITING_OFFSET" in c_header(inf)

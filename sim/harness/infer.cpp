@@ -3,6 +3,7 @@
 // sampled, rising edge. The weight stream is a FIFO of input beats fed whenever `i.ready`.
 #include <cstdint>
 #include <deque>
+#include "ports.h"                    // port fields, written by sim/fast.py from the Amaranth layouts
 #include "Vtop.h"
 #include "verilated.h"
 
@@ -25,7 +26,7 @@ struct Sim {
         i_fire = top->i___05Fvalid && top->i___05Fready;
         o_fire = top->o___05Fvalid && top->o___05Fready;
         o_payload = top->o___05Fpayload;
-        waiting = (top->status >> 8) & 1;
+        waiting = (top->status >> SB_STATUS_MAC_WAITING_OFFSET) & 1;
         top->clk = 1;
         top->eval();
         if (i_fire) beats.pop_front();
@@ -58,7 +59,7 @@ void sb_push(void* h, const uint64_t* beats, int64_t n) {
 // done), [2] clocks the engine waited for weights, [3] status word after the layer,
 // [4] total clocks so far, [5] input beats still queued.
 // Returns the number of accumulators, or -1 (timeout), -2 (an error on status).
-int64_t sb_layer(void* h, const int8_t* acts, int64_t n_acts, int addr_bits, int cols, int positions,
+int64_t sb_layer(void* h, const int8_t* acts, int64_t n_acts, int cols, int positions,
                  int32_t* out, int64_t max_out, uint64_t* stats, int64_t timeout) {
     Sim* s = static_cast<Sim*>(h);
     Vtop* t = s->top;
@@ -69,12 +70,13 @@ int64_t sb_layer(void* h, const int8_t* acts, int64_t n_acts, int addr_bits, int
     t->o___05Fready = 1;
     for (int64_t k = 0; k < n_acts; ++k) {
         t->act___05Fvalid = 1;
-        t->act___05Fpayload = (uint64_t)k | ((uint64_t)(uint8_t)acts[k] << addr_bits);
+        t->act___05Fpayload = ((uint64_t)k << SB_ACT_ADDR_OFFSET) |
+                              ((uint64_t)(uint8_t)acts[k] << SB_ACT_DATA_OFFSET);
         s->tick(i_fire, o_fire, o_pay, waiting);
     }
     t->act___05Fvalid = 0;
     stats[0] = s->cycles - c0;
-    t->cfg = (uint32_t)cols | ((uint32_t)positions << 16);
+    t->cfg = ((uint32_t)cols << SB_CFG_COLS_OFFSET) | ((uint32_t)positions << SB_CFG_POSITIONS_OFFSET);
     t->start = 1;
     uint64_t c1 = s->cycles, waits = 0;
     s->tick(i_fire, o_fire, o_pay, waiting);
@@ -89,8 +91,9 @@ int64_t sb_layer(void* h, const int8_t* acts, int64_t n_acts, int addr_bits, int
             ++n_out;
         }
         uint32_t st = t->status;
-        if ((st >> 9) & 3 || (st >> 2) & 15) { rc = -2; break; }
-        done |= (st >> 7) & 1;
+        if ((st >> SB_STATUS_MAC_ERROR_OFFSET) & ((1u << SB_STATUS_MAC_ERROR_WIDTH) - 1) ||
+            (st >> SB_STATUS_DECODER_ERROR_OFFSET) & ((1u << SB_STATUS_DECODER_ERROR_WIDTH) - 1)) { rc = -2; break; }
+        done |= (st >> SB_STATUS_MAC_DONE_OFFSET) & 1;
         if (done && !t->o___05Fvalid) { rc = n_out; break; }
     }
     stats[1] = s->cycles - c1;
