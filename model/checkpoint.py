@@ -4,11 +4,14 @@ A checkpoint is read into a :class:`Checkpoint`: the tensors as numpy arrays in 
 (``bfloat16``, which numpy lacks, as the float32 array of the same values), the original torch
 dtype of each, the container (``torch`` or ``safetensors``) and the safetensors metadata, so that
 :func:`save_checkpoint` can give the user back a file of the same names, order, dtypes and shapes.
+``.safetensors`` files are read and written with numpy alone (the same arrays and bytes as through
+torch, whose import costs most of a command's start-up); ``.pt``/``.pth`` files need torch.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -26,6 +29,10 @@ TORCH_EXTS = (".pt", ".pth", ".bin", ".ckpt")
 CHECKPOINT_EXTS = TORCH_EXTS + (".safetensors",)
 # torch dtypes a checkpoint may hold, by name; numpy holds each as itself, bfloat16 as float32
 DTYPES = ("float64", "float32", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool")
+# safetensors' dtype names -> torch's (those subbit does not handle too, for the error message)
+_ST_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
+              "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool", "U16": "uint16",
+              "U32": "uint32", "U64": "uint64", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2"}
 
 
 @dataclass
@@ -112,24 +119,14 @@ def load_checkpoint(path) -> Checkpoint:
     """
     path = os.fspath(path)
     ext = check_checkpoint_file(path)
-    import torch
-    meta = None
     if ext == ".safetensors":
-        from safetensors import safe_open
-        try:
-            with safe_open(path, framework="pt") as fh:
-                meta = fh.metadata()
-                obj = {k: fh.get_tensor(k) for k in fh.keys()}
-        except Exception as e:  # safetensors raises its own error types
-            raise SubbitError(f"cannot read {path} as safetensors: {e}") from None
-        fmt = "safetensors"
-    else:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # pickle, zip and torch errors
-            raise SubbitError(f"cannot read {path} as a PyTorch state_dict: {_torch_load_reason(e)} "
-                              "(subbit loads tensors only, never code: save `model.state_dict()`)") from None
-        fmt = "torch"
+        return _load_safetensors(path)
+    import torch
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle, zip and torch errors
+        raise SubbitError(f"cannot read {path} as a PyTorch state_dict: {_torch_load_reason(e)} "
+                          "(subbit loads tensors only, never code: save `model.state_dict()`)") from None
     if isinstance(obj, dict):
         for key in _WRAPPERS:
             if isinstance(obj.get(key), dict):
@@ -137,10 +134,44 @@ def load_checkpoint(path) -> Checkpoint:
                 break
     if not isinstance(obj, dict) or not obj:
         raise SubbitError(f"{path} does not hold a state_dict (a non-empty mapping of names to tensors)")
-    ck = Checkpoint(tensors={}, format=fmt, metadata=dict(meta) if meta else None)
+    ck = Checkpoint(tensors={}, format="torch")
     for k, v in obj.items():
         ck.tensors[str(k)], ck.dtypes[str(k)] = _to_numpy(k, v)
     return ck
+
+
+def _load_safetensors(path: str) -> Checkpoint:
+    """A ``.safetensors`` file read with numpy, without torch: the same tensors, dtype names and
+    metadata as through torch (bfloat16 widened to float32 exactly, its 16 bits shifted up)."""
+    from safetensors import safe_open
+    try:
+        with safe_open(path, framework="numpy") as fh:
+            meta = fh.metadata()
+            kinds = {k: fh.get_slice(k) for k in fh.keys()}
+            specs = {k: (_ST_DTYPES.get(sl.get_dtype(), sl.get_dtype().lower()), tuple(sl.get_shape()))
+                     for k, sl in kinds.items()}
+            for k, (dt, shape) in specs.items():
+                if dt not in DTYPES:
+                    raise SubbitError(f"tensor {k!r} {shape} has dtype {dt}, which subbit does not handle "
+                                      f"(one of {', '.join(DTYPES)})")
+            tensors = {k: fh.get_tensor(k) if dt != "bfloat16" else None for k, (dt, _) in specs.items()}
+    except SubbitError:
+        raise
+    except Exception as e:  # safetensors raises its own error types
+        raise SubbitError(f"cannot read {path} as safetensors: {e}") from None
+    if not tensors:
+        raise SubbitError(f"{path} does not hold a state_dict (a non-empty mapping of names to tensors)")
+    if any(dt == "bfloat16" for dt, _ in specs.values()):
+        with open(path, "rb") as fh:               # safe_open checked the header and the offsets
+            n = int.from_bytes(fh.read(8), "little")
+            header = json.loads(fh.read(n))
+        for k, (dt, shape) in specs.items():
+            if dt == "bfloat16":
+                start, end = header[k]["data_offsets"]
+                raw = np.fromfile(path, dtype="<u2", count=(end - start) // 2, offset=8 + n + start)
+                tensors[k] = (raw.astype(np.uint32) << 16).view(np.float32).reshape(shape)
+    return Checkpoint(tensors=tensors, dtypes={k: dt for k, (dt, _) in specs.items()}, format="safetensors",
+                      metadata=dict(meta) if meta else None)
 
 
 def load_state_dict(path) -> dict[str, np.ndarray]:
@@ -160,6 +191,10 @@ def output_format(path) -> str:
                       "(use .safetensors, .pt or .pth)")
 
 
+# numpy dtype names that torch names otherwise
+_NP_DTYPE_NAMES = {"bool_": "bool"}
+
+
 def _torch_tensors(tensors: dict[str, np.ndarray], dtypes: dict[str, str]):
     import torch
     out = {}
@@ -176,17 +211,45 @@ def save_checkpoint(path, tensors: dict[str, np.ndarray], dtypes: dict[str, str]
                     metadata: dict[str, str] | None = None) -> None:
     """Write ``tensors`` (in their order) as a checkpoint, atomically: ``.safetensors`` (with
     ``metadata`` as its ``__metadata__``) or ``.pt``/``.pth`` (``torch.save`` of a plain dict).
-    Each tensor is cast to ``dtypes[name]`` (a torch dtype name) where given, rounding to nearest even."""
-    import torch
-
+    Each tensor is cast to ``dtypes[name]`` (a torch dtype name) where given, rounding to nearest even
+    (a NaN cast to bfloat16 becomes 0x7FC0 with its sign in a ``.safetensors`` file)."""
     from .sbw import atomic_write
-    ts = _torch_tensors(tensors, dtypes or {})
     if output_format(path) == "safetensors":
-        from safetensors.torch import save
-        data = save({k: t.contiguous() for k, t in ts.items()}, metadata=dict(metadata) if metadata else None)
+        data = _safetensors_bytes(tensors, dtypes or {}, metadata)
     else:
+        import torch
         buf = io.BytesIO()
-        torch.save(ts, buf)
+        torch.save(_torch_tensors(tensors, dtypes or {}), buf)
         data = buf.getvalue()
     atomic_write(path, data)
+
+
+def bfloat16_bits(x: np.ndarray) -> np.ndarray:
+    """The bfloat16 nearest to each float32 of ``x`` (ties to even, as torch rounds), as its 16 bits
+    (uint16); NaN becomes the quiet NaN 0x7FC0 with its sign."""
+    x = np.asarray(x, dtype=np.float32)
+    u = x.reshape(-1).view(np.uint32)
+    out = ((u + (0x7FFF + ((u >> 16) & 1))) >> 16).astype(np.uint16)
+    nan = np.isnan(x.reshape(-1))
+    if nan.any():
+        out[nan] = (u[nan] >> 16).astype(np.uint16) & 0x8000 | 0x7FC0
+    return out.reshape(x.shape)
+
+
+def _safetensors_bytes(tensors: dict[str, np.ndarray], dtypes: dict[str, str], metadata) -> bytes:
+    """The ``.safetensors`` image of ``tensors`` cast to ``dtypes``, without torch: the bytes
+    ``safetensors.torch.save`` writes for the same tensors (the same serializer, by torch's dtype names)."""
+    from safetensors import TensorSpec, serialize
+    keep, specs = [], {}
+    for k, v in tensors.items():
+        want = dtypes.get(k) or _NP_DTYPE_NAMES.get(np.asarray(v).dtype.name, np.asarray(v).dtype.name)
+        if want == "bfloat16":
+            a = bfloat16_bits(np.asarray(v))
+        else:
+            a = np.asarray(v).astype(np.dtype(want).newbyteorder("<"), copy=False)
+        if not a.flags.c_contiguous:
+            a = a.copy()                                    # (a 0-d array keeps its shape)
+        keep.append(a)
+        specs[k] = TensorSpec(dtype=want, shape=list(a.shape), data_ptr=a.ctypes.data, data_len=a.nbytes)
+    return bytes(serialize(specs, metadata=dict(metadata) if metadata else None))
 

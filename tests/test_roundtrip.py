@@ -212,3 +212,39 @@ def test_readme_common_mistakes_are_what_the_tool_prints(tmp_path, monkeypatch, 
         assert main(shlex.split(cmd)) == 2, cmd
         got = capsys.readouterr().err.strip()
         assert got == want.replace("/home/me", str(tmp_path)), cmd
+
+
+def test_safetensors_are_read_and_written_without_torch(tmp_path):
+    """`compress` and `decode -o` of .safetensors files never import torch (it costs most of their
+    start-up), and what they read and write is what torch's safetensors gives."""
+    from safetensors.torch import save, save_file
+    sd = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in _net().state_dict().items()}
+    sd["flag"] = torch.tensor([True, False])
+    save_file(sd, tmp_path / "m.safetensors", metadata={"producer": "me"})
+    ck = checkpoint.load_checkpoint(tmp_path / "m.safetensors")
+    assert list(ck.tensors) == sorted(sd) and ck.metadata == {"producer": "me"}
+    for k, t in sd.items():
+        want = t.float().numpy() if t.dtype == torch.bfloat16 else t.numpy()
+        assert ck.dtypes[k] == str(t.dtype).removeprefix("torch.")
+        assert ck.tensors[k].dtype == want.dtype and np.array_equal(ck.tensors[k], want), k
+    code = ("import sys\n"
+            "from subbit.cli import main\n"
+            f"assert main(['compress', {str(tmp_path / 'm.safetensors')!r}, '-o', {str(tmp_path / 'm.sbw')!r}]) == 0\n"
+            f"assert main(['decode', {str(tmp_path / 'm.sbw')!r}, '-o', {str(tmp_path / 'd.safetensors')!r}]) == 0\n"
+            "print('torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.splitlines()[-1] == "False", r.stderr
+    # the writer: the bytes of safetensors.torch.save after torch's casts, bfloat16 rounded to nearest even
+    rng = np.random.default_rng(0)
+    halfway = ((rng.integers(0, 1 << 32, 4000, dtype=np.uint64) & 0xFFFF0000) | 0x8000).astype(np.uint32)
+    x = np.concatenate([rng.standard_normal(4000).astype(np.float32), halfway.view(np.float32),
+                        np.array([0.0, -0.0, np.inf, -np.inf, 3.4e38, 1e-40, -1e-45], np.float32)])
+    x = x[~np.isnan(x)]
+    tensors = {"w": x, "m": x[:120].reshape(3, 40), "n": np.arange(6).reshape(2, 3), "b": np.array(True),
+               "s": np.array(1.5)}
+    for dtypes in ({"w": "bfloat16", "m": "float16", "n": "int64", "b": "bool", "s": "bfloat16"},
+                   {"w": "float32", "m": "bfloat16", "n": "int32", "b": "bool", "s": "float64"}, {}):
+        checkpoint.save_checkpoint(tmp_path / "o.safetensors", tensors, dtypes, metadata={"format": "pt"})
+        ts = {k: torch.from_numpy(np.array(v)) for k, v in tensors.items()}
+        ts = {k: t.to(getattr(torch, dtypes[k])) if k in dtypes else t for k, t in ts.items()}
+        assert (tmp_path / "o.safetensors").read_bytes() == save(ts, metadata={"format": "pt"})
