@@ -157,3 +157,19 @@ def test_every_module_imports_on_its_own(chunk):
                "    except Exception:\n"
                "        print(name, traceback.format_exc().splitlines()[-1])\n")
     assert out == ""
+
+
+def test_only_the_command_line_parses_arguments():
+    """argparse and parser building (``add_parser``, ``add_argument``) live in `subbit.cli` alone: a
+    new command or option goes there, its work into a library function."""
+    found = []
+    for m, path in MODULES.items():
+        if m.startswith("subbit.cli"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import) and any(a.name == "argparse" for a in node.names) or \
+                    isinstance(node, ast.ImportFrom) and node.module == "argparse" or \
+                    isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+                    node.func.attr in ("add_parser", "add_argument", "add_subparsers", "add_argument_group"):
+                found.append(f"{m}:{node.lineno}")
+    assert found == []
