@@ -39,4 +39,4 @@ clean:
 
 clean-cache:
 	@test -x $(BIN)/python || { echo "make clean-cache: needs $(VENV) (make demo or make test creates it)" >&2; exit 1; }
-	$(BIN)/python -m subbit.model.paths --clean
+	$(BIN)/python -m subbit.cli.cache --clean

@@ -21,7 +21,7 @@ Everything there can be deleted at any time no run is going (``make clean-cache`
 user asked for are not cached: ``subbit train --out``, ``subbit bench train --out-root``
 (default ``./build/bench-train``) and ``-o`` files go where they are told.
 
-``python -m subbit.model.paths`` prints the directory; ``--clean`` removes subbit's
+``python -m subbit.cli.cache`` prints the directory; ``--clean`` removes subbit's
 subdirectories of it (only those: ``$SUBBIT_BUILD_DIR`` may name a directory that holds more).
 
 Never imports amaranth (like the rest of `subbit.model`).
@@ -33,7 +33,6 @@ import contextlib
 import fcntl
 import os
 import shutil
-import sys
 
 from .errors import SubbitError
 
@@ -170,26 +169,3 @@ def clean_cache(root: str | None = None) -> list[str]:
         os.rmdir(root)
         gone.append(root)
     return gone
-
-
-def main(argv=None) -> int:
-    """``python -m subbit.model.paths [--clean]``: print the cache directory, or clean it."""
-    argv = sys.argv[1:] if argv is None else argv
-    if argv not in ([], ["--clean"]):
-        print("usage: python -m subbit.model.paths [--clean]", file=sys.stderr)
-        return 2
-    try:
-        root = cache_root()
-        if argv:
-            for d in clean_cache(root):
-                print(f"removed {d}")
-        else:
-            print(root)
-    except (SubbitError, OSError) as e:
-        print(f"subbit: error: {e}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

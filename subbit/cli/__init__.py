@@ -15,8 +15,8 @@ the light commands start fast. Libraries never import this package.
 - :mod:`.training`: ``train``, ``bench train``
 - :mod:`.options`: the decoder's options, generated from `subbit.hw.params.DecoderParams`
 - :mod:`.common`: running a command (exit codes, messages), progress bars, options as data
-- ``python -m`` tools of the golden model's test suite: :mod:`.fault_suite`, :mod:`.fuzz_reader`,
-  and :mod:`.nncodec_table` (the peer codec)
+- ``python -m`` tools: :mod:`.fault_suite` and :mod:`.fuzz_reader` (the golden reader's fault
+  injection and fuzzing), :mod:`.nncodec_table` (the peer codec), :mod:`.cache` (the per-user cache)
 """
 
 from __future__ import annotations
