@@ -85,15 +85,21 @@ def input_beats(beats, word_width: int) -> np.ndarray:
     return b
 
 
-def decode_words(words, params: DecoderParams, *, total: int | None = None, layers: int = 1 << 16) -> dict:
-    """Decode a word stream with the Verilated decoder (C clock loop).
+def decode_words(words, params: DecoderParams, *, total: int | None = None, layers: int = 1 << 16,
+                 progress=None, chunk_clocks: int = 1 << 20) -> dict:
+    """Decode a word stream with the Verilated decoder (C clock loop; input always valid, output
+    always ready).
 
-    Returns ``codes`` (int16), ``layer_ends``, ``cycles``, ``error`` (status.error),
-    ``build_seconds`` and ``sim_seconds`` (wall clock of the decode alone).
+    Returns ``codes`` (int64), ``layer_ends``, ``cycles`` (clocks until done), ``error``
+    (status.error), ``timed_out``, ``first_in_cycle`` (the first input beat accepted),
+    ``first_out_cycle`` / ``last_out_cycle`` (the first and last output beats), ``output_beats``,
+    ``layer_first_cycles`` / ``layer_last_cycles`` (each layer's first and last output beat),
+    ``build_seconds`` and ``sim_seconds`` (wall clock of the decode alone). The run goes in chunks
+    of ``chunk_clocks``; ``progress(codes_so_far)``, if given, is called after each.
     """
     from ..hw.verilog import TOP, generate_params
-    from .rtl_decode import pack_beats
     from .ports import c_header, decoder_ports
+    from .rtl_decode import pack_beats
     ports = decoder_ports(params)
     if ports["o"].width() > 64:
         raise SimError(f"the fast decoder harness takes output beats of up to 64 bits, not {ports['o'].width()}")
@@ -105,17 +111,30 @@ def decode_words(words, params: DecoderParams, *, total: int | None = None, laye
     beats = input_beats(pack_beats(words, params.word_width), params.word_width)
     cap = total if total is not None else 8 * len(words) * 16 + 64
     codes = np.zeros(cap, dtype=np.int16)
-    ends = np.zeros(layers, dtype=np.int64)
+    ends, firsts, lasts = (np.zeros(layers, dtype=np.int64) for _ in range(3))
     stats = np.zeros(8, dtype=np.uint64)
-    f = lib.sb_decode
-    f.restype = ctypes.c_int64
-    rc = f(_ptr(beats, ctypes.c_uint64), ctypes.c_int64(len(beats)), _ptr(codes, ctypes.c_int16), ctypes.c_int64(cap), _ptr(ends, ctypes.c_int64), ctypes.c_int64(layers),
-           _ptr(stats, ctypes.c_uint64), ctypes.c_int64(50 * len(beats) + (cap // params.lanes) * 4 + 100000))
+    lib.sb_open.restype = ctypes.c_void_p
+    lib.sb_run.restype = ctypes.c_int64
+    timeout = 50 * len(beats) + (cap // params.lanes) * 4 + 100000
+    h = ctypes.c_void_p(lib.sb_open(_ptr(beats, ctypes.c_uint64), ctypes.c_int64(len(beats))))
+    try:
+        rc = -3
+        while rc == -3 and int(stats[0]) < timeout:
+            rc = lib.sb_run(h, ctypes.c_int64(min(chunk_clocks, timeout - int(stats[0]))),
+                            _ptr(codes, ctypes.c_int16), ctypes.c_int64(cap), _ptr(ends, ctypes.c_int64),
+                            _ptr(firsts, ctypes.c_int64), _ptr(lasts, ctypes.c_int64), ctypes.c_int64(layers),
+                            _ptr(stats, ctypes.c_uint64))
+            if progress is not None:
+                progress(int(stats[1]))
+    finally:
+        lib.sb_close(h)
     t2 = time.perf_counter()
-    n, nl = int(stats[1]), int(stats[2])
-    return {"codes": codes[:min(n, cap)].astype(np.int64), "layer_ends": ends[:min(nl, layers)].tolist(),
-            "cycles": int(stats[0]), "first_code_cycle": int(stats[4]), "output_beats": int(stats[5]),
-            "error": ports["status"].get(int(stats[3]), "error"), "timed_out": rc == -1,
+    n, nl = int(stats[1]), min(int(stats[2]), layers)
+    return {"codes": codes[:min(n, cap)].astype(np.int64), "layer_ends": ends[:nl].tolist(),
+            "cycles": int(stats[0]), "first_out_cycle": int(stats[4]), "output_beats": int(stats[5]),
+            "first_in_cycle": int(stats[6]), "last_out_cycle": int(stats[7]),
+            "layer_first_cycles": firsts[:nl].tolist(), "layer_last_cycles": lasts[:nl].tolist(),
+            "error": ports["status"].get(int(stats[3]), "error"), "timed_out": rc == -3,
             "build_seconds": t1 - t0, "sim_seconds": t2 - t1}
 
 

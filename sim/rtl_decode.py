@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+
 import numpy as np
 
 from ..hw.params import DecoderParams
@@ -9,7 +11,7 @@ from ..model import stream
 from ..model.sbw import SbwFile
 from .runner import build, run
 
-__all__ = ["pack_beats", "header_last_beats", "params_for", "decode_words", "decode_file", "measure", "measure_stream"]
+__all__ = ["pack_beats", "header_last_beats", "params_for", "switch_metrics", "decode_words", "decode_file", "measure", "measure_stream"]
 
 COMPARE_MAX_SYMBOLS = 32      # default lookup: comparators up to this alphabet, slot table above
 
@@ -44,22 +46,66 @@ def params_for(layers: list[stream.HwLayer], config: stream.StreamConfig, *, loo
     return DecoderParams.for_stream(config, max_symbols=max_symbols, word_width=word_width, lookup=lookup)
 
 
+#: The first-weight allowance: a layer's first weight may come this many clocks after the clock
+#: that could have brought its header's last beat (issue 5's target: header words + 4 after the
+#: first word, i.e. 5 clocks after the last header word of a stream read at one beat per clock).
+FIRST_WEIGHT_ALLOWANCE = 5
+
+
+def switch_metrics(r, header_last_beats):
+    """Idle output clocks at each layer switch, and the part of them the input bus does not explain.
+
+    ``header_last_beats[n]``: index of the beat holding layer n's last header word. Layer n's
+    first weight cannot come before the clock after layer n-1's last weight, nor (with input at
+    one beat per clock from the first) before ``first_in + header_last_beats[n] +
+    FIRST_WEIGHT_ALLOWANCE``; clocks past the later of the two are the decoder's bubbles.
+    Returns (idle clocks per switch, bubbles per switch), lists of len(layers) - 1.
+    """
+    oc, lc, first_in = r["out_cycles"], r["last_cycles"], r["first_in_cycle"]
+    idle, bubbles = [], []
+    for n in range(1, min(len(lc), len(header_last_beats))):
+        k = bisect.bisect_right(oc, lc[n - 1])        # the next layer's first output beat
+        if k >= len(oc):
+            break
+        first = oc[k]
+        bound = max(lc[n - 1] + 1, first_in + int(header_last_beats[n]) + FIRST_WEIGHT_ALLOWANCE)
+        idle.append(first - lc[n - 1] - 1)
+        bubbles.append(max(0, first - bound))
+    return idle, bubbles
+
+
 def decode_words(words, layers: list[stream.HwLayer], config: stream.StreamConfig, params: DecoderParams,
-                 simulator: str = "verilator", expected=None) -> dict:
-    """Run the RTL on a word stream; returns measurements, ``codes`` and ``bit_exact``."""
+                 simulator: str = "verilator", expected=None, *, engine: str | None = None,
+                 progress=None) -> dict:
+    """Run the RTL on a word stream; returns measurements, ``codes`` and ``bit_exact``.
+
+    ``engine``: ``"harness"`` (Verilator only, the default there) runs the Verilated decoder in a
+    C clock loop (`subbit.sim.fast`, about a million weights per second; ``progress(weights)`` is
+    called as it goes); ``"cocotb"`` (the default for Icarus) runs the cocotb bench. Both feed the
+    input at one beat per clock from the first and keep the output ready, and give the same
+    figures (a test compares them).
+    """
+    engine = engine or ("harness" if simulator == "verilator" else "cocotb")
+    if engine not in ("harness", "cocotb") or (engine == "harness" and simulator != "verilator"):
+        raise ValueError(f"engine {engine!r} with simulator {simulator!r}: the C harness runs on Verilator only")
     if expected is None:
         expected = [stream.decode_codes(h, config) for h in layers]
     exp = np.concatenate([np.asarray(e).ravel() for e in expected] or [np.zeros(0, np.int64)])
-    b = build(params, simulator)
-    r = run(b, "decode", {"beats": pack_beats(words, params.word_width),
-                          "header_last_beats": header_last_beats(layers, params.word_width)})["decode"]
+    hlb = header_last_beats(layers, params.word_width)
+    if engine == "harness":
+        from .fast import decode_words as harness_decode
+        h = harness_decode(words, params, total=len(exp), layers=max(1, len(layers)), progress=progress)
+        r = _harness_metrics(h, hlb)
+    else:
+        b = build(params, simulator)
+        r = run(b, "decode", {"beats": pack_beats(words, params.word_width), "header_last_beats": hlb})["decode"]
     codes = np.asarray(r["codes"], dtype=np.int64)
     ends = np.cumsum([h.count for h in layers]).tolist()
     bit_exact = (not r["timed_out"] and r["error"] == 0 and codes.shape == exp.shape
                  and bool(np.array_equal(codes, exp)) and r["layer_ends"] == ends)
     switches = max(len(layers) - 1, 1)
     return {
-        "simulator": simulator,
+        "simulator": simulator, "engine": engine,
         "decoder": {"lanes": params.lanes, "prob_bits": params.prob_bits, "ways": params.ways,
                     "max_symbols": params.max_symbols, "word_width": params.word_width, "lookup": params.lookup},
         "cycles": r["cycles"], "weights": r["weights"], "weights_per_cycle": r["weights_per_cycle"],
@@ -68,7 +114,7 @@ def decode_words(words, layers: list[stream.HwLayer], config: stream.StreamConfi
         "layer_switch_bubbles": r.get("output_bubbles"),
         "layer_switch_bubbles_per_switch": (r.get("output_bubbles") or 0) / switches,
         # only the clocks between layers (no wait for input inside a layer), and the part of
-        # them not explained by the input bus (tb.switch_metrics)
+        # them not explained by the input bus (switch_metrics)
         "switch_idle": r.get("switch_idle"), "switch_bubbles": r.get("switch_bubbles"),
         "switch_idle_per_switch": sum(r.get("switch_idle") or []) / switches,
         "switch_bubbles_per_switch": sum(r.get("switch_bubbles") or []) / switches,
@@ -76,11 +122,32 @@ def decode_words(words, layers: list[stream.HwLayer], config: stream.StreamConfi
     }
 
 
-def decode_file(f: SbwFile, simulator: str = "verilator", *, lookup=None, word_width=16, max_symbols=None) -> dict:
-    """`subbit decode --rtl`: decode a file's word stream with the RTL; ``codes`` per layer name."""
+def _harness_metrics(h: dict, hlb: list[int]) -> dict:
+    """The cocotb bench's figures (`subbit.sim.tb.metrics`) from the C harness's per-layer clocks."""
+    r = {"codes": h["codes"], "layer_ends": h["layer_ends"], "error": h["error"], "timed_out": h["timed_out"],
+         "weights": len(h["codes"])}
+    if not h["output_beats"]:
+        return {**r, "cycles": 0, "weights_per_cycle": 0.0}
+    cycles = h["last_out_cycle"] - h["first_in_cycle"] + 1
+    span = h["last_out_cycle"] - h["first_out_cycle"] + 1
+    # switch_metrics looks up the first output beat after each layer's last one: the layers' first beats
+    beats = {"out_cycles": sorted(h["layer_first_cycles"] + h["layer_last_cycles"]),
+             "last_cycles": h["layer_last_cycles"], "first_in_cycle": h["first_in_cycle"]}
+    idle, bubbles = switch_metrics(beats, hlb)
+    return {**r, "cycles": cycles, "weights_per_cycle": len(h["codes"]) / cycles,
+            "first_weight_latency_cycles": h["first_out_cycle"] - h["first_in_cycle"],
+            "output_beats": h["output_beats"], "output_bubbles": span - h["output_beats"],
+            "switch_idle": idle, "switch_bubbles": bubbles}
+
+
+def decode_file(f: SbwFile, simulator: str = "verilator", *, lookup=None, word_width=16, max_symbols=None,
+                engine: str | None = None, progress=None) -> dict:
+    """`subbit decode --rtl`: decode a file's word stream with the RTL; ``codes`` per layer name
+    (``engine`` and ``progress``: :func:`decode_words`)."""
     params = params_for(f.hw, f.config, lookup=lookup, word_width=word_width, max_symbols=max_symbols)
     golden = f.decode_codes()
-    res = decode_words(f.words(), f.hw, f.config, params, simulator, [golden[m.name] for m in f.layers])
+    res = decode_words(f.words(), f.hw, f.config, params, simulator, [golden[m.name] for m in f.layers],
+                       engine=engine, progress=progress)
     flat, codes, pos = res.pop("codes"), {}, 0
     for m in f.layers:
         part = flat[pos:pos + m.size]

@@ -20,6 +20,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge
 
 from .ports import Fields
+from .rtl_decode import FIRST_WEIGHT_ALLOWANCE, switch_metrics  # noqa: F401 (re-exported)
 
 
 def load_job():
@@ -145,34 +146,6 @@ class TB:
             "last_cycles": last_cycles,
             "end_cycle": self.cycle,
         }
-
-
-#: The first-weight allowance: a layer's first weight may come this many clocks after the clock
-#: that could have brought its header's last beat (issue 5's target: header words + 4 after the
-#: first word, i.e. 5 clocks after the last header word of a stream read at one beat per clock).
-FIRST_WEIGHT_ALLOWANCE = 5
-
-
-def switch_metrics(r, header_last_beats):
-    """Idle output clocks at each layer switch, and the part of them the input bus does not explain.
-
-    ``header_last_beats[n]``: index of the beat holding layer n's last header word. Layer n's
-    first weight cannot come before the clock after layer n-1's last weight, nor (with input at
-    one beat per clock from the first) before ``first_in + header_last_beats[n] +
-    FIRST_WEIGHT_ALLOWANCE``; clocks past the later of the two are the decoder's bubbles.
-    Returns (idle clocks per switch, bubbles per switch), lists of len(layers) - 1.
-    """
-    oc, lc, first_in = r["out_cycles"], r["last_cycles"], r["first_in_cycle"]
-    idle, bubbles = [], []
-    for n in range(1, min(len(lc), len(header_last_beats))):
-        k = bisect.bisect_right(oc, lc[n - 1])        # the next layer's first output beat
-        if k >= len(oc):
-            break
-        first = oc[k]
-        bound = max(lc[n - 1] + 1, first_in + int(header_last_beats[n]) + FIRST_WEIGHT_ALLOWANCE)
-        idle.append(first - lc[n - 1] - 1)
-        bubbles.append(max(0, first - bound))
-    return idle, bubbles
 
 
 def metrics(r, lanes, header_last_beats=None):

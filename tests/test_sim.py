@@ -439,3 +439,23 @@ def test_port_fields_come_from_the_layouts(lanes, max_symbols):
     inf = infer_ports(p, mac_params_for(p))
     assert set(inf["status"].fields) >= {"decoder.error", "mac.error", "mac.done", "mac.waiting"}
     assert "#define SB_STATUS_MAC_WAITING_OFFSET" in c_header(inf)
+
+
+@pytest.mark.parametrize("kw", [dict(lanes=2, max_symbols=7)])
+def test_c_harness_gives_the_cocotb_bench_figures(kw):
+    """`decode --rtl verilator` runs the Verilated decoder in the C harness (sim/fast.py): on the
+    measurement stream (the ccexam CNN, several layers) it gives the cocotb bench's codes, cycles,
+    first-weight latency and switch figures exactly, and reports progress as it goes."""
+    from subbit.sim.rtl_decode import measure_stream
+    p = DecoderParams(**kw)
+    hw, words = measure_stream(p.stream_config)
+    seen = []
+    fast = decode_words(words, hw, p.stream_config, p, "verilator", engine="harness", progress=seen.append)
+    slow = decode_words(words, hw, p.stream_config, p, "verilator", engine="cocotb")
+    assert fast["bit_exact"] and slow["bit_exact"]
+    assert np.array_equal(fast.pop("codes"), slow.pop("codes"))
+    assert (fast.pop("engine"), slow.pop("engine")) == ("harness", "cocotb")
+    assert fast == slow
+    assert seen and seen[-1] == fast["weights"] and seen == sorted(seen)
+    with pytest.raises(ValueError, match="Verilator only"):
+        decode_words(words, hw, p.stream_config, p, "icarus", engine="harness")

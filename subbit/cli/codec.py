@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -146,14 +147,25 @@ def _check_decode_outputs(args):
         sbw.check_output(args.codes, inputs=[args.file, args.output], exts=(".safetensors",), what="--codes file")
 
 
+@contextlib.contextmanager
+def _weights_bar(total: int, desc: str):
+    """A progress bar of decoded weights (weights/s) on a terminal, nothing otherwise; yields
+    ``advance(weights_so_far)``."""
+    from tqdm import tqdm
+    with tqdm(total=total, desc=desc, unit="w", unit_scale=True, leave=False,
+              disable=not sys.stderr.isatty()) as bar:
+        yield lambda n: bar.update(max(0, min(n, total) - bar.n))
+
+
 def cmd_decode(args):
     from subbit.model import checkpoint, sbw
     f = sbw.read_sbw(args.file)             # validates the headers: cheap, before the outputs' checks
     _check_decode_outputs(args)
     if args.rtl:
         from subbit.sim import rtl_decode
-        res = rtl_decode.decode_file(f, simulator=args.rtl, lookup=args.lookup, word_width=args.word_width,
-                                     max_symbols=args.max_symbols)
+        with _weights_bar(sum(m.size for m in f.layers), f"RTL decode ({args.rtl})") as advance:
+            res = rtl_decode.decode_file(f, simulator=args.rtl, lookup=args.lookup, word_width=args.word_width,
+                                         max_symbols=args.max_symbols, progress=advance)
         from subbit.hw.params import ErrorCode
         codes = res.pop("codes")
         res["error_name"] = ErrorCode(res["error"]).name
