@@ -98,8 +98,7 @@ def decode_words(words, params: DecoderParams, *, total: int | None = None, laye
     of ``chunk_clocks``; ``progress(codes_so_far)``, if given, is called after each.
     """
     from ..hw.verilog import TOP, generate_params
-    from .ports import c_header, decoder_ports
-    from .rtl_decode import pack_beats
+    from .ports import c_header, decoder_ports, pack_beats
     ports = decoder_ports(params)
     if ports["o"].width() > 64:
         raise SimError(f"the fast decoder harness takes output beats of up to 64 bits, not {ports['o'].width()}")

@@ -4,7 +4,7 @@ One source for the port packing: the cocotb benches (``sim/tb.py``, ``sim/infer_
 unpack ``o`` and ``status`` with :class:`Fields`, and the C harnesses behind
 `subbit.sim.fast` include a header :func:`c_header` writes from the same layouts, so a
 field added to ``output_layout``, ``status_layout`` or the inference top's layouts reaches
-every bench without editing a shift.
+every bench without editing a shift. :func:`pack_beats` puts the stream's words on the input bus.
 
 A field is named by its path in the layout (``codes[0]``, ``count``, ``decoder.error``) and
 given as ``(offset, width)``: bit ``offset`` of the port's integer value is its bit 0.
@@ -14,13 +14,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
 from amaranth.hdl import Shape
 from amaranth.lib import data
 
 if TYPE_CHECKING:
     from ..hw.params import DecoderParams
 
-__all__ = ["layout_fields", "Fields", "decoder_ports", "infer_ports", "c_header"]
+__all__ = ["pack_beats", "layout_fields", "Fields", "decoder_ports", "infer_ports", "c_header"]
+
+
+def pack_beats(words, word_width: int) -> np.ndarray:
+    """16-bit stream words as bus beats (two per beat at 32 bits, first word in bits 0..15)."""
+    w = np.asarray(words, dtype=np.uint64)
+    if word_width == 16:
+        return w
+    if len(w) % 2:
+        raise ValueError("a word stream has an even number of words")
+    return w[0::2] | w[1::2] << np.uint64(16)
 
 
 def layout_fields(layout: data.Layout, prefix: str = "", base: int = 0) -> dict[str, tuple[int, int, bool]]:

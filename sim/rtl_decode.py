@@ -9,21 +9,12 @@ import numpy as np
 from ..hw.params import DecoderParams
 from ..model import stream
 from ..model.sbw import SbwFile
+from .ports import pack_beats
 from .runner import build, run
 
 __all__ = ["pack_beats", "header_last_beats", "params_for", "switch_metrics", "decode_words", "decode_file", "measure", "measure_stream"]
 
 COMPARE_MAX_SYMBOLS = 32      # default lookup: comparators up to this alphabet, slot table above
-
-
-def pack_beats(words, word_width: int) -> np.ndarray:
-    """16-bit stream words as bus beats (two per beat at 32 bits, first word in bits 0..15)."""
-    w = np.asarray(words, dtype=np.uint64)
-    if word_width == 16:
-        return w
-    if len(w) % 2:
-        raise ValueError("a word stream has an even number of words")
-    return w[0::2] | w[1::2] << np.uint64(16)
 
 
 def header_last_beats(layers: list[stream.HwLayer], word_width: int) -> list[int]:
