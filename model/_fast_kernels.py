@@ -108,3 +108,81 @@ def decode(X, W, T, M, count, base, out):
         if j == N:
             j = 0
     return OK, 0, p
+
+
+@njit(cache=True, nogil=True)
+def encode_classed(sym, lo, f, c, inv, xmax, cls, row_length, M, X, words):
+    """:func:`encode` with table ``cls[i // row_length]`` for symbol ``i``: ``f``, ``c``, ``inv``,
+    ``xmax`` are ``(T, nsym)`` arrays (``c``: ``(T, nsym + 1)``). Same returns."""
+    n = sym.size
+    N = X.size
+    nsym = f.shape[1]
+    p = n
+    if n == 0:
+        return OK, 0, p
+    j = (n - 1) % N
+    row = (n - 1) // row_length
+    col = (n - 1) - row * row_length
+    for i in range(n - 1, -1, -1):
+        t = cls[row]
+        s = np.int64(sym[i]) - lo
+        if s < 0 or s >= nsym:
+            return BAD_SYMBOL, i, p
+        fs = f[t, s]
+        if fs == 0:
+            return BAD_SYMBOL, i, p
+        x = X[j]
+        e = np.int64(x >= xmax[t, s])
+        words[p - 1] = x & WORD_MASK
+        p -= e
+        x >>= e << 4
+        q = np.int64(np.float64(x) * inv[t, s])
+        r = x - q * fs
+        if r >= fs:
+            q += 1
+            r -= fs
+        X[j] = (q << M) + r + c[t, s]
+        j = j - 1 if j else N - 1
+        if col:
+            col -= 1
+        else:
+            col = row_length - 1
+            row -= 1
+    return OK, 0, p
+
+
+@njit(cache=True, nogil=True)
+def decode_classed(X, W, T, cls, row_length, M, count, base, out):
+    """:func:`decode` with table ``T[cls[i // row_length]]`` for symbol ``i`` (``T``: ``(tables,
+    2**M)`` packed as in :func:`decode`; ``f = 2**M <= 2**15`` of a one-symbol table fits too).
+    Same returns."""
+    N = X.size
+    nw = W.size
+    last = max(nw - 1, 0)
+    mask = (1 << M) - 1
+    p = 0
+    j = 0
+    row = 0
+    col = 0
+    for i in range(count):
+        tab = T[cls[row]]
+        x = X[j]
+        t = tab[x & mask]
+        out[i] = (t >> 32) + base
+        x = (t & 0xFFFF) * (x >> M) + ((t >> 16) & 0xFFFF)
+        need = x < L
+        w = W[min(p, last)] if nw else 0
+        if need:
+            x = (x << 16) | w
+        p += need
+        if p > nw:
+            return OVERRUN, i, nw
+        X[j] = x
+        j += 1
+        if j == N:
+            j = 0
+        col += 1
+        if col == row_length:
+            col = 0
+            row += 1
+    return OK, 0, p

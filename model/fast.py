@@ -10,6 +10,8 @@ every test compares this module against it (``tests/test_fast.py``).
   ``subbit decode``, ``.sbw`` reading, training reports) call this module by default.
   ``SUBBIT_GOLDEN=1`` in the environment selects the golden model everywhere instead (read at
   every call: :func:`enabled`). `rans.encode` / `rans.decode` are always the golden model.
+  Row-classed layers (word stream v3, `subbit.model.rowclass`) have their twins too:
+  :func:`encode_classed` / :func:`decode_classed` (a table per weight, selected by its row's class).
 * **Same errors.** Every check the golden model makes *before* its coding loop (parameters,
   table, symbol range and dtype, zero-frequency symbols, number and range of initial states,
   the adversarial count bound) and every input outside the common case (a one-symbol table,
@@ -41,7 +43,8 @@ import numpy as np
 from . import rans
 from .errors import DecodeError
 
-__all__ = ["enabled", "encode", "encode_offset", "decode", "decode_into", "histogram"]
+__all__ = ["enabled", "encode", "encode_offset", "decode", "decode_into", "histogram",
+           "encode_classed", "decode_classed"]
 
 _INT = (int, np.integer)
 #: symbol dtypes the kernels are compiled for (others are widened to int64 first)
@@ -145,6 +148,90 @@ def histogram(q, lo: int, nsym: int) -> np.ndarray:
     ``q`` with ``0 <= q - lo < nsym``."""
     q = np.asarray(q).ravel()
     return _kernels().histogram(q if q.dtype in KERNEL_DTYPES else q.astype(np.int64), int(lo), int(nsym))
+
+
+def encode_classed(symbols, lo: int, tables, classes, row_length: int, prob_bits: int, lanes: int = 1,
+                   ways: int = 1):
+    """:func:`subbit.model.rowclass.encode` of ``symbols - lo``, compiled: same results and errors
+    (every check and every error is the golden function's)."""
+    from . import rowclass
+    rans.check_params(prob_bits, lanes, ways)
+    F = np.array(rowclass._check_tables(tables, prob_bits), dtype=np.int64)
+    sym = np.asarray(symbols).ravel()
+    k = np.asarray(classes).ravel()
+
+    def golden():
+        return rowclass.encode(sym.astype(np.int64) - lo, F, k, row_length, prob_bits, lanes, ways)
+
+    if (sym.size and not np.issubdtype(sym.dtype, np.integer)) or not np.issubdtype(k.dtype, np.integer) \
+            or row_length < 1 or k.size * row_length != sym.size or (k.size and (k.min() < 0 or k.max() >= len(F))):
+        return golden()                     # raises
+    c = np.concatenate([np.zeros((len(F), 1), np.int64), np.cumsum(F, axis=1)], axis=1)
+    inv = 1.0 / np.maximum(F, 1)
+    xmax = F << (rans.STATE_BITS - prob_bits)
+    ks = sym if sym.dtype in KERNEL_DTYPES else sym.astype(np.int64)
+    X = np.full(max(min(sym.size, lanes * ways), 1), rans.RANS_L, dtype=np.int64)
+    words = np.empty(sym.size, dtype=np.uint16)
+    status, pos, start = _kernels().encode_classed(ks, int(lo), F, c, inv, xmax, k.astype(np.int64),
+                                                   int(row_length), prob_bits, X, words)
+    if status != _kernels().OK:
+        return golden()                     # a symbol out of range or of frequency 0: raises
+    return X[:min(sym.size, lanes * ways)].astype(np.uint32), words[start:].copy()
+
+
+def decode_classed(states, words, tables, classes, row_length: int, prob_bits: int, count: int,
+                   lanes: int = 1, ways: int = 1, *, layer: str | None = None, base: int = 0) -> np.ndarray:
+    """:func:`subbit.model.rowclass.decode`, compiled, returning ``symbol + base``: same results
+    and errors."""
+    from . import rowclass
+
+    def golden():
+        out = rowclass.decode(states, words, tables, classes, row_length, prob_bits, count, lanes, ways,
+                              layer=layer)
+        return out + base if base else out
+
+    rans.check_params(prob_bits, lanes, ways)
+    F = rowclass._check_tables(tables, prob_bits)
+    k = np.asarray(classes).ravel()
+    if not isinstance(count, _INT) or count < 0 or not np.issubdtype(k.dtype, np.integer) or row_length < 1 \
+            or k.size * row_length != count or (k.size and (k.min() < 0 or k.max() >= len(F))):
+        return golden()
+    count = int(count)
+    N = lanes * ways
+    nstates = min(count, N)
+    X = np.asarray(states).ravel()
+    if (X.size != nstates or (X.size and not np.issubdtype(X.dtype, np.integer))
+            or (X.size and (int(X.min()) < rans.RANS_L or int(X.max()) >= 1 << rans.STATE_BITS))):
+        return golden()
+    W = np.asarray(words).ravel()
+    nw = W.size
+    if W.dtype != np.uint16:
+        if nw and (not np.issubdtype(W.dtype, np.integer) or int(W.min()) < 0 or int(W.max()) > 0xFFFF):
+            return golden()
+        W = W.astype(np.uint16)
+    if rowclass.live_weights(F, k, row_length) > (nw + nstates) * 23 << prob_bits:
+        return golden()                     # adversarial count (raises)
+    T = np.stack([_decode_table(f, prob_bits) for f in F])
+    try:
+        out = np.empty(count, dtype=np.int64)
+    except (MemoryError, ValueError):
+        return golden()
+    X = X.astype(np.int64)
+    kk = _kernels()
+    status, pos, p = kk.decode_classed(X, W, T, k.astype(np.int64), int(row_length), prob_bits, count,
+                                       int(base), out)
+    if status == kk.OVERRUN:
+        raise DecodeError(f"payload overrun: symbol {pos} needs word {p}, "
+                          f"but the payload has {nw} words", layer=layer, word=nw)
+    if p != nw:
+        raise DecodeError(f"payload has {nw} words but decoding read {p}", layer=layer, word=p)
+    bad = np.flatnonzero(X != rans.RANS_L)
+    if bad.size:
+        j = int(bad[0])
+        raise DecodeError(f"final state of state {j} (lane {j % lanes}, way {j // lanes}) "
+                          f"is {int(X[j]):#x}, expected {rans.RANS_L:#x}: corrupted payload",
+                          layer=layer, word=nw)
+    return out
 
 
 def _decode_table(f, M):

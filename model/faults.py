@@ -13,17 +13,24 @@ operation on its 16-bit words:
                adversarial writer rather than a channel error (bad tables,
                zero-frequency symbols that occur anyway, maximal sizes, wrong
                version, zero-length layers that declare a payload, a payload bit
-               flipped with its payload check word recomputed, ...)
+               flipped with its payload check word recomputed, ...; with
+               ``classed``: row lengths that do not divide the count, classes out of
+               range, wrong numbers of tables, bad class index codings)
+
+``cases(config, classed=True)`` adds two row-classed layers (word stream v3, `subbit.model.rowclass`)
+to the reference stream: every region of theirs (class fields, tables, class index) is truncated,
+flipped and edited too. The hardware fault suite (`subbit.sim.faults`) uses the v2 stream until
+the RTL decodes v3.
 
 :func:`golden` is the software reader: it parses and decodes the whole
 stream, so it raises a `SubbitError` (with layer and byte offset) exactly when
 the golden model rejects the stream. Pure numpy, like the rest of
-`subbit.model`; the RTL side is `subbit.sim.faults`.
+`subbit.model`; the RTL side is `subbit.sim.rtl_faults`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -70,10 +77,35 @@ class Fault:
     stream_detectable: bool = True
 
 
-def reference_codes(config: stream.StreamConfig, seed: int = 0) -> list[np.ndarray]:
+def classed_reference(seed: int = 0) -> list[tuple[np.ndarray, int, np.ndarray]]:
+    """``(codes, row_length, classes)`` of the row-classed reference layers: ``T = 3`` with a
+    fixed 2-bit class index (so a stored class 3 is out of range), and ``T = 2`` with a rANS
+    class index (class 1 rare) whose class 0 is all-zero rows (a one-symbol table)."""
+    rng = np.random.default_rng(seed + 1)
+    cls_a = np.arange(30) % 3
+    a = np.where(rng.random((30, 20)) < np.array([0.9, 0.5, 0.1])[cls_a][:, None], 0, rng.integers(-3, 4, (30, 20)))
+    cls_b = (rng.random(200) < 0.05).astype(np.int64)
+    cls_b[:2] = [0, 1]
+    b = np.where(cls_b[:, None] == 1, rng.integers(-2, 3, (200, 4)), 0)
+    b[1] = [-2, -1, 1, 2]
+    return [(a.ravel(), 20, cls_a), (b.ravel(), 4, cls_b)]
+
+
+def reference_layers(config: stream.StreamConfig, seed: int = 0, *, classed: bool = False) -> list[stream.HwLayer]:
+    """:func:`reference_codes` coded: one table each, and the classed layers with their classes."""
+    hw = [stream.encode_codes(c, config) for c in reference_codes(config, seed)]
+    if classed:
+        hw += [stream.encode_with_classes(c, config, k, n) for c, n, k in classed_reference(seed)]
+    return hw
+
+
+def reference_codes(config: stream.StreamConfig, seed: int = 0, *, classed: bool = False) -> list[np.ndarray]:
     """Layers with every corner a fault can hit: weight-like, one weight, empty, one symbol,
     just past ``lanes*ways`` states, a zero-frequency symbol inside the alphabet, a minimum-
-    probability symbol. Codes stay in -7..7 (a decoder with ``max_symbols = 15`` accepts them)."""
+    probability symbol; with ``classed``, then the layers of :func:`classed_reference`. Codes
+    stay in -7..7 (a decoder with ``max_symbols = 15`` accepts them)."""
+    if classed:
+        return reference_codes(config, seed) + [c for c, _, _ in classed_reference(seed)]
     rng = np.random.default_rng(seed)
     levels = np.arange(-3, 4)
     probs = np.exp(-np.abs(levels))
@@ -111,10 +143,15 @@ def regions(words) -> list[tuple[int, int, str, int | None]]:
     config, hw = stream.parse(words)
     spans = [(0, stream.STREAM_HEADER.nwords, "stream header", None)]
     for k, h in enumerate(hw):
-        for region, s, e in stream.layer_regions(h.nsym, h.count, len(h.payload), config.states):
+        for region, s, e in _layer_regions(h, config):
             if e > s:
                 spans.append((h.offset + s, h.offset + e, region, k))
     return spans
+
+
+def _layer_regions(h: stream.HwLayer, config: stream.StreamConfig):
+    return stream.layer_regions(h.nsym, h.count, len(h.payload), config.states, tables=h.tables,
+                                class_words=0 if h.class_index is None else len(h.class_index))
 
 
 def flip(words, bits) -> np.ndarray:
@@ -153,15 +190,15 @@ def _edited(words, h, field, value):
     return w
 
 
-def cases(config: stream.StreamConfig, seed: int = 0, *, payload_bits: int = 3) -> list[Fault]:
-    """The deterministic fault-injection suite on the reference stream of ``config``.
+def cases(config: stream.StreamConfig, seed: int = 0, *, payload_bits: int = 3, classed: bool = False) -> list[Fault]:
+    """The deterministic fault-injection suite on the reference stream of ``config`` (with
+    ``classed``: the v3 stream of :func:`reference_layers`, classed layers included).
 
     ``payload_bits`` bits (spread over the word) are flipped in the first, middle
     and last payload word of every layer; every other region gets all 16 bits of
     its first and last word.
     """
-    codes = reference_codes(config, seed)
-    hw = [stream.encode_codes(c, config) for c in codes]
+    hw = reference_layers(config, seed, classed=classed)
     words = stream.build(hw, config)
     n = len(words)
     out: list[Fault] = []
@@ -221,7 +258,7 @@ def cases(config: stream.StreamConfig, seed: int = 0, *, payload_bits: int = 3) 
         SH.check.put(w, stream.check_word(w[:SH.check.word]))
         add(name, "edit", "stream header", None, w, field.word, **kw)
 
-    bad_version = stream.VERSION + 1
+    bad_version = max(stream.VERSIONS) + 1
     add(f"wrong version {bad_version}", "edit", "stream header", None,
         np.concatenate([[words[0], bad_version], words[2:]]), SH.version.word)
     stream_edit(f"wrong version {bad_version}, check fixed", SH.version, bad_version)
@@ -255,8 +292,7 @@ def cases(config: stream.StreamConfig, seed: int = 0, *, payload_bits: int = 3) 
     edits.append(("non-zero header pad word", hp, len(hp.header_words()) - 2, 1, True))
     for name, h, field, value, det in edits:
         k = hw.index(h)
-        region = next(r for r, s, e in stream.layer_regions(h.nsym, h.count, len(h.payload), config.states)
-                      if s <= field < e)
+        region = next(r for r, s, e in _layer_regions(h, config) if s <= field < e)
         add(f"edit L{k}: {name}", "edit", region, k, _edited(words, h, field, value), h.offset + field,
             stream_detectable=det)
     # zero-frequency symbols that occur anyway: layer 5 codes {-2, 2} (symbols 0 and 4; 1..3
@@ -285,8 +321,7 @@ def cases(config: stream.StreamConfig, seed: int = 0, *, payload_bits: int = 3) 
             bad[w] ^= np.uint16(1)
             refix_payload(bad, h)
             try:
-                stream.decode_codes(stream.HwLayer(h.nsym, h.base, h.count, h.freqs, h.states,
-                                                   bad[s:s + npay]), config)
+                stream.decode_codes(replace(h, payload=bad[s:s + npay]), config)
                 det = False
             except SubbitError:
                 det = True
@@ -299,10 +334,60 @@ def cases(config: stream.StreamConfig, seed: int = 0, *, payload_bits: int = 3) 
     bad[pad] = 1
     refix_payload(bad, hp)
     add(f"edit L{k}: non-zero payload pad word, payload check fixed", "edit", "payload pad", k, bad, pad)
+    if classed:
+        _classed_edits(words, hw, config, add)
     # every fault must actually change the stream
     for fault in out:
         assert not np.array_equal(fault.words, words), fault.name
     return out
+
+
+def _classed_edits(words, hw, config, add):
+    """Edits (check word recomputed) of the classed layers' own fields: the last two layers."""
+    ha, hb = hw[-2], hw[-1]
+    assert (ha.tables, ha.class_code, hb.tables, hb.class_code) == (3, 0, 2, 1), "classed reference changed"
+    LF3, CF = stream.LAYER_FIELDS_V3, stream.CLASS_FIELDS
+    cf = stream.LAYER_FIELDS.nwords                         # the class fields' first word
+    table = cf + CF.nwords
+    cls_a = table + ha.tables * ha.nsym + 2 * len(ha.states)
+    cls_b = table + hb.tables * hb.nsym + 2 * len(hb.states)
+
+    def word0(h, **kw):
+        v = dict(nsym=h.nsym, extra_tables=h.tables - 1, class_code=h.class_code)
+        v.update(kw)
+        return LF3.pack(**v)[0]
+
+    edits = [
+        ("row length one more", ha, cf + CF.row_length.word, ha.row_length + 1, True),
+        ("row length 0", ha, cf + CF.row_length.word, 0, True),
+        ("row length high word set", ha, cf + CF.row_length.word + 1, 1, True),
+        ("row length = count (one row)", ha, cf + CF.row_length.word, ha.count, True),
+        ("class index words one more", ha, cf + CF.class_words.word, len(ha.class_index) + 1, True),
+        ("class index words high word set", ha, cf + CF.class_words.word + 1, 1, True),
+        ("one table more", ha, 0, word0(ha, extra_tables=ha.tables), True),
+        ("one table less", ha, 0, word0(ha, extra_tables=ha.tables - 2), True),
+        ("one table (no classes) declared", ha, 0, word0(ha, extra_tables=0, class_code=0), True),
+        ("class index coding 2 (unknown)", ha, 0, word0(ha, class_code=2), True),
+        ("fixed class index read as rANS", ha, 0, word0(ha, class_code=1), True),
+        ("class 3 in a 3-table layer (out of range)", ha, cls_a, int(ha.class_index[0]) | 3, True),
+        ("non-zero bits after the last class", ha, cls_a + len(ha.class_index) - 1,
+         int(ha.class_index[-1]) | 0x8000, True),
+        ("table 1 sums to 2**M + 1", ha, table + ha.nsym, int(ha.freqs[1, 0]) + 1, True),
+        ("rANS class index read as fixed bits", hb, 0, word0(hb, class_code=0), True),
+        ("rANS class table sums to 2**M + 1", hb, cls_b, int(hb.class_index[0]) + 1, True),
+        ("rANS class index state below L", hb, cls_b + hb.tables + 1, 0, True),
+    ]
+    for name, h, field, value, det in edits:
+        k = hw.index(h)
+        region = next(r for r, s, e in _layer_regions(h, config) if s <= field < e)
+        add(f"edit L{k}: {name}", "edit", region, k, _edited(words, h, field, value), h.offset + field,
+            stream_detectable=det)
+    # a rANS class index payload bit flipped: other classes (then the payload's final state fails), or
+    # its own final-state check
+    for w in range(cls_b + hb.tables + 2, cls_b + len(hb.class_index)):
+        bad = _edited(words, hb, w, int(words[hb.offset + w]) ^ 1)
+        add(f"edit L{len(hw) - 1}: rANS class index w{hb.offset + w} b0 flipped", "edit", "classes",
+            len(hw) - 1, bad, hb.offset + w)
 
 
 def outcome(words, expected: list[np.ndarray]) -> tuple[str, SubbitError | None]:
@@ -350,7 +435,7 @@ def flip_detection(hw: list[stream.HwLayer], config: stream.StreamConfig, flips:
     fs_tally, fs_misses = [0, 0], []
 
     def decode_layer(h, payload, k):
-        bad = stream.HwLayer(h.nsym, h.base, h.count, h.freqs, h.states, payload, offset=h.offset)
+        bad = replace(h, payload=payload)
         try:
             got = stream.decode_codes(bad, config)
             return "same" if np.array_equal(got, expected[k]) else "miss"

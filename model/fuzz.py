@@ -45,13 +45,14 @@ _CONFIG = stream.StreamConfig(prob_bits=10, lanes=2, ways=6)
 
 
 def _reference():
-    """Small valid reference stream and ``.sbw`` image (built once)."""
+    """Small valid reference stream and ``.sbw`` image, and the v3 reference stream (built once)."""
     if not hasattr(_reference, "cache"):
         codes = [c[:300] for c in faults.reference_codes(_CONFIG)]
         hw = [stream.encode_codes(c, _CONFIG) for c in codes]
         metas = [sbw.LayerMeta(name=f"l{k}", shape=(len(c),), bits=4, scale=[0.5]) for k, c in enumerate(codes)]
         f = sbw.SbwFile(config=_CONFIG, layers=metas, hw=hw, side={"bias": np.arange(3, dtype=np.float32)})
-        _reference.cache = (stream.build(hw, _CONFIG), sbw.to_bytes(f))
+        classed = hw[:2] + [stream.encode_with_classes(c, _CONFIG, k, n) for c, n, k in faults.classed_reference()]
+        _reference.cache = (stream.build(hw, _CONFIG), sbw.to_bytes(f), stream.build(classed, _CONFIG))
     return _reference.cache
 
 
@@ -76,13 +77,22 @@ def _fix_checks(w: np.ndarray) -> None:
         config = stream.StreamConfig(prob_bits=h["prob_bits"], lanes=1 << h["log2_lanes"], ways=h["ways"])
     except SubbitError:
         return
+    if h["version"] == stream.VERSION_CLASSED:
+        LF = stream.LAYER_FIELDS_V3
     pos = SH.nwords
     for _ in range(h["layers"]):
         if pos + LF.nwords > len(w):
             return
         f = LF.unpack(w[pos:pos + LF.nwords])
-        nsym = f["nsym"] | f["nsym_zero"] << LF.nsym.width
-        spans = {r: (s, e) for r, s, e in stream.layer_regions(nsym, f["count"], f["payload_words"], config.states)}
+        nsym = f["nsym"] | f["nsym_zero"] << LF.nsym_zero.bit
+        T, ncls = f.get("extra_tables", 0) + 1, 0
+        if T > 1:
+            CF = stream.CLASS_FIELDS
+            if pos + LF.nwords + CF.nwords > len(w):
+                return
+            ncls = CF.unpack(w[pos + LF.nwords:pos + LF.nwords + CF.nwords])["class_words"]
+        spans = {r: (s, e) for r, s, e in stream.layer_regions(nsym, f["count"], f["payload_words"], config.states,
+                                                                tables=T, class_words=ncls)}
         n = spans["check"][1]                           # the header, its check word included
         if pos + n > len(w):
             return
@@ -108,7 +118,7 @@ def one_input(data: bytes) -> None:
             config, hw = stream.parse(_words(body))
             _decode(config, hw)
         elif mode % 4 == 2:
-            w = _reference()[0].copy()
+            w = _reference()[2 if mode & 0x40 else 0].copy()
             edits = _words(body)
             for k in range(0, len(edits) - 1, 2):
                 w[int(edits[k]) % len(w)] ^= edits[k + 1]
@@ -131,8 +141,9 @@ def one_input(data: bytes) -> None:
 
 def seed_inputs() -> list[bytes]:
     """A starting corpus: the reference stream and file, each in its mode, and empty edit scripts."""
-    words, image = _reference()
-    return [b"\x00" + image, b"\x01" + words.astype("<u2").tobytes(), b"\x02", b"\x82", b"\x03"]
+    words, image, classed = _reference()
+    return [b"\x00" + image, b"\x01" + words.astype("<u2").tobytes(), b"\x02", b"\x82", b"\x03",
+            b"\x01" + classed.astype("<u2").tobytes(), b"\x42", b"\xc2"]
 
 
 def _random_engine(seconds: float, seed: int) -> int:

@@ -1,4 +1,4 @@
-"""Hardware word stream, format v2: what the decoder hardware consumes.
+"""Hardware word stream, format v2 (and v3: row-classed tables): what the decoder hardware consumes.
 
 READ ME FIRST
 =============
@@ -33,6 +33,13 @@ Then, for each layer, a *layer header* followed by its *payload*::
     then one zero pad word if the payload length is even,
     then the payload check word (over the payload and the pad word)
 
+Version 3 (issue 27) differs only in layers with *row classes* (``T > 1`` frequency tables, a
+class per row; the coder is `subbit.model.rowclass`): word 0 of such a layer holds ``T - 1`` in
+bits 8..10 and the class index coding in bits 11..12, four *class fields* (row length, class
+index words) follow the six fixed words, its ``T`` tables follow each other, and its class index
+follows the initial states. A stream is version 3 exactly when one of its layers has ``T > 1``;
+otherwise it is version 2, word for word (what the hardware decodes today).
+
 Check word: ``(0xA5A5 + sum of the section's other words) mod 2**16``; the
 seed makes an all-zero section fail. Any single-bit flip changes the sum, so
 every single flip in a header or a payload is detected; the rANS final-state
@@ -55,12 +62,14 @@ from . import fast, rans
 from .errors import DecodeError, FormatError, SubbitError
 
 __all__ = [
-    "MAGIC", "VERSION", "CHECK_SEED", "StreamConfig", "HwLayer",
+    "MAGIC", "VERSION", "VERSION_CLASSED", "VERSIONS", "CHECK_SEED", "StreamConfig", "HwLayer",
     "check_word", "encode_codes", "decode_codes", "build", "parse",
 ]
 
 MAGIC = 0x5342
-VERSION = 2
+VERSION = 2             #: a stream with one table per layer: what the hardware decodes
+VERSION_CLASSED = 3     #: a stream with a row-classed layer (issue 27; no hardware yet)
+VERSIONS = (VERSION, VERSION_CLASSED)
 CHECK_SEED = 0xA5A5
 MAX_LAYERS = 0xFFFF
 
@@ -158,7 +167,7 @@ class Header:
 #: The stream header: 6 words.
 STREAM_HEADER = Header("stream header", 6, [
     Field("magic", 0, 0, 16, f"`{MAGIC:#06x}`", value=MAGIC),
-    Field("version", 1, 0, 16, f"`{VERSION}`", value=VERSION),
+    Field("version", 1, 0, 16, f"`{VERSION}`, or `{VERSION_CLASSED}` when a layer has row classes", value=VERSION),
     Field("prob_bits", 2, 0, 4, "`M`, the probability bits (8..15)"),
     Field("log2_lanes", 2, 4, 2, "`log2(lanes)`"),
     Field("config_zero", 2, 6, 2, "zero", value=0),
@@ -179,6 +188,22 @@ LAYER_FIELDS = Header("layer fields", 6, [
     Field("payload_words", 4, 0, 32, "`npay`, the number of payload words, low word then high word"),
 ])
 
+#: A layer's fixed fields in a version-3 stream: those of :data:`LAYER_FIELDS`, with the high byte
+#: of word 0 holding the number of tables and the class index coding (all zero: a v2 layer).
+LAYER_FIELDS_V3 = Header("layer fields (version 3)", 6, [
+    LAYER_FIELDS.nsym,
+    Field("extra_tables", 0, 8, 3, "`T - 1`: the layer has `T` frequency tables (1..8) and row classes if `T > 1`"),
+    Field("class_code", 0, 11, 2, "class index coding: 0 fixed bits, 1 rANS (`model/rowclass.py`); 0 if `T = 1`"),
+    Field("nsym_zero", 0, 13, 3, "zero", value=0),
+    LAYER_FIELDS.base, LAYER_FIELDS.count, LAYER_FIELDS.payload_words,
+])
+
+#: The class fields: 4 words after the fixed fields of a layer with ``T > 1`` (version 3 only).
+CLASS_FIELDS = Header("class fields", 4, [
+    Field("row_length", 0, 0, 32, "weights per row (>= 1, divides `count`): `rows = count / row_length`"),
+    Field("class_words", 2, 0, 32, "`ncls`, the words of the class index, low word then high word"),
+])
+
 #: What follows a layer's fixed fields, in order: (region, length in words, content).
 LAYER_BODY = (
     ("table", "nsym", "`freq[s]`, the rANS frequency of symbol `s`; they sum to `2^M`"),
@@ -192,22 +217,43 @@ LAYER_BODY = (
 )
 
 
+#: A layer with ``T > 1`` (version 3): what follows its fixed fields, in order.
+CLASSED_BODY = (
+    ("class fields", "4", "`row_length`, `class_words` (:data:`CLASS_FIELDS`)"),
+    ("table", "T × nsym", "table `t` (`t < T`): `freq_t[s]` at word `t × nsym + s`; each sums to `2^M`"),
+    ("states", "2 min(count, lanes × ways)", "initial states, as in version 2"),
+    ("classes", "ncls", "the class index: the class `k[r] < T` of every row (fixed bits or rANS, `model/rowclass.py`)"),
+    ("pad", "1 if T × nsym + ncls is even", "zero pad word"),
+    ("check", "1", "check word over the layer header from word 0 through the pad word"),
+    ("payload", "npay", "payload words: weight `i` coded with table `k[i // row_length]`"),
+    ("payload pad", "1 if npay is even", "zero pad word"),
+    ("payload check", "1", "payload check word, over the payload words and the pad word"),
+)
+
 STREAM_HEADER_WORDS = STREAM_HEADER.nwords
 LAYER_FIXED_WORDS = LAYER_FIELDS.nwords
 
 
-def layer_body_markdown() -> str:
-    """:data:`LAYER_BODY` as a table (docs/stream-format.md holds it; a test keeps them equal)."""
+def layer_body_markdown(body=LAYER_BODY) -> str:
+    """:data:`LAYER_BODY` (or :data:`CLASSED_BODY`) as a table (docs/stream-format.md holds it; a
+    test keeps them equal)."""
     return "\n".join(["| region | words | content |", "|---|---|---|"]
-                     + [f"| {name} | {n} | {meaning} |" for name, n, meaning in LAYER_BODY])
+                     + [f"| {name} | {n} | {meaning} |" for name, n, meaning in body])
 
 
-def layer_regions(nsym: int, count: int, npay: int, states_per_layer: int) -> list[tuple[str, int, int]]:
+def layer_regions(nsym: int, count: int, npay: int, states_per_layer: int, *, tables: int = 1,
+                  class_words: int = 0) -> list[tuple[str, int, int]]:
     """``(region, start, end)`` word spans of one layer relative to its first word, in order:
-    ``layer fields`` then the regions of :data:`LAYER_BODY` (empty ones included)."""
-    sizes = [("layer fields", LAYER_FIELDS.nwords), ("table", nsym), ("states", 2 * min(count, states_per_layer)),
-             ("pad", int(nsym % 2 == 0)), ("check", 1), ("payload", npay), ("payload pad", int(npay % 2 == 0)),
-             ("payload check", 1)]
+    ``layer fields`` then the regions of :data:`LAYER_BODY` (empty ones included), or with
+    ``tables > 1`` those of :data:`CLASSED_BODY`."""
+    head = [("layer fields", LAYER_FIELDS.nwords)]
+    if tables > 1:
+        head.append(("class fields", CLASS_FIELDS.nwords))
+    sizes = head + [("table", tables * nsym), ("states", 2 * min(count, states_per_layer))]
+    if tables > 1:
+        sizes.append(("classes", class_words))
+    sizes += [("pad", int((tables * nsym + class_words) % 2 == 0)), ("check", 1), ("payload", npay),
+              ("payload pad", int(npay % 2 == 0)), ("payload check", 1)]
     out, pos = [], 0
     for name, n in sizes:
         out.append((name, pos, pos + n))
@@ -254,7 +300,12 @@ class StreamConfig:
 
 @dataclass
 class HwLayer:
-    """One layer as the hardware sees it: table, initial states, payload."""
+    """One layer as the hardware sees it: table(s), initial states, payload.
+
+    A row-classed layer (``tables > 1``, word stream v3) has ``freqs`` of shape ``(T, nsym)``,
+    ``row_length`` weights per row, ``classes`` (one per row), and ``class_index``: those classes
+    as stored (coding ``class_code``, `subbit.model.rowclass`). A one-table layer has 1-D
+    ``freqs`` and nothing else."""
     nsym: int
     base: int
     count: int
@@ -262,6 +313,15 @@ class HwLayer:
     states: np.ndarray
     payload: np.ndarray
     offset: int = field(default=0, compare=False)   # word offset of the header in the stream
+    row_length: int = 0
+    classes: np.ndarray | None = None
+    class_code: int = 0
+    class_index: np.ndarray | None = None
+
+    @property
+    def tables(self) -> int:
+        """``T``, the number of frequency tables."""
+        return 1 if np.ndim(self.freqs) == 1 else int(np.shape(self.freqs)[0])
 
     def payload_tail(self) -> np.ndarray:
         """What follows the payload: a zero pad word if its length is even, then its check word."""
@@ -269,24 +329,48 @@ class HwLayer:
         return np.array(pad + [check_word(np.concatenate([np.asarray(self.payload, dtype=np.uint16),
                                                           np.array(pad, dtype=np.uint16)]))], dtype=np.uint16)
 
+    def words(self) -> int:
+        """All the layer's words: header, payload, pad and check word."""
+        return len(self.header_words()) + len(self.payload) + len(self.payload_tail())
+
     def header_words(self) -> np.ndarray:
         """The layer header, check word included."""
         st = np.asarray(self.states, dtype=np.uint64)
-        w = LAYER_FIELDS.pack(nsym=self.nsym, base=self.base, count=self.count, payload_words=len(self.payload))
-        w += [int(v) for v in self.freqs]
+        T = self.tables
+        if T > 1:
+            ncls = len(self.class_index)
+            w = LAYER_FIELDS_V3.pack(nsym=self.nsym, extra_tables=T - 1, class_code=self.class_code,
+                                     base=self.base, count=self.count, payload_words=len(self.payload))
+            w += CLASS_FIELDS.pack(row_length=self.row_length, class_words=ncls)
+        else:
+            ncls = 0
+            w = LAYER_FIELDS.pack(nsym=self.nsym, base=self.base, count=self.count, payload_words=len(self.payload))
+        w += [int(v) for v in np.asarray(self.freqs).ravel()]
         for x in st.tolist():
             w += [x & 0xFFFF, x >> 16]
-        if self.nsym % 2 == 0:
+        if T > 1:
+            w += [int(v) for v in self.class_index]
+        if (T * self.nsym + ncls) % 2 == 0:
             w.append(0)
         w.append(check_word(w))
         return np.array(w, dtype=np.uint16)
 
 
-def encode_codes(codes, config: StreamConfig) -> HwLayer:
+#: ``tables`` of :func:`encode_codes`: the candidates ``T`` it tries
+TABLE_CHOICES = {"auto": (2, 3, 4, 5, 6, 7, 8), 1: (), 2: (2,), 4: (4,), 8: (8,)}
+
+
+def encode_codes(codes, config: StreamConfig, *, tables=1, row_length: int | None = None) -> HwLayer:
     """Entropy-code one layer of signed integer weight codes.
 
     The alphabet is trimmed to the occurring range ``[min, max]`` (so
     ``base = min``); frequencies come from :func:`rans.normalize_freqs`.
+
+    ``tables`` (a key of :data:`TABLE_CHOICES`: 1, 2, 4, 8 or ``"auto"``) lets the layer have
+    row classes (`subbit.model.rowclass`, word stream v3): up to that many tables (``"auto"``:
+    the best of 2..8), rows of ``row_length`` weights (default: ``codes``' axis 0 is the rows).
+    The encoder keeps one table unless classes make the layer's words strictly fewer (tables,
+    class fields and class index included), so no layer ever costs more than with ``tables=1``.
     """
     q = np.asarray(codes).ravel()
     if q.size and not np.issubdtype(q.dtype, np.integer):
@@ -314,7 +398,57 @@ def encode_codes(codes, config: StreamConfig) -> HwLayer:
         counts = np.bincount(sym, minlength=nsym) if q.size else np.ones(1, dtype=np.int64)
         freqs = rans.normalize_freqs(counts, config.prob_bits)
         states, payload = rans.encode(sym, freqs, config.prob_bits, config.lanes, config.ways)
-    return HwLayer(nsym=nsym, base=lo, count=int(q.size), freqs=freqs, states=states, payload=payload)
+    plain = HwLayer(nsym=nsym, base=lo, count=int(q.size), freqs=freqs, states=states, payload=payload)
+    if tables not in TABLE_CHOICES:
+        raise SubbitError(f"tables must be one of {', '.join(map(str, TABLE_CHOICES))}, not {tables!r}")
+    if not TABLE_CHOICES[tables] or nsym == 1 or q.size == 0:
+        return plain
+    if row_length is None:
+        shape = np.shape(codes)
+        row_length = q.size // shape[0] if len(shape) >= 2 else q.size
+    if not (isinstance(row_length, (int, np.integer)) and 1 <= row_length and q.size % row_length == 0):
+        raise SubbitError(f"row length {row_length!r} does not divide the layer's {q.size} weights")
+    return _classed(q, lo, nsym, int(row_length), TABLE_CHOICES[tables], config, plain)
+
+
+def _classed(q, lo, nsym, row_length, candidates, config, plain) -> HwLayer:
+    """The row-classed coding of ``q`` if it takes fewer words than ``plain``, else ``plain``."""
+    from . import rowclass
+    rows = q.size // row_length
+    sym2 = q.reshape(rows, row_length).astype(np.int64) - lo
+    counts = np.bincount((sym2 + nsym * np.arange(rows)[:, None]).ravel(), minlength=rows * nsym)
+    choice = rowclass.choose(counts.reshape(rows, nsym), config.prob_bits, candidates)
+    if choice is None:
+        return plain
+    lay = encode_with_classes(q, config, choice[0], row_length, lo=lo, nsym=nsym)
+    return lay if lay.words() < plain.words() else plain
+
+
+def encode_with_classes(codes, config: StreamConfig, classes, row_length: int, *, lo: int | None = None,
+                        nsym: int | None = None) -> HwLayer:
+    """A row-classed layer of ``codes`` with the given ``classes`` (one per row of ``row_length``
+    weights, ``0 .. T-1``, each used): a table per class from its rows' counts, the class index in
+    the smaller coding. No fallback (see :func:`encode_codes`)."""
+    from . import rowclass
+    q = np.asarray(codes).ravel()
+    if lo is None:
+        lo, nsym = int(q.min()), int(q.max()) - int(q.min()) + 1
+    cls = np.asarray(classes, dtype=np.int64).ravel()
+    rowclass.table_of_weights(cls, row_length, q.size)                  # checks the shape
+    T = int(cls.max()) + 1
+    if not 2 <= T <= rowclass.MAX_TABLES or np.bincount(cls).min() == 0:
+        raise SubbitError(f"classes must use every one of 2..{rowclass.MAX_TABLES} tables, got {np.bincount(cls)}")
+    sym2 = q.reshape(cls.size, row_length).astype(np.int64) - lo
+    C = np.bincount((sym2 + nsym * cls[:, None]).ravel(), minlength=T * nsym).reshape(T, nsym)
+    M, K, D = config.prob_bits, config.lanes, config.ways
+    F = np.stack([rans.normalize_freqs(c, M) for c in C])
+    if fast.enabled():
+        states, payload = fast.encode_classed(q, lo, F, cls, row_length, M, K, D)
+    else:
+        states, payload = rowclass.encode(sym2, F, cls, row_length, M, K, D)
+    code, index = rowclass.encode_class_index(cls, T, M)
+    return HwLayer(nsym=nsym, base=lo, count=int(q.size), freqs=F, states=states, payload=payload,
+                   row_length=row_length, classes=cls, class_code=code, class_index=index)
 
 
 def decode_codes(layer: HwLayer, config: StreamConfig, *, name: str | None = None,
@@ -332,6 +466,13 @@ def decode_codes(layer: HwLayer, config: StreamConfig, *, name: str | None = Non
         stream starts in its file; ``layer.offset`` places the layer in it).
     """
     try:
+        if layer.tables > 1:
+            args = (layer.states, layer.payload, layer.freqs, layer.classes, layer.row_length, config.prob_bits,
+                    layer.count, config.lanes, config.ways)
+            if fast.enabled():
+                return fast.decode_classed(*args, layer=name, base=layer.base)
+            from . import rowclass
+            return rowclass.decode(*args, layer=name) + layer.base
         if fast.enabled():
             return fast.decode_into(layer.states, layer.payload, layer.freqs, config.prob_bits, layer.count,
                                     config.lanes, config.ways, layer=name, base=layer.base)
@@ -344,10 +485,12 @@ def decode_codes(layer: HwLayer, config: StreamConfig, *, name: str | None = Non
 
 
 def build(layers: list[HwLayer], config: StreamConfig) -> np.ndarray:
-    """Serialise layers into a v2 word stream (uint16); sets each layer's ``offset``."""
+    """Serialise layers into a word stream (uint16): version 2, or version 3 when a layer has
+    row classes; sets each layer's ``offset``."""
     if len(layers) > MAX_LAYERS:
         raise SubbitError(f"a stream holds at most {MAX_LAYERS} layers, not {len(layers)}")
-    head = STREAM_HEADER.pack(**config.fields(), layers=len(layers))
+    version = VERSION_CLASSED if any(lay.tables > 1 for lay in layers) else VERSION
+    head = STREAM_HEADER.pack(**config.fields(), layers=len(layers), version=version)
     STREAM_HEADER.check.put(head, check_word(head[:STREAM_HEADER.check.word]))
     parts = [np.array(head, dtype=np.uint16)]
     pos = STREAM_HEADER_WORDS
@@ -392,7 +535,8 @@ class _Reader:
 
 
 def parse(words, *, byte_offset: int = 0, names: list[str] | None = None):
-    """Parse and validate a v2 word stream without decoding payloads.
+    """Parse and validate a v2 or v3 word stream without decoding payloads (the class index of a
+    row-classed layer is decoded: it is part of the header).
 
     Parameters
     ----------
@@ -409,7 +553,9 @@ def parse(words, *, byte_offset: int = 0, names: list[str] | None = None):
     FormatError
         Naming the byte offset (and layer) of: bad magic, unknown version,
         bad config, truncation, check-word mismatch, bad alphabet size,
-        frequency table not summing to 2**M, non-zero padding, trailing words.
+        frequency table not summing to 2**M, non-zero padding, trailing words; in a
+        row-classed layer also: more than 8 tables, a row length that does not divide the
+        count, a bad class index (class out of range, wrong length, corrupted).
     """
     r = _Reader(words, byte_offset, names)
     SH, LF = STREAM_HEADER, LAYER_FIELDS
@@ -417,8 +563,10 @@ def parse(words, *, byte_offset: int = 0, names: list[str] | None = None):
     h = SH.unpack(head)
     if h["magic"] != MAGIC:
         raise r.error(f"bad magic {h['magic']:#06x}, expected {MAGIC:#06x}", SH.magic.word)
-    if h["version"] != VERSION:
-        raise r.error(f"unknown stream version {h['version']} (this reader knows {VERSION})", SH.version.word)
+    if h["version"] not in VERSIONS:
+        raise r.error(f"unknown stream version {h['version']} (this reader knows "
+                      f"{', '.join(map(str, VERSIONS))})", SH.version.word)
+    LF = LAYER_FIELDS_V3 if h["version"] == VERSION_CLASSED else LAYER_FIELDS
     r.pos = SH.check.word
     r.check(0, "stream header")
     cw = int(head[SH.prob_bits.word])
@@ -438,27 +586,47 @@ def parse(words, *, byte_offset: int = 0, names: list[str] | None = None):
         r.layer = f"{k}" + (f" '{names[k]}'" if names else "")
         start = r.pos
         f = LF.unpack(r.take(LF.nwords, "layer header"))
-        nsym = f["nsym"] | f["nsym_zero"] << LF.nsym.width      # the whole word: its high bits must be 0
+        nsym = f["nsym"] | f["nsym_zero"] << LF.nsym_zero.bit      # the unused high bits must be 0
         if not 1 <= nsym <= rans.MAX_SYMBOLS:
             raise r.error(f"alphabet size {nsym} outside 1..{rans.MAX_SYMBOLS}", start + LF.nsym.word)
         base, count, npay = f["base"], f["count"], f["payload_words"]
-        freqs = r.take(nsym, "frequency table").astype(np.int64)
+        T, code = f.get("extra_tables", 0) + 1, f.get("class_code", 0)
+        cf = CLASS_FIELDS.unpack(r.take(CLASS_FIELDS.nwords, "class fields")) if T > 1 else \
+            {"row_length": 0, "class_words": 0}
+        body = r.pos                                    # the first table word
+        freqs = r.take(T * nsym, "frequency table").astype(np.int64)
         nst = min(count, config.states)
         st = r.take(2 * nst, "initial states").astype(np.uint32)
         states = st[0::2] | st[1::2] << np.uint32(16)
-        if nsym % 2 == 0:
+        ncls = cf["class_words"]
+        cls_start = r.pos
+        class_index = r.take(ncls, "class index").copy()
+        padded = (T * nsym + ncls) % 2 == 0
+        if padded:
             r.take(1, "pad word")
         r.check(start, "layer header")
-        if nsym % 2 == 0 and r.w[r.pos - 2]:
+        if padded and r.w[r.pos - 2]:
             raise r.error("non-zero header pad word", r.pos - 2)
-        if int(freqs.sum()) != 1 << config.prob_bits:
-            raise r.error(f"frequency table sums to {int(freqs.sum())}, "
-                          f"expected 2**{config.prob_bits} = {1 << config.prob_bits}",
-                          start + LF.nwords)
+        if T == 1 and code:
+            raise r.error(f"class index coding {code} set in a layer with one table", start + LF.nsym.word)
+        freqs = freqs.reshape(T, nsym) if T > 1 else freqs
+        for t, ft in enumerate(np.atleast_2d(freqs)):
+            if int(ft.sum()) != 1 << config.prob_bits:
+                raise r.error(f"frequency table{f' {t}' if T > 1 else ''} sums to {int(ft.sum())}, "
+                              f"expected 2**{config.prob_bits} = {1 << config.prob_bits}", body + t * nsym)
         for j, x in enumerate(states.tolist()):
             if x < rans.RANS_L:
-                raise r.error(f"initial state {j} = {x:#x} below 2**16",
-                              start + LF.nwords + nsym + 2 * j)
+                raise r.error(f"initial state {j} = {x:#x} below 2**16", body + T * nsym + 2 * j)
+        classes, rl = None, cf["row_length"]
+        if T > 1:
+            if rl == 0 or count % rl or count == 0:
+                raise r.error(f"row length {rl} does not divide the layer's {count} weights into rows",
+                              start + LF.nwords + CLASS_FIELDS.row_length.word)
+            from . import rowclass
+            try:
+                classes = rowclass.decode_class_index(class_index, count // rl, T, code, config.prob_bits)
+            except DecodeError as e:
+                raise r.error(e.message, cls_start + (e.word or 0)) from None
         if count == 0 and npay:
             raise r.error(f"empty layer declares {npay} payload words", start + LF.payload_words.word)
         pay_start = r.pos
@@ -466,8 +634,9 @@ def parse(words, *, byte_offset: int = 0, names: list[str] | None = None):
         if npay % 2 == 0 and r.take(1, "payload pad word")[0]:
             raise r.error("non-zero payload pad word", r.pos - 1)
         r.check(pay_start, "payload")
-        layers.append(HwLayer(nsym=nsym, base=base, count=count, freqs=freqs, states=states,
-                              payload=payload, offset=start))
+        layers.append(HwLayer(nsym=nsym, base=base, count=count, freqs=freqs, states=states, payload=payload,
+                              offset=start, **({} if T == 1 else dict(row_length=rl, classes=classes,
+                                                                     class_code=code, class_index=class_index))))
     r.layer = None
     if r.pos != len(r.w):
         raise r.error(f"{len(r.w) - r.pos} trailing words after the last layer")

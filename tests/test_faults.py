@@ -39,6 +39,34 @@ def test_every_fault_is_detected_with_layer_and_offset(suite):
     channel fault (flip, burst, truncation, trailing words) is detected; a payload flip by
     the payload check word, before anything is decoded."""
     _, codes, cases = suite
+    check_detected(codes, cases)
+
+
+@pytest.fixture(scope="module")
+def classed_suite():
+    cfg = CONFIGS[1]
+    return cfg, faults.reference_codes(cfg, classed=True), faults.cases(cfg, classed=True)
+
+
+def test_classed_suite_covers_the_new_fields(classed_suite):
+    """The v3 reference stream (two row-classed layers, issue 27): its class fields and class index
+    are truncated, flipped and edited; the hardware's suite stays on the v2 stream."""
+    cfg, _, cases = classed_suite
+    assert {"class fields", "classes"} <= {f.region for f in cases}
+    names = " ".join(f.name for f in cases)
+    for what in ("row length one more", "out of range", "one table more", "rANS class index state below L",
+                 "class index coding 2", "table 1 sums"):
+        assert what in names
+    assert stream.build(faults.reference_layers(cfg, classed=True), cfg)[1] == stream.VERSION_CLASSED
+    assert stream.build(faults.reference_layers(cfg), cfg)[1] == stream.VERSION
+
+
+def test_every_classed_fault_is_detected_with_layer_and_offset(classed_suite):
+    _, codes, cases = classed_suite
+    check_detected(codes, cases)
+
+
+def check_detected(codes, cases):
     for f in cases:
         verdict, err = faults.outcome(f.words, codes)
         if not f.stream_detectable:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -78,12 +79,27 @@ def test_sbw_reader_arbitrary_bytes(raw):
 
 @SETTINGS
 @given(st.lists(st.tuples(st.integers(0, 0xFFFF), st.integers(1, 0xFFFF)), min_size=1, max_size=6),
-       st.booleans())
-def test_edited_reference_stream(edits, fix_checks):
-    """Word edits on a valid stream (check words optionally recomputed, the adversarial case):
-    the fuzz target's mode 2, i.e. a subbit error or a clean decode, nothing else."""
+       st.booleans(), st.booleans())
+def test_edited_reference_stream(edits, fix_checks, classed):
+    """Word edits on a valid stream (check words optionally recomputed, the adversarial case; the
+    v2 reference or the v3 one with row-classed layers): the fuzz target's mode 2, i.e. a subbit
+    error or a clean decode, nothing else."""
     body = b"".join(p.to_bytes(2, "little") + x.to_bytes(2, "little") for p, x in edits)
-    fuzz.one_input(bytes([0x82 if fix_checks else 0x02]) + body)
+    fuzz.one_input(bytes([0x02 | 0x80 * fix_checks | 0x40 * classed]) + body)
+
+
+def test_fix_checks_knows_classed_layers():
+    """With every check word recomputed, the v3 reference stream is unchanged (the fixer walks its
+    class fields and class index), and an edited class field reaches the field checks."""
+    words = fuzz._reference()[2].copy()
+    fuzz._fix_checks(words)
+    assert np.array_equal(words, fuzz._reference()[2])
+    config, hw = stream.parse(words)
+    h = hw[-2]
+    words[h.offset + stream.LAYER_FIELDS.nwords] += 1            # row length
+    fuzz._fix_checks(words)
+    with pytest.raises(FormatError, match="row length 21 does not divide"):
+        stream.parse(words)
 
 
 @SETTINGS

@@ -103,7 +103,9 @@ def test_field_tables_cover_their_headers_and_round_trip():
 def test_stream_format_doc_tables_are_the_field_tables():
     with open(os.path.join(os.path.dirname(__file__), "..", "docs", "stream-format.md")) as fh:
         text = fh.read()
-    for table in (stream.STREAM_HEADER.markdown(), stream.LAYER_FIELDS.markdown(), stream.layer_body_markdown()):
+    for table in (stream.STREAM_HEADER.markdown(), stream.LAYER_FIELDS.markdown(), stream.layer_body_markdown(),
+                  stream.LAYER_FIELDS_V3.markdown(), stream.CLASS_FIELDS.markdown(),
+                  stream.layer_body_markdown(stream.CLASSED_BODY)):
         assert table in text
 
 
