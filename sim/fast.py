@@ -138,14 +138,14 @@ def decode_words(words, params: DecoderParams, *, total: int | None = None, laye
 
 
 class InferSim:
-    """The Verilated inference top (`subbit.hw.infer.InferTop`) driven layer by layer.
+    """The Verilated inference top (`subbit.hw.infer_top.InferTop`) driven layer by layer.
 
     Per image: :meth:`push` the weight stream, then one :meth:`layer` call per coded layer
     in stream order (activations in, accumulators out).
     """
 
     def __init__(self, decoder: DecoderParams, mac=None):
-        from ..hw.infer import TOP, generate, mac_params_for
+        from ..hw.infer_top import TOP, generate, mac_params_for
         from .ports import c_header, infer_ports
         self.mac = mac or mac_params_for(decoder)
         self.decoder = decoder

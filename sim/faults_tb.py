@@ -1,6 +1,6 @@
 """cocotb bench: many corrupted streams through one decoder, each followed by a reset and a good stream.
 
-Run through `subbit.sim.faults.run_batch`. The job (``$SUBBIT_TB_IN``) holds every
+Run through `subbit.sim.rtl_faults.run_batch`. The job (``$SUBBIT_TB_IN``) holds every
 case's beats back to back (``starts`` delimits them) with their ``lasts``, a
 clock budget per case (the watchdog) and a good stream. Case ``i`` runs under
 input-idle pattern ``i mod 3`` and output-backpressure pattern ``(i // 3) mod 3``.

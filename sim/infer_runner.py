@@ -1,4 +1,4 @@
-"""Build the inference top's Verilog (`subbit.hw.infer`) for Verilator and run its cocotb bench
+"""Build the inference top's Verilog (`subbit.hw.infer_top`) for Verilator and run its cocotb bench
 (`subbit.sim.infer_tb`); the same build cache and environment as `subbit.sim.runner`."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class InferBuild:
 
 def build(decoder: DecoderParams, mac: MacParams | None = None) -> InferBuild:
     """Generate the top's Verilog and compile it for cocotb on Verilator (cached by hash)."""
-    from ..hw.infer import TOP, generate, mac_params_for
+    from ..hw.infer_top import TOP, generate, mac_params_for
     mac = mac or mac_params_for(decoder)
     env = toolchain_env()
     if shutil.which("verilator", path=env["PATH"]) is None:
@@ -57,7 +57,7 @@ def build(decoder: DecoderParams, mac: MacParams | None = None) -> InferBuild:
 
 def run(b: InferBuild, testcase: str, job: dict) -> dict:
     """Run ``testcase`` of the inference bench with ``job`` (pickled); returns its result dict."""
-    from ..hw.infer import TOP
+    from ..hw.infer_top import TOP
     from .ports import infer_ports
     job = dict(job, lanes=b.decoder.lanes, word_width=b.decoder.word_width,
                ports={k: f.to_json() for k, f in infer_ports(b.decoder, b.mac).items()})

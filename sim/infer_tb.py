@@ -1,10 +1,10 @@
-"""cocotb bench of the inference top (`subbit.hw.infer.InferTop`, run through `subbit.sim.infer_runner`).
+"""cocotb bench of the inference top (`subbit.hw.infer_top.InferTop`, run through `subbit.sim.infer_runner`).
 
-The job (pickle named by ``$SUBBIT_TB_IN``) holds an `subbit.model.infer.IntegerNet`, int8
+The job (pickle named by ``$SUBBIT_TB_IN``) holds an `subbit.model.integer_net.IntegerNet`, int8
 images and the weight stream's input beats. Per image the bench feeds the whole stream into
 the decoder and runs the integer forward pass with the RTL supplying every layer's
 accumulators: activations are written into the engine's memory, the layer started, its int32
-outputs collected. Each layer's accumulators must equal `subbit.model.infer.matmul` and each
+outputs collected. Each layer's accumulators must equal `subbit.model.integer_net.matmul` and each
 image's logits the numpy reference's. Measurements go to ``$SUBBIT_TB_OUT``.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge, Timer
 
-from ..model.infer import matmul
+from ..model.integer_net import matmul
 from .ports import Fields
 from .tb import PATTERNS, save_result
 

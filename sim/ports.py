@@ -92,7 +92,7 @@ def decoder_ports(params: DecoderParams) -> dict[str, Fields]:
 
 
 def infer_ports(params: DecoderParams, mac) -> dict[str, Fields]:
-    """The inference top's ports (`subbit.hw.infer.InferTop`) beyond the decoder's ``i``."""
+    """The inference top's ports (`subbit.hw.infer_top.InferTop`) beyond the decoder's ``i``."""
     from ..hw.decoder import status_layout as decoder_status
     from ..hw.mac import act_layout, cfg_layout, status_layout as mac_status
     return {"i": decoder_ports(params)["i"], "act": Fields.of(act_layout(mac)), "cfg": Fields.of(cfg_layout),

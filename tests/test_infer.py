@@ -9,11 +9,11 @@ import pytest
 import torch
 from amaranth.sim import Simulator
 
-from subbit.hw.infer import InferTop, mac_params_for
+from subbit.hw.infer_top import InferTop, mac_params_for
 from subbit.hw.mac import MacEngine, MacError, MacParams
 from subbit.hw.params import DecoderParams
 from subbit.model.errors import SubbitError
-from subbit.model.infer import IntegerNet, im2col, matmul, requant, SHIFT
+from subbit.model.integer_net import IntegerNet, im2col, matmul, requant, SHIFT
 
 
 # -- parameters --------------------------------------------------------------------------------
@@ -244,7 +244,7 @@ def test_fast_inference_lanes2(small_net):
 def test_decode_speed_ccexam():
     """Issue 6 scale: the whole ccexam CNN stream (421k weights) through the Verilated decoder,
     bit-exact, in under 2 minutes including the build."""
-    from subbit.infer import decode_speed
+    from subbit.rtl_inference import decode_speed
     t = time.perf_counter()
     r = decode_speed(3, 1, log=lambda *a: None)
     assert r["bit_exact"] and r["weights"] >= 400_000

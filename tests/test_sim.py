@@ -419,7 +419,7 @@ def test_gate_level_netlist_is_bit_exact(target):
 @pytest.mark.parametrize("lanes,max_symbols", [(1, 15), (4, 255), (8, 7)])
 def test_port_fields_come_from_the_layouts(lanes, max_symbols):
     """sim/ports.py: the benches' and C harnesses' packing is read from the Amaranth layouts."""
-    from subbit.hw.infer import mac_params_for
+    from subbit.hw.infer_top import mac_params_for
     from subbit.sim.ports import c_header, decoder_ports, infer_ports
     p = DecoderParams(lanes=lanes, max_symbols=max_symbols)
     ports = decoder_ports(p)

@@ -1,4 +1,4 @@
-"""The fault-injection suite through the Verilated decoder (`subbit.sim.faults`): an error iff the
+"""The fault-injection suite through the Verilated decoder (`subbit.sim.rtl_faults`): an error iff the
 golden model rejects the stream, the expected code, within the documented bound, no hang under any
 traffic pattern, never wrong weights without an error, and bit-exact decoding after reset."""
 
@@ -12,7 +12,7 @@ import pytest
 
 from subbit.hw.params import DecoderParams
 from subbit.model import faults, stream
-from subbit.sim import faults as sim_faults
+from subbit.sim import rtl_faults as sim_faults
 from subbit.sim import runner
 
 CONFIGS = {

@@ -79,7 +79,7 @@ def register_rtl_runs(sub):
 
 
 def cmd_infer(args):
-    from subbit.infer import infer, infer_markdown
+    from subbit.rtl_inference import infer, infer_markdown
     r = infer(args.model, args.dataset, args.n, args.rtl, progress=progress())
     if args.results and args.rtl != "none":
         from subbit.results import update_section
@@ -88,7 +88,7 @@ def cmd_infer(args):
 
 
 def cmd_decode_speed(args):
-    from subbit.infer import decode_speed, decode_speed_markdown
+    from subbit.rtl_inference import decode_speed, decode_speed_markdown
     r = decode_speed(args.bits, args.lanes)
     if args.results:
         from subbit.results import update_section

@@ -37,7 +37,7 @@ def infer(path: str, dataset: str | None = None, n: int = 100, rtl: str = "veril
 
     from subbit.model import sbw
     from subbit.model.errors import SubbitError
-    from subbit.model.infer import IntegerNet, matmul
+    from subbit.model.integer_net import IntegerNet, matmul
     from subbit.model.train.data import load_dataset
     from subbit.model.train.models import build_model
     from subbit.model.train.qnet import rebuild
@@ -94,7 +94,7 @@ def infer(path: str, dataset: str | None = None, n: int = 100, rtl: str = "veril
         res["seconds"] = time.perf_counter() - t0
         return res
 
-    from subbit.hw.infer import mac_params_for
+    from subbit.hw.infer_top import mac_params_for
     from subbit.sim import fast
     from subbit.sim.rtl_decode import pack_beats, params_for
     dec = params_for(f.hw, f.config)
