@@ -19,7 +19,7 @@ operation on its 16-bit words:
 
 ``cases(config, classed=True)`` adds two row-classed layers (word stream v3, `subbit.model.rowclass`)
 to the reference stream: every region of theirs (class fields, tables, class index) is truncated,
-flipped and edited too. The hardware fault suite (`subbit.sim.faults`) uses the v2 stream until
+flipped and edited too. The hardware fault suite (`subbit.sim.rtl_faults`) uses the v2 stream until
 the RTL decodes v3.
 
 :func:`golden` is the software reader: it parses and decodes the whole
