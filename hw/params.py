@@ -63,10 +63,10 @@ FC_READS = ("async", "sync")
 
 def recommended_ways(lanes: int) -> int:
     """The ways ``subbit bench rtl`` builds each K with: the pipeline depth, plus the S4b stage
-    (one way more) from 2 lanes, where counting the lanes' payload words otherwise limits Fmax
-    (docs/architecture.md; K=2 M=12 on ECP5, median of 3 seeds: 143.6 MHz with 6 ways, 164.1
-    with 7), and at 8 lanes (ring window) the S4c stage too (K=8 M=12: 131.9 MHz with 7 ways,
-    140.6 with 8). Streams and the other tools default to ``PIPELINE_DEPTH``."""
+    (one way more) from 2 lanes, where counting the lanes' payload words otherwise limits Fmax,
+    and at 8 lanes (ring window) the S4c stage too (the measured Fmax with and without them:
+    docs/architecture.md, "Where the clock goes"). Streams and the other tools default to
+    ``PIPELINE_DEPTH``."""
     return PIPELINE_DEPTH + (lanes >= 2) + (lanes >= 8)
 
 
@@ -75,17 +75,16 @@ def recommended_prefetch(lanes: int) -> int:
     lanes. The parser reads a layer's header only after pushing all of the previous layer's
     payload, so the FIFO must hold enough words for the lanes to decode while it reads the next
     header (2·K·ways state words); on the ccexam stream K=8 with 32 words idles 30 and 4 clocks
-    at two layer switches past what the bus explains, with 64 none (docs/architecture.md, "Layer
-    switches"). K8-M12 on ECP5, nextpnr seeds 1-5: 32 words 145.1 MHz mean, 64 words 145.9."""
+    at two layer switches past what the bus explains, with 64 none, at the same Fmax
+    (docs/architecture.md, "Layer switches")."""
     return 64 if lanes >= 8 else 32
 
 
 def default_window(lanes: int) -> str:
     """The payload window a decoder of ``lanes`` lanes gets unless told (``DecoderParams.window``):
-    the ring buffer from 4 lanes, else the shift register. Measured on ECP5 (M=12, ways=7, median
-    of seeds 1-3, ``subbit synth --window shift|ring``): K=8 109.9 -> 131.9 MHz and 7,407 -> 5,156
-    LUT4 sites (the 8-word shift was the critical path); K=4 3,809 -> 3,136 sites at about the same
-    Fmax (docs/architecture.md)."""
+    the ring buffer from 4 lanes, else the shift register: from 4 lanes the ring is smaller, and at
+    8 lanes faster (the 8-word shift is the critical path there; figures of ``subbit synth --window
+    shift|ring`` in docs/architecture.md)."""
     return "ring" if lanes >= 4 else "shift"
 
 
@@ -111,17 +110,16 @@ class DecoderParams:
     ways : int >= PIPELINE_DEPTH
         Interleaved states per lane; must equal the stream's. The first way beyond
         ``PIPELINE_DEPTH`` becomes a ring stage (S4b) that takes the lanes' word
-        counting off the multiplier's path: K = 4 at M = 12 measured 122 -> 149 MHz
-        with ``ways=7`` (ECP5-25K, ``subbit bench rtl`` at 776c251), at 2K more header words per layer
+        counting off the multiplier's path, at 2K more header words per layer
         (:func:`recommended_ways`). With the ring window the second extra way is a stage too
-        (S4c: the word count is registered before it makes the window's read addresses; K=8 M=12
-        131.9 -> 140.6 MHz, docs/architecture.md); further ways are delay registers.
+        (S4c: the word count is registered before it makes the window's read addresses);
+        further ways are delay registers. Measured Fmax: docs/architecture.md.
     prefetch : 0 or a power of two in 16..4096
         Payload words the parser may run ahead of the lanes (a FIFO), so the
         next layer's header is parsed while the current layer still decodes.
         32 (default) sits in LUT-RAM; deeper FIFOs may go to block RAM (yosys's
-        choice: 128 words on a 16-bit bus do), whose 5.6 ns clock-to-out on ECP5
-        then limits Fmax (K1-M12: 141 MHz at 128 words).
+        choice: 128 words on a 16-bit bus do), whose clock-to-out on ECP5
+        then limits Fmax (docs/architecture.md).
         0: no FIFO (the parser waits for the window).
     multiplier : "generic" or "ecp5"
         How the lane multiplier is built (`subbit.hw.mul.Multiplier`): portable
