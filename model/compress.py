@@ -19,11 +19,12 @@ def is_coded(name: str, arr: np.ndarray) -> bool:
 
 
 def build_sbw(layers: list[tuple[LayerMeta, np.ndarray]], side: dict[str, np.ndarray],
-              config: stream.StreamConfig, info: dict | None = None, progress=None) -> SbwFile:
+              config: stream.StreamConfig, info: dict | None = None, progress=None, tables=1) -> SbwFile:
     """Entropy-code integer codes of each layer into an :class:`SbwFile`.
 
     ``layers`` pairs each layer's metadata with its int codes; ``progress``
-    is an optional iterable wrapper (e.g. ``tqdm``).
+    is an optional iterable wrapper (e.g. ``tqdm``); ``tables`` lets layers have row classes
+    (`subbit.model.stream.encode_codes`: 1, 2, 4, 8 or ``"auto"``; rows = the tensor's axis 0).
     """
     wrap = progress or (lambda it, **kw: it)
     metas, hws, kept = [], [], {}
@@ -35,20 +36,20 @@ def build_sbw(layers: list[tuple[LayerMeta, np.ndarray]], side: dict[str, np.nda
         if codes.size and np.abs(codes).max() > meta.zero_point:
             raise SubbitError(f"layer {meta.name!r}: codes exceed the {meta.levels}-level quantizer")
         metas.append(meta)
-        hws.append(stream.encode_codes(codes, config))
+        hws.append(stream.encode_codes(codes, config, tables=tables))
         kept[meta.name] = codes.reshape(meta.shape)
     return SbwFile(config=config, layers=metas, hw=hws, side=dict(side), info=dict(info or {}), codes=kept)
 
 
 def compress_state_dict(sd, bits: int, config: stream.StreamConfig, *, per_channel: bool = False,
-                        info: dict | None = None, progress=None, quantizer=quantize_rtn) -> SbwFile:
+                        info: dict | None = None, progress=None, quantizer=quantize_rtn, tables=1) -> SbwFile:
     """Round-to-nearest zero-point quantize every weight tensor at ``bits`` and entropy-code it.
     ``quantizer`` chooses the step: :func:`~subbit.model.quant.quantize_rtn` (max-abs, the default
     here) or :func:`~subbit.model.ptq.quantize_mse` (least squared error, ``subbit compress``'s).
 
     ``sd`` is a :class:`~subbit.model.checkpoint.Checkpoint` (its dtypes, order and container are
     kept in the file, so that ``decode`` gives the checkpoint back as it came) or a plain mapping
-    of names to arrays."""
+    of names to arrays. ``tables``: row classes, as in :func:`build_sbw`."""
     from .checkpoint import Checkpoint
     ck = sd if isinstance(sd, Checkpoint) else Checkpoint(tensors=dict(sd), dtypes={})
     layers, side, side_dtypes = [], {}, {}
@@ -67,7 +68,7 @@ def compress_state_dict(sd, bits: int, config: stream.StreamConfig, *, per_chann
                 side_dtypes[name] = dtype
     if not layers:
         raise SubbitError("the state_dict has no weight tensors (floating, rank >= 2, not empty) to compress")
-    f = build_sbw(layers, side, config, info=info, progress=progress)
+    f = build_sbw(layers, side, config, info=info, progress=progress, tables=tables)
     if isinstance(sd, Checkpoint):
         f.checkpoint, f.order, f.side_dtypes = ck.container(), list(ck.tensors), side_dtypes
     return f
@@ -91,7 +92,7 @@ def _bits_of(maxcode: int) -> int:
 
 def compress_to_budget(sd, target_bits: float, config: stream.StreamConfig, *, split: bool = True,
                        weighting: str = "mse", sensitivity: dict | None = None, info: dict | None = None,
-                       progress=None, log=None):
+                       progress=None, log=None, tables=1):
     """Quantize every weight tensor so that the whole word stream (headers, class maps and scales
     included) holds at most ``target_bits`` bits per coded weight, with the least squared error
     (:mod:`subbit.model.ptq`); returns ``(SbwFile, report)``.
@@ -104,6 +105,11 @@ def compress_to_budget(sd, target_bits: float, config: stream.StreamConfig, *, s
     :func:`subbit.model.calib.sensitivity`, measured on data) replaces the weighting: each tensor's
     squared error counts times its sensitivity, i.e. the allocation minimises the layers' output
     errors; every coded tensor must have one.
+
+    ``tables`` lets layers have row classes (as in :func:`build_sbw`). The allocation estimates
+    one table per layer; when the built stream comes out smaller than the budget (as classes make
+    it), the existing second aim re-allocates with the real coder's ratio (at most 1.5x), so the
+    savings are spent on precision once, not iterated.
 
     Raises
     ------
@@ -164,19 +170,19 @@ def compress_to_budget(sd, target_bits: float, config: stream.StreamConfig, *, s
         alloc = allocate(plans)
         say(f"with partitions ({sum(p.split for p in plans.values())} tensors split): λ = {alloc.lam:.4g}")
     extra = sum(p.extra_bits for p in plans.values())
-    f, rows = _build_from_plans(ck, plans, alloc, config, info)
+    f, rows = _build_from_plans(ck, plans, alloc, config, info, tables)
     total = 16 * len(f.words()) + extra
     if total < 0.98 * budget:
         # the estimate is conservative (small layers with rare codes): aim again with what the real
         # coder showed, and keep that if it fits
         est = alloc.bits + 16 * stream.STREAM_HEADER_WORDS + extra
         again = allocate(plans, budget * min(est / total, 1.5))
-        f2, rows2 = _build_from_plans(ck, plans, again, config, info)
+        f2, rows2 = _build_from_plans(ck, plans, again, config, info, tables)
         if total < 16 * len(f2.words()) + extra <= budget:
             f, rows, alloc, total = f2, rows2, again, 16 * len(f2.words()) + extra
     for attempt in range(30):
         if attempt:
-            f, rows = _build_from_plans(ck, plans, alloc, config, info)
+            f, rows = _build_from_plans(ck, plans, alloc, config, info, tables)
             total = 16 * len(f.words()) + extra
         if total <= budget:
             break
@@ -197,7 +203,7 @@ def compress_to_budget(sd, target_bits: float, config: stream.StreamConfig, *, s
     return f, report
 
 
-def _build_from_plans(ck, plans, alloc, config, info):
+def _build_from_plans(ck, plans, alloc, config, info, tables=1):
     from . import ptq
     from .sbw import LayerMeta, Partition
     layers, side, side_dtypes, partitions, rows = [], {}, {}, {}, []
@@ -231,7 +237,7 @@ def _build_from_plans(ck, plans, alloc, config, info):
             rows.append({"name": meta.name, "tensor": name, "shape": list(meta.shape), "bits": bits,
                          "levels": meta.levels, "step": step, "zero_fraction": zf, "distortion": noise,
                          "sqnr_db": ptq.sqnr_db(st.energy, noise), "estimated_bits": ch.bits})
-    f = build_sbw(layers, side, config, info=info)
+    f = build_sbw(layers, side, config, info=info, tables=tables)
     f.checkpoint, f.order, f.side_dtypes, f.partitions = ck.container(), list(ck.tensors), side_dtypes, partitions
     for r, h in zip(rows, f.hw):
         r["coded_bits"] = 16 * (len(h.header_words()) + len(h.payload) + len(h.payload_tail()))

@@ -36,7 +36,12 @@ def stream_report(f: SbwFile, *, codes: dict | None = None, file_bytes: int | No
             "payload_bits_per_weight": pay / n,
             "header_bits": hdr,
             "total_bits_per_weight": (pay + hdr) / n,
+            "tables": h.tables,
         })
+        if h.tables > 1:
+            layers[-1].update(class_index_bits=16 * len(h.class_index),
+                              class_coding="rans" if h.class_code else "fixed",
+                              classes=class_rates(h, c, f.config.prob_bits))
     nw = sum(m.size for m in f.layers)
     stream_bits = 16 * len(words)
     rep = {
@@ -53,18 +58,38 @@ def stream_report(f: SbwFile, *, codes: dict | None = None, file_bytes: int | No
     return rep
 
 
+def class_rates(h, codes, prob_bits: int) -> list[dict]:
+    """Per class of a row-classed layer: its rows, weights, zero fraction and the code length of
+    its weights under its table (``Σ log2(2**M / f[s])`` per weight: the payload share of the
+    class; the coder's interleaved states do not split the payload words by class)."""
+    sym = np.asarray(codes).reshape(len(h.classes), -1).astype(np.int64) - h.base
+    out = []
+    for t, f in enumerate(np.asarray(h.freqs)):
+        rows = sym[h.classes == t]
+        cnt = np.bincount(rows.ravel(), minlength=h.nsym)
+        used = cnt > 0
+        bits = float(np.sum(cnt[used] * (prob_bits - np.log2(f[used])))) if rows.size else 0.0
+        out.append({"rows": int(len(rows)), "weights": int(rows.size),
+                    "zero_fraction": float(np.mean(rows == -h.base)) if rows.size else 0.0,
+                    "bits_per_weight": bits / max(rows.size, 1)})
+    return out
+
+
 LEGEND = ("bits per weight (b/w) of each layer: entropy = order-0 entropy of its codes; payload = its rANS "
           "payload words; header = its table, initial states and fields (in bits); total = payload + header")
 
 
 def format_table(rep: dict) -> str:
     """Human-readable table of :func:`stream_report`."""
-    rows = [("layer", "shape", "levels", "zero%", "entropy", "payload", "header bits", "total")]
+    rows = [("layer", "shape", "levels", "T", "zero%", "entropy", "payload", "header bits", "total")]
     for L in rep["layers"]:
-        rows.append((L["name"], "x".join(map(str, L["shape"])), str(L["levels"]),
+        rows.append((L["name"], "x".join(map(str, L["shape"])), str(L["levels"]), str(L.get("tables", 1)),
                      f"{100 * L['zero_fraction']:.1f}", f"{L['entropy_bits_per_weight']:.4f}",
                      f"{L['payload_bits_per_weight']:.4f}", str(L["header_bits"]),
                      f"{L['total_bits_per_weight']:.4f}"))
+        for t, k in enumerate(L.get("classes", [])):
+            rows.append((f"  class {t}", f"{k['rows']} rows", "", "", f"{100 * k['zero_fraction']:.1f}", "",
+                         f"{k['bits_per_weight']:.4f}", "", ""))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
              for r in rows]
@@ -75,7 +100,10 @@ def format_table(rep: dict) -> str:
                  f"{rep['bits_per_weight']:.4f} bits/weight all-in (entropy {rep['entropy_bits_per_weight']:.4f}); "
                  f"M={c['prob_bits']} lanes={c['lanes']} ways={c['ways']}; side data {rep['side_bytes']} bytes"
                  + (f"; file {rep['file_bytes']} bytes" if "file_bytes" in rep else ""))
-    lines.append(f"({LEGEND}; all-in = every stream bit, stream header included)")
+    lines.append(f"({LEGEND}; all-in = every stream bit, stream header included"
+                 + ("; T = frequency tables of a row-classed layer (word stream v3), its classes below it with "
+                    "the code length of their weights under their table; header bits include the class index)"
+                    if any(L.get("tables", 1) > 1 for L in rep["layers"]) else "") + ")")
     return "\n".join(lines)
 
 

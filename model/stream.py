@@ -63,7 +63,8 @@ from .errors import DecodeError, FormatError, SubbitError
 
 __all__ = [
     "MAGIC", "VERSION", "VERSION_CLASSED", "VERSIONS", "CHECK_SEED", "StreamConfig", "HwLayer",
-    "check_word", "encode_codes", "decode_codes", "build", "parse",
+    "check_word", "encode_codes", "encode_with_classes", "decode_codes", "check_hardware_decodable", "build",
+    "parse",
 ]
 
 MAGIC = 0x5342
@@ -482,6 +483,17 @@ def decode_codes(layer: HwLayer, config: StreamConfig, *, name: str | None = Non
         word = layer.offset + len(layer.header_words()) + (e.word or 0)
         raise DecodeError(e.message, layer=name, offset=byte_offset + 2 * word, word=e.word) from None
     return sym + layer.base
+
+
+def check_hardware_decodable(layers: list[HwLayer]) -> None:
+    """Raise :class:`SubbitError` if a layer has row classes: no hardware decoder reads word
+    stream version 3 yet (issue 27; the RTL reports ``BAD_VERSION``)."""
+    classed = [k for k, h in enumerate(layers) if h.tables > 1]
+    if classed:
+        raise SubbitError(f"the stream uses row-classed tables (word stream version {VERSION_CLASSED}, issue 27) "
+                          f"in {len(classed)} of its {len(layers)} layers (the first: layer {classed[0]}), which the "
+                          "hardware decoder does not decode yet; `subbit compress` without --row-classes gives "
+                          "a hardware-decodable stream")
 
 
 def build(layers: list[HwLayer], config: StreamConfig) -> np.ndarray:

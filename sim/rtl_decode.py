@@ -25,7 +25,13 @@ def header_last_beats(layers: list[stream.HwLayer], word_width: int) -> list[int
 
 def params_for(layers: list[stream.HwLayer], config: stream.StreamConfig, *, lookup=None, word_width=16,
                max_symbols=None) -> DecoderParams:
-    """Smallest decoder that accepts every layer: alphabet and code range."""
+    """Smallest decoder that accepts every layer: alphabet and code range.
+
+    Raises
+    ------
+    SubbitError
+        A layer has row-classed tables (word stream v3, issue 27): no RTL decodes them yet."""
+    stream.check_hardware_decodable(layers)
     if max_symbols is None:
         nsym = max([h.nsym for h in layers] or [1])
         lo = min([h.base for h in layers] or [0])

@@ -258,3 +258,37 @@ def test_ccexam_reaches_the_issue_target():
     assert bpw <= 0.72 and words[1] == stream.VERSION_CLASSED
     _, hw = stream.parse(words)
     assert all(np.array_equal(stream.decode_codes(h, config), c.ravel()) for h, c in zip(hw, codes))
+
+
+def test_cli_compress_row_classes_inspect_and_hardware_refusal(tmp_path, capsys):
+    """`compress --row-classes auto` gives a v3 stream (smaller, the same codes), `inspect` shows T
+    and per-class rates, `decode --rtl` refuses it naming issue 27 (before any simulation), and
+    the RTL sizing helper used by `infer` refuses it too; without the option the stream is v2."""
+    pytest.importorskip("ccexam")
+    from subbit.cli import main
+    from subbit.model import sbw
+    from subbit.model.data import ccexam_weights
+    from subbit.sim.rtl_decode import params_for
+    out = {}
+    for opt in ("1", "auto"):
+        out[opt] = tmp_path / f"cc-{opt}.sbw"
+        assert main(["compress", ccexam_weights(), "-o", str(out[opt]), "--bits", "3", "--step", "maxabs",
+                     "--row-classes", opt]) == 0
+    plain, classed = sbw.read_sbw(out["1"]), sbw.read_sbw(out["auto"])
+    assert plain.words()[1] == stream.VERSION and classed.words()[1] == stream.VERSION_CLASSED
+    assert len(classed.words()) < 0.9 * len(plain.words())
+    a, b = plain.decode_codes(), classed.decode_codes()
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    capsys.readouterr()
+    assert main(["inspect", str(out["auto"]), "--json"]) == 0
+    rep = __import__("json").loads(capsys.readouterr().out)
+    fc = next(L for L in rep["layers"] if L["name"] == "classifier.0.weight")
+    assert fc["tables"] > 1 and len(fc["classes"]) == fc["tables"]
+    assert sum(k["rows"] for k in fc["classes"]) == 128
+    assert main(["inspect", str(out["auto"])]) == 0
+    assert "  class 0" in capsys.readouterr().out
+    assert main(["decode", "--rtl", "verilator", str(out["auto"])]) == 2
+    assert "row-classed tables (word stream version 3, issue 27)" in capsys.readouterr().err
+    with pytest.raises(SubbitError, match="without --row-classes gives a hardware-decodable stream"):
+        params_for(classed.hw, classed.config)
+    params_for(plain.hw, plain.config)

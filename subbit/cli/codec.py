@@ -53,6 +53,7 @@ def cmd_compress(args):
     if args.target_bits is None and bits not in quant.BITS_RANGE:
         raise SubbitError(f"--bits must be in 2..8 (a b-bit quantizer has 2**b-1 levels), not {bits}")
     config = _stream_config(args)
+    tables = "auto" if args.row_classes == "auto" else int(args.row_classes)
     checkpoint.check_checkpoint_file(args.checkpoint)
     sbw.check_output(args.output, inputs=[args.checkpoint], exts=(".sbw",))
     if args.json:
@@ -67,12 +68,12 @@ def cmd_compress(args):
             info["quantizer"] = f"ptq-{args.target_bits:g}b/w-calib" + ("" if args.split else "-nosplit")
         f, _ = compress.compress_to_budget(ck, args.target_bits, config, split=args.split,
                                            weighting=args.weighting, sensitivity=sens, info=info,
-                                           progress=progress(), log=say)
+                                           progress=progress(), log=say, tables=tables)
     else:
         info["quantizer"] = f"rtn-{bits}bit-{args.step}"
         quantizer = quant.quantize_rtn if args.step == "maxabs" else ptq.quantize_mse
         f = compress.compress_state_dict(ck, bits, config, per_channel=args.per_channel, info=info,
-                                         progress=progress(), quantizer=quantizer)
+                                         progress=progress(), quantizer=quantizer, tables=tables)
     rep = report.tensor_report(f, reference=ck.tensors)
     size = sbw.write_sbw(args.output, f)
     if args.json:
@@ -160,6 +161,9 @@ def _weights_bar(total: int, desc: str):
 def cmd_decode(args):
     from subbit.model import checkpoint, sbw
     f = sbw.read_sbw(args.file)             # validates the headers: cheap, before the outputs' checks
+    if args.rtl:
+        from subbit.model.stream import check_hardware_decodable
+        check_hardware_decodable(f.hw)
     _check_decode_outputs(args)
     if args.rtl:
         from subbit.sim import rtl_decode
@@ -227,6 +231,11 @@ def register(sub):
     g.add_argument("--step", choices=["mse", "maxabs"], default="mse",
                    help="with --bits: the step minimising the squared error (default), or max|w|/levels")
     g.add_argument("--per-channel", action="store_true", help="with --bits: one step per output channel")
+    p.add_argument("--row-classes", choices=["1", "2", "4", "8", "auto"], default="1", metavar="T",
+                   help="up to T frequency tables per layer, each row (output channel) coded with the table of "
+                   "its class: 1 (default), 2, 4, 8 or auto (the best of 2..8); a layer keeps one table unless "
+                   "classes save words. Gives a word stream v3 that no hardware decoder reads yet (issue 27; "
+                   "docs/stream-format.md)")
     p.add_argument("--json", metavar="FILE", help="write the per-tensor report (levels, steps, bits/weight, "
                    "SQNR) to this .json file")
     p.add_argument("-v", "--verbose", action="store_true", help="say what the budget search does")
