@@ -92,8 +92,8 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
            luts_how="ALUTs (MISTRAL_ALUT2..6; arithmetic ALUTs are the carry column)", ffs=r"^MISTRAL_FF$",
            dsps=("MISTRAL_MUL18X18", "MISTRAL_MUL27X27", "MISTRAL_MUL9X9"), brams=("MISTRAL_M10K",),
            carry=("MISTRAL_ALUT_ARITH",), lutram=("MISTRAL_MLAB",),
-           note="yosys maps the decoder's asynchronously read tables to flip-flops here: its MLAB rule "
-                "takes no initial contents (see docs/fpga.md)"),
+           note="the memories' zero initial contents are dropped so that yosys's MLAB rule takes the "
+                "small tables (the decoder writes them before it reads them; docs/fpga.md)"),
 )}
 
 
