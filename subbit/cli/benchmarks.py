@@ -28,12 +28,12 @@ def register(sub):
 
 
 def cmd_bench_model(args):
-    from subbit.bench_model import BIG_N, model_markdown, run_model_bench
+    from subbit.bench_model import BIG_N, model_markdown, run_model_bench, run_network_bench
     from subbit.results import update_section
     n, reps, big = ((1 << 16), 1, 0) if args.quick else ((1 << 20), 3, BIG_N)
     rows = run_model_bench(n=n, reps=reps, big=big)
     cmd = "subbit bench model" + (" --quick" if args.quick else "")
-    md = model_markdown(rows, cmd)
+    md = model_markdown(rows, cmd, run_network_bench(quick=args.quick))
     print(md)
     if not args.no_write:
         print(f"\nwritten to {update_section('model', md)}")
