@@ -16,6 +16,9 @@ Running subbit from another folder neither recompiles nor writes there. Its subd
     The atheris corpus of ``python -m subbit.cli.fuzz_reader``.
 ``peers/``
     Environments of the codecs subbit is compared with (``subbit.peers``), built once.
+``formal/``
+    SymbiYosys runs of the decoder's formal properties (``subbit.fpga.sby``): a directory per
+    check (design, ``.sby`` file, logs, traces), and the solver's shim.
 
 Everything there can be deleted at any time no run is going (``make clean-cache``). Results a
 user asked for are not cached: ``subbit train --out``, ``subbit bench train --out-root``
@@ -40,7 +43,7 @@ __all__ = ["ENV", "SUBDIRS", "cache_root", "cache_dir", "make_dir", "locked", "t
 
 ENV = "SUBBIT_BUILD_DIR"
 #: subbit's own subdirectories of the cache root (what :func:`clean_cache` removes).
-SUBDIRS = ("sim", "synth", "bench-rtl", "bench-ptq", "fuzz-corpus", "peers")
+SUBDIRS = ("sim", "synth", "bench-rtl", "bench-ptq", "fuzz-corpus", "peers", "formal")
 LOCK = ".lock"
 
 

@@ -11,6 +11,7 @@ the light commands start fast. Libraries never import this package.
   :mod:`.synthesis` and :mod:`.training`)
 - :mod:`.demo`: ``demo``
 - :mod:`.synthesis`: ``synth``, ``bench rtl``
+- :mod:`.proofs`: ``bench formal``
 - :mod:`.hardware`: ``verilog``, ``infer``, ``decode-speed``
 - :mod:`.training`: ``train``, ``bench train``
 - :mod:`.options`: the decoder's options, generated from `subbit.hw.params.DecoderParams`
@@ -24,7 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import benchmarks, codec, demo, hardware, synthesis, training
+from . import benchmarks, codec, demo, hardware, proofs, synthesis, training
 from .common import run
 
 __all__ = ["build_parser", "main"]
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = benchmarks.register(sub)
     synthesis.register_bench(bench)
     benchmarks.register_ptq(bench)
+    proofs.register_bench(bench)
     demo.register(sub)
     synthesis.register(sub)
     hardware.register_verilog(sub)
