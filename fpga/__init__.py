@@ -6,4 +6,6 @@
 - :mod:`.design`: the designs the flows build (decoder, counter) and the report of a run (``subbit synth``);
   :mod:`.bench`: the sweep of ``subbit bench rtl`` (both commands are parsed in `subbit.cli.synthesis`)
 - ``synth_ecp5.ys``, ``synth_ice40.ys``, ``synth_generic.ys``: the yosys scripts, usable by hand
+- :mod:`.lint`: Verilator's ``-Wall`` lint of the generated Verilog with ``verilator_waivers.vlt``, the
+  shipped waivers for what Amaranth's Verilog backend writes by construction (docs/decoder.md, "Lint")
 """

@@ -7,6 +7,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..model import stream as fmt
+from .lane import state_write_layout
 from .logic import le_const, select
 from .params import DecoderParams, ErrorCode
 
@@ -195,8 +196,7 @@ class Frontend(wiring.Component):
                                             "f": unsigned(M + 1), "c": unsigned(M), "full": 1})),
             "slot": Out(data.StructLayout({"we": 1, "bank": 1, "index": unsigned(M - self.fill_bits),
                                            "mask": unsigned(p.fill_rate), "sym": range(p.max_symbols)})),
-            "state": Out(data.StructLayout({"we": 1, "bank": 1, "lane": range(p.lanes),
-                                            "way": range(p.ways), "x": 32})),
+            "state": Out(state_write_layout(p)),
             "ready": Out(data.StructLayout({"we": 1, "bank": 1})),
             "ready_soon": Out(data.StructLayout({"we": 1, "bank": 1})),
             "loading": Out(data.StructLayout({"we": 1, "bank": 1})),
@@ -256,7 +256,7 @@ class Frontend(wiring.Component):
         rest = Signal(16)                      # slots of the symbol still to fill (when not fresh)
         fpos = Signal(M + 1)                   # next slot to fill
         lo = Signal(16)                        # low half of a state
-        lane = Signal(range(K))
+        lane = Signal(range(K)) if K > 1 else None   # one lane: no lane counter
         way = Signal(range(D))
         rem = Signal(32)                       # payload words left to push
         pay_last = Signal()                    # rem <= words per beat
@@ -370,7 +370,7 @@ class Frontend(wiring.Component):
                     fields.bank.eq(bank), fields.count.eq(count), fields.base.eq(base),
                     freq.bank.eq(bank), freq.index.eq(idx), freq.f.eq(word), freq.c.eq(cum),
                     freq.full.eq(room == 0),     # c = 2**M: a trailing symbol of frequency 0
-                    state.bank.eq(bank), state.lane.eq(lane), state.way.eq(way),
+                    state.bank.eq(bank), *([state.lane.eq(lane)] if K > 1 else []), state.way.eq(way),
                     # a 32-bit beat holding a whole state (its low half first) is written at once
                     state.x.eq(Mux(~half & ~left[0], Cat(word_lo, word_hi), Cat(lo, word))
                                     if wide else Cat(lo, word))]
@@ -503,7 +503,7 @@ class Frontend(wiring.Component):
                         m.d.sync += [idx.eq(idx + 1), chk.eq(chk + word), cum.eq(cum + word), room.eq(room - word),
                                      fresh.eq(1)]
                         with m.If(lastw):
-                            m.d.sync += [lane.eq(0), way.eq(0)]
+                            m.d.sync += [way.eq(0), *([lane.eq(0)] if K > 1 else [])]
                             load(nstates2)
                             with m.If(word != room):
                                 fail(ErrorCode.BAD_TABLE)
@@ -517,9 +517,12 @@ class Frontend(wiring.Component):
 
             def next_state():
                 m.d.comb += state.we.eq(1)
-                m.d.sync += lane.eq(lane + 1)
-                with m.If(lane == K - 1):
-                    m.d.sync += [lane.eq(0), way.eq(way + 1)]
+                if K == 1:
+                    m.d.sync += way.eq(way + 1)
+                else:
+                    m.d.sync += lane.eq(lane + 1)
+                    with m.If(lane == K - 1):
+                        m.d.sync += [lane.eq(0), way.eq(way + 1)]
 
             def states_done():
                 with m.If(nsym[0] == 0):

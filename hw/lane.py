@@ -16,8 +16,10 @@ __all__ = ["Lane", "state_write_layout", "window_word_width"]
 
 
 def state_write_layout(params: DecoderParams) -> data.StructLayout:
-    """The parser's write of one initial state, for a lane, a way and a bank."""
-    return data.StructLayout({"we": 1, "bank": 1, "lane": range(params.lanes), "way": range(params.ways), "x": 32})
+    """The parser's write of one initial state, for a lane, a way and a bank (no ``lane`` field
+    with one lane: a zero-width field is written ``wire [-1:0]`` in the Verilog)."""
+    lane = {"lane": range(params.lanes)} if params.lanes > 1 else {}
+    return data.StructLayout({"we": 1, "bank": 1, **lane, "way": range(params.ways), "x": 32})
 
 
 def window_word_width(params: DecoderParams) -> int:
@@ -154,7 +156,8 @@ class Lane(wiring.Component):
         m.submodules.initial_states = mem = Memory(shape=32, depth=2 << WB, init=[])
         w = mem.write_port()
         sw = self.state_write
-        m.d.comb += [w.addr.eq(Cat(sw.way, sw.bank)), w.data.eq(sw.x), w.en.eq(sw.we & (sw.lane == self.index))]
+        m.d.comb += [w.addr.eq(Cat(sw.way, sw.bank)), w.data.eq(sw.x),
+                     w.en.eq(sw.we & (sw.lane == self.index) if p.lanes > 1 else sw.we)]
         state_r = mem.read_port()
         m.d.comb += [state_r.addr.eq(Cat(self.state_read.way, self.state_read.bank)), state_r.en.eq(en)]
 

