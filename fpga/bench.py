@@ -1,9 +1,10 @@
-"""What ``subbit bench rtl`` measures: the decoder's design space -- area, Fmax, throughput, latency
-(its options are parsed in `subbit.cli.synthesis`).
+"""What ``subbit bench rtl`` measures: the decoder's design space -- area, Fmax, throughput, latency,
+lint warnings (its options are parsed in `subbit.cli.synthesis`).
 
 For every K (lanes), M (probability bits) and symbol-lookup variant, synthesize and place and
 route the decoder (:func:`subbit.fpga.flow.synthesize`), and measure its cycle behaviour with
 ``subbit.sim.rtl_decode.measure`` when that function exists. weights/s = weights/cycle x Fmax.
+Each point's Verilog is linted (:func:`subbit.fpga.lint.lint`: Verilator ``-Wall`` with the shipped waivers).
 A 32-bit counter through the same flow is the calibration row. Points run in parallel processes.
 """
 
@@ -49,8 +50,9 @@ def run_point(point: dict, target: str, build_root: str, freq_mhz=None, seed=1, 
     """Synthesize one configuration (and measure it when ``measure`` and the function exist).
 
     ``point``: ``design`` (``"decoder"`` or ``"counter"``) and the decoder's generator parameters.
-    Returns ``point`` updated with the area/Fmax keys, the measured keys, ``seconds``, and
-    ``error`` / ``measure_error`` (messages) when a step failed.
+    Returns ``point`` updated with the area/Fmax keys, the measured keys, ``lint_warnings`` (the
+    count Verilator leaves after the shipped waivers), ``seconds``, and ``error`` /
+    ``measure_error`` / ``lint_error`` (messages) when a step failed.
     """
     from subbit.fpga import flow
     from subbit.fpga.design import decoder_kwargs, design_verilog
@@ -60,6 +62,12 @@ def run_point(point: dict, target: str, build_root: str, freq_mhz=None, seed=1, 
     except Exception as e:  # noqa: BLE001 - a generator bug fails this configuration, not the sweep
         row["error"] = str(e) if isinstance(e, SubbitError) else \
             f"generating the Verilog failed: {type(e).__name__}: {e}"
+    if "error" not in row and point.get("design", "decoder") == "decoder":
+        from subbit.fpga.lint import lint
+        try:
+            row["lint_warnings"] = len(lint(verilog, top))
+        except SubbitError as e:
+            row["lint_error"] = str(e)
     if "error" not in row:
         try:
             res = flow.synthesize(verilog, top, target, os.path.join(build_root, _tag(point)),
@@ -178,7 +186,7 @@ def rtl_markdown(rows: list[dict], *, command: str, source: str | None = None, p
                     f"{ref['luts']} LUT4 sites in the same flow, the ceiling for a single carry chain."]
     out += ["", "| K | M | lookup | LUT4 sites | FFs | carry | DSP | BRAM | LUT-RAM | logic cells | LUT depth "
             "| Fmax (MHz) | weights/cycle | Mweights/s | weights/s per LUT | × reference per LUT "
-            "| first weight (cycles) | layer switch idle (cycles) | of it not bus-bound |", "|" + "---|" * 19]
+            "| first weight (cycles) | layer switch idle (cycles) | of it not bus-bound | lint warnings |", "|" + "---|" * 20]
     from subbit.fpga.reference import ans_reference_weights_per_site
     ref_site = ans_reference_weights_per_site("ternary")
     notes = []
@@ -186,7 +194,7 @@ def rtl_markdown(rows: list[dict], *, command: str, source: str | None = None, p
         head = f"| {r['lanes']} | {r['prob_bits']} | {r['lookup']} "
         if "error" in r:
             notes.append(re.sub(r"\(log: .*/([^/]+/[^/]+)\)$", r"(log: <build-dir>/\1)", " ".join(r["error"].split())))
-            out.append(head + f"| failed [{len(notes)}] |" + " |" * 15)
+            out.append(head + f"| failed [{len(notes)}] |" + " |" * 16)
             continue
         wps = r.get("weights_per_s")
         by_seed = _seed_fmax(r)
@@ -197,10 +205,13 @@ def rtl_markdown(rows: list[dict], *, command: str, source: str | None = None, p
                    f"| {_fmt(r.get('weights_per_s_per_lut'), '.0f')} "
                    f"| {_fmt(r.get('weights_per_s_per_lut') and r['weights_per_s_per_lut'] / ref_site, '.0f')} "
                    f"| {_first(r)} "
-                   f"| {_fmt(r.get('switch_idle'), '.1f')} | {_fmt(r.get('switch_bubbles'), '.1f')} |")
+                   f"| {_fmt(r.get('switch_idle'), '.1f')} | {_fmt(r.get('switch_bubbles'), '.1f')} "
+                   f"| {_fmt(r.get('lint_warnings'))} |")
         if r.get("measure_error"):
             notes.append(f"K={r['lanes']} M={r['prob_bits']} {r['lookup']}: simulation failed: "
                          + " ".join(r["measure_error"].split()))
+        if r.get("lint_error"):
+            notes.append(f"K={r['lanes']} M={r['prob_bits']} {r['lookup']}: " + " ".join(r["lint_error"].split()))
     out += [""] + [f"[{i}] {n}" for i, n in enumerate(notes, 1)] + ([""] if notes else [])
     measured = any(r.get("weights_per_cycle") is not None for r in dec)
     out.append(
@@ -215,6 +226,10 @@ def rtl_markdown(rows: list[dict], *, command: str, source: str | None = None, p
         "model: the ccexam MNIST CNN quantized round-to-nearest at 3 bits, its 401k-weight fc1 cut to "
         "32768 weights (52768 weights, 4 layers, 3 switches). weights/s = weights/cycle x Fmax." if measured else
         "weights/cycle and the latency columns are empty: the sweep ran with --no-measure.")
+    out += ["", "lint warnings: what `verilator --lint-only -Wall` reports on the point's Verilog with the "
+            "shipped waivers for what Amaranth's Verilog backend emits by construction "
+            "(`fpga/verilator_waivers.vlt`, docs/decoder.md \"Lint\"; the ECP5 multiplier is linted against "
+            "yosys's MULT18X18D declaration); 0 is a clean lint."]
     if plot_file:
         out += ["", f"![LUT4 sites, Fmax and weights/s over K]({plot_file})"]
     return "\n".join(out)

@@ -464,7 +464,7 @@ def test_rtl_markdown_and_plot(tmp_path):
     rows = [{"design": "counter", "luts": 33, "fmax_mhz": 270.0, "lut_depth": 8},
             {**base, "lanes": 1, "prob_bits": 12, "lookup": "compare", "luts": 100, "fmax_mhz": 100.0,
              "weights_per_cycle": 0.5, "first_weight_latency_cycles": 40, "header_words": 32, "layer_switch_bubbles": 0,
-             "switch_idle": 2.0, "switch_bubbles": 0.0},
+             "switch_idle": 2.0, "switch_bubbles": 0.0, "lint_warnings": 0},
             {**base, "lanes": 2, "prob_bits": 12, "lookup": "compare", "luts": 200, "fmax_mhz": 90.0},
             {**base, "lanes": 8, "prob_bits": 14, "lookup": "table",
              "error": "nextpnr-ecp5: does not fit (log: /x/build/K8-M14-table/ecp5_nextpnr.log)"}]
@@ -474,7 +474,12 @@ def test_rtl_markdown_and_plot(tmp_path):
             r["weights_per_s_per_lut"] = r["weights_per_s"] / r["luts"]
     md = bench.rtl_markdown(rows, command="subbit bench rtl", source="commit abc1234", plot_file="p.png")
     assert "reaches **270.0 MHz** with 33 LUT4 sites" in md
-    assert "| 1 | 12 | compare | 100 | 10 | 1 | 1 | 0 | 0 | 120 | 9 | 100.0 | 0.500 | 50.0 | 500000 | 282 | 40 (32 header words) | 2.0 | 0.0 |" in md
+    assert "| 1 | 12 | compare | 100 | 10 | 1 | 1 | 0 | 0 | 120 | 9 | 100.0 | 0.500 | 50.0 | 500000 | 282 | 40 (32 header words) | 2.0 | 0.0 | 0 |" in md
+    assert "lint warnings: what `verilator --lint-only -Wall` reports" in md
+    rows[2]["lint_error"] = "lint: verilator failed: %Error: x.v:1:1: syntax error"
+    assert "K=2 M=12 compare: lint: verilator failed: %Error: x.v:1:1: syntax error" in \
+        bench.rtl_markdown(rows, command="subbit bench rtl")
+    del rows[2]["lint_error"]
     assert "| 8 | 14 | table | failed [1] |" in md
     assert "[1] nextpnr-ecp5: does not fit (log: <build-dir>/K8-M14-table/ecp5_nextpnr.log)" in md
     assert ", source: commit abc1234." in md

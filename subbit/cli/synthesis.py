@@ -254,10 +254,10 @@ def cmd_bench_rtl(args):
 
 def register_bench(bsub):
     b = bsub.add_parser(
-        "rtl", help="decoder design space: area, Fmax, weights/s (per LUT), latency over K, M, lookup",
+        "rtl", help="decoder design space: area, Fmax, weights/s (per LUT), latency, lint over K, M, lookup",
         description="Synthesize and place and route the decoder for every K x M x lookup (parallel processes), "
         "next to a 32-bit reference counter; with subbit.sim.rtl_decode.measure, also simulate each for "
-        "weights/cycle and latency. Writes a table to docs/results.md and a plot to docs/rtl_sweep.png "
+        "weights/cycle and latency, and lint each one's Verilog (Verilator -Wall with the shipped waivers). Writes a table to docs/results.md and a plot to docs/rtl_sweep.png "
         "(with --speed 7 or 8: a section and a plot rtl_sweep_speed<N>.png of their own).")
     b.add_argument("--target", choices=list(TARGETS), default="ecp5", help="default ecp5 (see subbit synth --help)")
     decoder_option("lanes", default=list(LANES), nargs="+", what="lane counts").add_to(b)
