@@ -10,6 +10,7 @@ from ..model import stream as fmt
 from .lane import state_write_layout
 from .logic import le_const, select
 from .params import DecoderParams, ErrorCode
+from .tables import freq_write_layout, slot_write_layout
 
 __all__ = ["Frontend", "ParseErrors", "SlotFill", "input_layout", "payload_layout"]
 
@@ -182,7 +183,6 @@ class Frontend(wiring.Component):
 
     def __init__(self, params: DecoderParams):
         self.p = p = params
-        M = p.prob_bits
         self.fill_bits = p.fill_rate.bit_length() - 1
         self.fields_layout = data.StructLayout({"we": 1, "bank": 1, "count": 32, "base": signed(16)})
         super().__init__({
@@ -192,10 +192,8 @@ class Frontend(wiring.Component):
             "shadow_busy": In(1),
             "halt": In(1),
             "fields": Out(self.fields_layout),
-            "freq": Out(data.StructLayout({"we": 1, "bank": 1, "index": range(p.max_symbols),
-                                            "f": unsigned(M + 1), "c": unsigned(M), "full": 1})),
-            "slot": Out(data.StructLayout({"we": 1, "bank": 1, "index": unsigned(M - self.fill_bits),
-                                           "mask": unsigned(p.fill_rate), "sym": range(p.max_symbols)})),
+            "freq": Out(freq_write_layout(p)),
+            "slot": Out(slot_write_layout(p)),
             "state": Out(state_write_layout(p)),
             "ready": Out(data.StructLayout({"we": 1, "bank": 1})),
             "ready_soon": Out(data.StructLayout({"we": 1, "bank": 1})),

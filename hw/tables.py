@@ -26,7 +26,7 @@ def freq_write_layout(params: DecoderParams) -> data.StructLayout:
     """The parser's write of one symbol's frequency (``full``: c = 2**M, a trailing symbol of
     frequency 0)."""
     M = params.prob_bits
-    return data.StructLayout({"we": 1, "bank": 1, "index": range(params.max_symbols),
+    return data.StructLayout({"we": 1, "bank": 1, "index": unsigned(params.sym_bits),
                               "f": unsigned(M + 1), "c": unsigned(M), "full": 1})
 
 
@@ -34,7 +34,7 @@ def slot_write_layout(params: DecoderParams) -> data.StructLayout:
     """The parser's write of up to ``fill_rate`` slots of the slot table (``mask``) with a symbol."""
     fill_bits = params.fill_rate.bit_length() - 1
     return data.StructLayout({"we": 1, "bank": 1, "index": unsigned(params.prob_bits - fill_bits),
-                              "mask": unsigned(params.fill_rate), "sym": range(params.max_symbols)})
+                              "mask": unsigned(params.fill_rate), "sym": unsigned(params.sym_bits)})
 
 
 class SymbolTables(wiring.Component):

@@ -10,11 +10,12 @@ from subbit.hw.params import DecoderParams
 from subbit.hw.verilog import TOP, generate_params
 
 # `subbit verilog`'s default, every K, both lookups, the ECP5 multiplier (linted against yosys's
-# MULT18X18D declaration), a 32-bit bus, a large alphabet, no prefetch, both windows and f/c reads
+# MULT18X18D declaration), a 32-bit bus, one symbol and 255, no prefetch, both windows and f/c reads
 CONFIGS = {
     "K1": dict(lanes=1),
     "K1-ecp5-mul": dict(lanes=1, multiplier="ecp5"),
     "K1-table-pf0": dict(lanes=1, lookup="table", prefetch=0),
+    "K1-S1": dict(lanes=1, max_symbols=1),
     "K2-M14-S255-table": dict(lanes=2, prob_bits=14, max_symbols=255, lookup="table"),
     "K4-M10-w32-shift-sync": dict(lanes=4, prob_bits=10, word_width=32, window="shift", fc_read="sync"),
     "K8-ring": dict(lanes=8, ways=8, window="ring"),

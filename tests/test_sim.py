@@ -93,6 +93,16 @@ def test_random_streams(name, seed):
     assert len(res) == 9
 
 
+def test_one_symbol_decoder_decodes_both_banks():
+    """max_symbols=1 (every layer one symbol), f/c in LUT-RAM: layers alternate between the table
+    banks, and the f/c write address keeps the bank where the read looks (a zero-width symbol
+    index once put it one bit lower: the second layer failed with PAYLOAD_LENGTH)."""
+    p = DecoderParams(lanes=1, max_symbols=1)
+    hw, words = make_stream(p, [np.zeros(100, np.int64), np.zeros(70, np.int64), np.zeros(90, np.int64)])
+    r = decode_words(words, hw, p.stream_config, p)
+    assert r["error"] == 0 and r["bit_exact"]
+
+
 # M = 11 and 13: an odd number of low bits of x >> M multiplied in the fabric (3 and 1; the
 # configurations above have 4, 2 and 0): at M = 11 the last radix-4 group of f's multiples
 # (S2, `f3`) is one bit; M = 13 adds its one partial product in S3
