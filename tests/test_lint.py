@@ -5,7 +5,7 @@ import re
 import pytest
 
 from subbit.fpga.lint import WAIVERS, lint
-from subbit.hw import axis
+from subbit.hw import axis, infer_top
 from subbit.hw.params import DecoderParams
 from subbit.hw.verilog import TOP, generate_params
 
@@ -29,6 +29,10 @@ def test_decoder_lints_clean(name):
 
 def test_axis_wrapper_lints_clean():
     assert lint(axis.generate(DecoderParams(lanes=2)), axis.TOP) == []
+
+
+def test_inference_top_lints_clean():
+    assert lint(infer_top.generate(DecoderParams(lanes=1)), infer_top.TOP) == []
 
 
 def test_lint_reports_what_is_not_waived():
