@@ -75,10 +75,11 @@ def _tools() -> dict:
         with open(exe) as f:
             current = f.read()
     if current != text:
-        with open(exe + ".tmp", "w") as f:
+        tmp = f"{exe}.{os.getpid()}"             # test workers may write it at once
+        with open(tmp, "w") as f:
             f.write(text)
-        os.chmod(exe + ".tmp", 0o755)
-        os.replace(exe + ".tmp", exe)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, exe)
     # the first run after an install compiles the WASM and says so on stdout, which smtbmc would
     # read as the solver's answer: let that happen here (0.1 s once compiled)
     subprocess.run([target, "--version"], capture_output=True, check=True)
