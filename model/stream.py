@@ -490,7 +490,7 @@ def check_hardware_decodable(layers: list[HwLayer]) -> None:
     stream version 3 yet (issue 27; the RTL reports ``BAD_VERSION``)."""
     classed = [k for k, h in enumerate(layers) if h.tables > 1]
     if classed:
-        raise SubbitError(f"the stream uses row-classed tables (word stream version {VERSION_CLASSED}, issue 27) "
+        raise SubbitError(f"the stream uses row-classed tables (word stream version {VERSION_CLASSED}) "
                           f"in {len(classed)} of its {len(layers)} layers (the first: layer {classed[0]}), which the "
                           "hardware decoder does not decode yet; `subbit compress` without --row-classes gives "
                           "a hardware-decodable stream")

@@ -288,7 +288,7 @@ def test_cli_compress_row_classes_inspect_and_hardware_refusal(tmp_path, capsys)
     assert main(["inspect", str(out["auto"])]) == 0
     assert "  class 0" in capsys.readouterr().out
     assert main(["decode", "--rtl", "verilator", str(out["auto"])]) == 2
-    assert "row-classed tables (word stream version 3, issue 27)" in capsys.readouterr().err
+    assert "row-classed tables (word stream version 3) in 2 of its 4 layers" in capsys.readouterr().err
     with pytest.raises(SubbitError, match="without --row-classes gives a hardware-decodable stream"):
         params_for(classed.hw, classed.config)
     params_for(plain.hw, plain.config)

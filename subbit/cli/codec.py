@@ -234,7 +234,7 @@ def register(sub):
     p.add_argument("--row-classes", choices=["1", "2", "4", "8", "auto"], default="1", metavar="T",
                    help="up to T frequency tables per layer, each row (output channel) coded with the table of "
                    "its class: 1 (default), 2, 4, 8 or auto (the best of 2..8); a layer keeps one table unless "
-                   "classes save words. Gives a word stream v3 that no hardware decoder reads yet (issue 27; "
+                   "classes save words. Gives a word stream v3 that the hardware decoder does not read yet ("
                    "docs/stream-format.md)")
     p.add_argument("--json", metavar="FILE", help="write the per-tensor report (levels, steps, bits/weight, "
                    "SQNR) to this .json file")
