@@ -29,6 +29,12 @@ def test_parser_error_codes_and_latency_are_proven_by_induction(params):
     assert r.status == "PASS", r
 
 
+@pytest.mark.parametrize("params", [K1, K2], ids=["K1-M8-S3", "K2-M10-S7"])
+def test_reset_is_proven_by_induction(params):
+    r = sby.check(params, "prove", 2, "decoder", ("reset",), name=f"test-reset-prove-K{params.lanes}")
+    assert r.status == "PASS", r
+
+
 def test_decoder_properties_hold_for_20_clocks():
     r = sby.check(K1, "bmc", 20, "decoder", DECODER_PROPS, name="test-decoder-bmc")
     assert r.status == "PASS", r
