@@ -378,10 +378,16 @@ def fsm_in(fragment, *names):
 
 def parser_lemmas(fragment, ref: dict, p: DecoderParams) -> dict:
     """Invariants tying the parser's registers to the reference's, while no error is held: the
-    same FSM state, position, check sum, counters and fields. They are asserted too (so proven),
-    and each step's proven asserts are assumed at later steps, which spares the solver from
-    re-deriving that two 16-bit running sums are equal (the reason a check without them grows
-    about 2x a clock)."""
+    same FSM state, position, check sum, counters and fields, and the parser's registered flags
+    agreeing with their counters. They are asserted too (so proven), and make the property
+    inductive (k-induction at depth 2 proves it); in a BMC run the asserts proven at a clock are
+    assumed at the later ones, which spares the solver from re-deriving that two 16-bit running
+    sums are equal (without them the check grows steeply with depth, docs/reliability.md).
+
+    They read the parser's registers by name (``chk``, ``left``, ``rem``, ``pos``,
+    ``parse_state``, ...): renaming one in :class:`~subbit.hw.frontend.Frontend` means renaming it
+    here (the parser's proof in tests/test_formal.py then fails with a KeyError naming it).
+    """
     hw = registers(fragment)
     K, D = p.lanes, p.ways
 
