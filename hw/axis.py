@@ -21,7 +21,9 @@ wrapper is wiring and one layer counter, no register on the data path. ``m_axis_
 waits for ``m_axis_tready``; the beat is held while ``tvalid`` is high and ``tready`` low. An empty
 layer is one beat with ``tkeep = 0`` and ``tlast = 1``. The layer index restarts at 0 with the first
 beat of each stream (a beat accepted while the decoder is not busy) and after reset; it counts
-modulo ``2**layer_bits``.
+modulo ``2**layer_bits``. A stream's first word is accepted only once the previous stream's last
+beat has left ``m_axis`` (``s_axis_tready`` stays low while it is held), so the index of a held
+beat never changes (a formal check, ``subbit bench formal``, found it could).
 """
 
 from __future__ import annotations
@@ -69,9 +71,12 @@ class AxisDecoder(wiring.Component):
         m = Module()
         m.submodules.decoder = dec = Decoder(self.params)
         k = self.params.lanes
+        # A stream's first word waits while a beat of the previous stream is still held on m_axis:
+        # taking it would restart the layer index (tuser) under that beat.
+        hold = dec.o.valid & ~dec.status.busy
         m.d.comb += [
             dec.i.payload.data.eq(self.s_axis_tdata), dec.i.payload.last.eq(self.s_axis_tlast),
-            dec.i.valid.eq(self.s_axis_tvalid), self.s_axis_tready.eq(dec.i.ready),
+            dec.i.valid.eq(self.s_axis_tvalid & ~hold), self.s_axis_tready.eq(dec.i.ready & ~hold),
             self.m_axis_tkeep.eq(Cat(*(dec.o.payload.count > j for j in range(k)))),
             self.m_axis_tlast.eq(dec.o.payload.last), self.m_axis_tvalid.eq(dec.o.valid),
             dec.o.ready.eq(self.m_axis_tready),
@@ -82,7 +87,7 @@ class AxisDecoder(wiring.Component):
         m.d.comb += [b.eq(dec.o.payload.codes[j]) for j, b in enumerate(lanes)]
         m.d.comb += self.m_axis_tdata.eq(Cat(*lanes))
         layer = Signal(self.layer_bits)
-        starts = self.s_axis_tvalid & dec.i.ready & ~dec.status.busy
+        starts = dec.i.valid & dec.i.ready & ~dec.status.busy
         ends = dec.o.valid & self.m_axis_tready & dec.o.payload.last
         m.d.comb += self.m_axis_tuser.eq(layer)
         with m.If(starts):
