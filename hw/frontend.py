@@ -132,6 +132,82 @@ class SlotFill(wiring.Component):
         return m
 
 
+class TableLoader(wiring.Component):
+    """A layer's frequency table as the parser takes it, a word at a time: the symbol of the
+    current frequency word (``index``), its cumulative frequency ``c`` and the ``room`` left
+    (``2**M - c``, which keeps the parser's table checks to one compare), and with
+    ``lookup="table"`` the slot fill (:class:`SlotFill`): the slot RAM word (``slot_index``) and
+    the slots of it (``slot_mask``) that the word's symbol takes this clock.
+
+    Members
+    -------
+    word : In(16)
+        The frequency word the parser holds.
+    clear : In(1)
+        A table starts: symbol 0, ``c = 0``, ``room = 2**M`` from the next clock.
+    fill : In(1)
+        ``lookup="table"``: the parser holds a frequency word this clock; the fill advances.
+    take : In(1)
+        The word is consumed (with ``lookup="table"`` only when ``fits``): the next symbol.
+    index : Out(sym_bits); c : Out(M); room : Out(M + 1)
+        Registers (``c`` without its top bit: ``c = 2**M`` is ``room = 0``).
+    fits : Out(1)
+        The word's last slots are written this clock (always 1 with ``lookup="compare"``).
+    slot_index : Out(M - log2(fill_rate)); slot_mask : Out(fill_rate)
+        ``lookup="table"``: where the word's symbol goes this clock.
+
+    Latency: the registers follow ``clear`` / ``take`` / ``fill`` a clock later. Throughput: a
+    frequency word a clock with ``lookup="compare"``; ``f / fill_rate + 1`` clocks or fewer with
+    ``lookup="table"``. No backpressure: the parser drives it.
+    """
+
+    def __init__(self, params: DecoderParams):
+        self.p = p = params
+        self.fill_bits = p.fill_rate.bit_length() - 1
+        M = p.prob_bits
+        super().__init__({
+            "word": In(16), "clear": In(1), "fill": In(1), "take": In(1),
+            "index": Out(p.sym_bits), "c": Out(M), "room": Out(M + 1), "fits": Out(1),
+            "slot_index": Out(max(1, M - self.fill_bits)), "slot_mask": Out(p.fill_rate),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.p
+        M, word = p.prob_bits, self.word
+        idx = Signal(8)                            # symbol of the current frequency word
+        cum = Signal(M + 1)
+        m.d.comb += [self.index.eq(idx), self.c.eq(cum)]
+        take_sync = [idx.eq(idx + 1), cum.eq(cum + word), self.room.eq(self.room - word)]
+        clear_sync = [cum.eq(0), self.room.eq(1 << M), idx.eq(0)]
+        if p.lookup == "table":
+            # Slots [c, c + f) get the symbol, up to R per clock (SlotFill). The slots still to fill
+            # are the word itself (`fresh`) or a register `rest` (made as `todo - space`, off the
+            # path); `fpos` is a register advanced by the slots written.
+            rb = self.fill_bits
+            m.submodules.slot_fill = fill = SlotFill(p)
+            fresh = Signal(init=1)                 # no slot of the word's symbol filled yet
+            rest = Signal(16)                      # slots of the symbol still to fill (when not fresh)
+            fpos = Signal(M + 1)                   # next slot to fill
+            todo = Signal(16)                      # slots of the symbol still to write
+            fits, space, t = fill.fits, fill.space, todo[:rb + 1]
+            m.d.comb += [fill.flo.eq(fpos[:rb]), fill.todo.eq(todo), todo.eq(Mux(fresh, word, rest)),
+                         self.fits.eq(fits), self.slot_index.eq(fpos[rb:M]), self.slot_mask.eq(fill.mask)]
+            clear_sync += [fresh.eq(1), fpos.eq(0)]
+            take_sync += [fresh.eq(1)]
+            with m.If(self.fill):
+                m.d.sync += fpos.eq(Mux(fits, fpos + t, Cat(Const(0, rb), fpos[rb:] + 1)))
+                with m.If(~fits):
+                    m.d.sync += [rest.eq(todo - space), fresh.eq(0)]
+        else:
+            m.d.comb += self.fits.eq(1)
+        with m.If(self.take):
+            m.d.sync += take_sync
+        with m.If(self.clear):
+            m.d.sync += clear_sync
+        return m
+
+
 class Frontend(wiring.Component):
     """Parses a v2 word stream (``docs/stream-format.md``) into the layer banks and the payload path.
 
@@ -246,13 +322,10 @@ class Frontend(wiring.Component):
         few = Signal()                         # count <= lanes: all initial states in way 0
         npay_zero = Signal()
         nstates2 = Signal(13)                  # 2 * min(count, lanes * ways)
-        idx = Signal(8)                        # symbol of the current frequency word
-        cum = Signal(M + 1)
-        room = Signal(M + 1)                   # 2**M - cum: keeps the table checks to one compare
-        # lookup="table": the slot fill of the current frequency word
-        fresh = Signal(init=1)                 # no slot of the word's symbol filled yet
-        rest = Signal(16)                      # slots of the symbol still to fill (when not fresh)
-        fpos = Signal(M + 1)                   # next slot to fill
+        # the frequency table's symbol, c, room and slot fill
+        m.submodules.table = table = TableLoader(p)
+        room = table.room
+        m.d.comb += table.word.eq(word)
         lo = Signal(16)                        # low half of a state
         lane = Signal(range(K)) if K > 1 else None   # one lane: no lane counter
         way = Signal(range(D))
@@ -366,23 +439,16 @@ class Frontend(wiring.Component):
         # state decode in front of the registers that take them.
         data_out = [self.loading.bank.eq(bank), ready.bank.eq(bank),
                     fields.bank.eq(bank), fields.count.eq(count), fields.base.eq(base),
-                    freq.bank.eq(bank), freq.index.eq(idx), freq.f.eq(word), freq.c.eq(cum),
+                    freq.bank.eq(bank), freq.index.eq(table.index), freq.f.eq(word), freq.c.eq(table.c),
                     freq.full.eq(room == 0),     # c = 2**M: a trailing symbol of frequency 0
                     state.bank.eq(bank), *([state.lane.eq(lane)] if K > 1 else []), state.way.eq(way),
                     # a 32-bit beat holding a whole state (its low half first) is written at once
                     state.x.eq(Mux(~half & ~left[0], Cat(word_lo, word_hi), Cat(lo, word))
                                     if wide else Cat(lo, word))]
         if p.lookup == "table":
-            # Slots [cum, cum + f) get symbol `idx`, up to R per clock (SlotFill). The slots still
-            # to fill are the word itself (`fresh`) or a register `rest` (made as `todo - space`,
-            # off the path); `fpos` is a register advanced by the slots written. Made outside the
-            # FSM (used in FREQ only): no state decode either.
-            R, rb = p.fill_rate, self.fill_bits
-            m.submodules.slot_fill = fill = SlotFill(p)
-            todo = Signal(16)                      # slots of the symbol still to write
-            fits, space, t = fill.fits, fill.space, todo[:rb + 1]
-            m.d.comb += [fill.flo.eq(fpos[:rb]), fill.todo.eq(todo), todo.eq(Mux(fresh, word, rest))]
-            data_out += [slot.bank.eq(bank), slot.index.eq(fpos[rb:M]), slot.sym.eq(idx), slot.mask.eq(fill.mask)]
+            # the slot fill is made outside the FSM (used in FREQ only): no state decode either
+            data_out += [slot.bank.eq(bank), slot.index.eq(table.slot_index), slot.sym.eq(table.index),
+                         slot.mask.eq(table.slot_mask)]
 
         with m.FSM(name="parse"):
             with m.State("HDR"):
@@ -420,8 +486,8 @@ class Frontend(wiring.Component):
             def fields_done(npay_lo, npay_hi):
                 """The last field word(s): the bank's fields are complete (`count` was written a
                 clock earlier)."""
-                m.d.sync += [cum.eq(0), room.eq(1 << M), fresh.eq(1), fpos.eq(0), idx.eq(0),
-                             nstates2.eq(Mux(le_const(count, K * D - 1), count[:13] << 1, 2 * K * D)),
+                m.d.comb += table.clear.eq(1)
+                m.d.sync += [nstates2.eq(Mux(le_const(count, K * D - 1), count[:13] << 1, 2 * K * D)),
                              ns_zero.eq(count == 0), npay_zero.eq((npay_lo == 0) & (npay_hi == 0)),
                              few.eq(le_const(count, K))]
                 m.d.comb += fields.we.eq(1)
@@ -485,21 +551,16 @@ class Frontend(wiring.Component):
                 drain_on_error()
 
             with m.State("FREQ"):
-                fill_done = fits if p.lookup == "table" else Const(1)
                 with m.If(v):
                     with m.If(word > room):
                         fail(ErrorCode.BAD_TABLE)
                     if p.lookup == "table":
-                        m.d.comb += slot.we.eq((word != 0) & (word <= room))
-                        m.d.sync += fpos.eq(Mux(fits, fpos + t, Cat(Const(0, rb), fpos[rb:] + 1)))
-                        with m.If(~fits):
-                            m.d.sync += [rest.eq(todo - space), fresh.eq(0)]
-                    with m.If(fill_done):
+                        m.d.comb += [slot.we.eq((word != 0) & (word <= room)), table.fill.eq(1)]
+                    with m.If(table.fits):
                         take()
                         step()
-                        m.d.comb += freq.we.eq(1)
-                        m.d.sync += [idx.eq(idx + 1), chk.eq(chk + word), cum.eq(cum + word), room.eq(room - word),
-                                     fresh.eq(1)]
+                        m.d.comb += [freq.we.eq(1), table.take.eq(1)]
+                        m.d.sync += chk.eq(chk + word)
                         with m.If(lastw):
                             m.d.sync += [way.eq(0), *([lane.eq(0)] if K > 1 else [])]
                             load(nstates2)

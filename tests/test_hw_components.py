@@ -724,3 +724,51 @@ def test_slot_fill_mask_is_the_run_within_the_word(prob_bits, max_symbols):
                 assert ctx.get(dut.mask) == sum(1 << k for k in range(flo, end)), (flo, todo)
 
     simulate(dut, bench)
+
+
+@pytest.mark.parametrize("lookup,prob_bits,max_symbols", [("compare", 12, 15), ("table", 10, 15), ("table", 12, 255)])
+def test_table_loader_walks_a_table_and_fills_every_slot_once(lookup, prob_bits, max_symbols):
+    """A frequency table fed a word at a time (taken when `fits`): index, c and room follow the
+    words; with lookup="table" the masks written for symbol s cover exactly [c_s, c_s + f_s)."""
+    from subbit.hw.frontend import TableLoader
+    from subbit.model import rans
+    p = DecoderParams(prob_bits=prob_bits, max_symbols=max_symbols, lookup=lookup)
+    dut = TableLoader(p)
+    rng = np.random.default_rng(prob_bits)
+    freqs = rans.normalize_freqs(rng.integers(0, 50, 9) * (rng.random(9) < 0.7) + (np.arange(9) == 4),
+                                 prob_bits).tolist()
+    R = p.fill_rate
+
+    async def bench(ctx):
+        ctx.set(dut.clear, 1)
+        await ctx.tick()
+        ctx.set(dut.clear, 0)
+        owner = {}
+        c = 0
+        for s, f in enumerate(freqs):
+            ctx.set(dut.word, f)
+            for _ in range(f // R + 2):
+                assert (ctx.get(dut.index), ctx.get(dut.c), ctx.get(dut.room)) == \
+                    (s, c % (1 << prob_bits), (1 << prob_bits) - c)       # c = 2**M shows as room = 0
+                fits = ctx.get(dut.fits)
+                if lookup == "table":
+                    mask, word = ctx.get(dut.slot_mask), ctx.get(dut.slot_index)
+                    for k in range(R):
+                        if mask >> k & 1 and f:
+                            assert (word * R + k) not in owner, (s, word, k)
+                            owner[word * R + k] = s
+                    ctx.set(dut.fill, 1)
+                ctx.set(dut.take, fits)
+                await ctx.tick()
+                ctx.set(dut.fill, 0)
+                ctx.set(dut.take, 0)
+                if fits:
+                    break
+            else:
+                raise AssertionError(f"symbol {s} (f = {f}) never fit")
+            c += f
+        if lookup == "table":
+            expect = {slot: s for s, f in enumerate(freqs) for slot in range(sum(freqs[:s]), sum(freqs[:s + 1]))}
+            assert owner == expect
+
+    simulate(dut, bench)
