@@ -338,13 +338,19 @@ def decode(states, words, freqs, prob_bits: int, count: int, lanes: int = 1, way
     except IndexError:
         raise DecodeError(f"payload overrun: symbol {base + j} needs word {p}, "
                           f"but the payload has {nw} words", layer=layer, word=nw) from None
+    check_end(X, p, nw, nstates, lanes, layer)
+    return np.array(out, dtype=np.int64)
+
+
+def check_end(X, p: int, nw: int, nstates: int, lanes: int, layer=None) -> None:
+    """The end-of-layer checks of a decode: every payload word read (``p == nw``) and every
+    state back at ``L`` (the encoder's start), else a `DecodeError` naming the word."""
     if p != nw:
         raise DecodeError(f"payload has {nw} words but decoding read {p}", layer=layer, word=p)
     for j in range(nstates):
-        if X[j] != L:
+        if X[j] != RANS_L:
             raise DecodeError(f"final state of state {j} (lane {j % lanes}, way {j // lanes}) "
-                              f"is {X[j]:#x}, expected {L:#x}: corrupted payload", layer=layer, word=nw)
-    return np.array(out, dtype=np.int64)
+                              f"is {X[j]:#x}, expected {RANS_L:#x}: corrupted payload", layer=layer, word=nw)
 
 
 def _alloc(count, layer, fill=None):

@@ -250,12 +250,7 @@ def decode(states, words, tables, classes, row_length: int, prob_bits: int, coun
             x = (x << 16) | W[p]
             p += 1
         X[j] = x
-    if p != nw:
-        raise DecodeError(f"payload has {nw} words but decoding read {p}", layer=layer, word=p)
-    for j in range(nstates):
-        if X[j] != L:
-            raise DecodeError(f"final state of state {j} (lane {j % lanes}, way {j // lanes}) "
-                              f"is {X[j]:#x}, expected {L:#x}: corrupted payload", layer=layer, word=nw)
+    rans.check_end(X, p, nw, nstates, lanes, layer)
     return np.array(out, dtype=np.int64)
 
 
