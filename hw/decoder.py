@@ -11,6 +11,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .checks import LayerChecks
+from .classes import ClassSelect
 from .flow import FlowControl, take_copies
 from .frontend import Frontend, input_layout
 from .lane import Lane, window_word_width
@@ -33,7 +34,8 @@ def fields(dst, src) -> list:
 
 
 class Decoder(wiring.Component):
-    """Decodes a v2 weight stream into signed weight codes, ``lanes`` per clock.
+    """Decodes a v2 weight stream (with ``tables > 1`` also v3: row classes) into signed weight
+    codes, ``lanes`` per clock.
 
     Architecture (``docs/architecture.md``): a parser writes each layer's
     table and initial states into one of two banks while the previous layer
@@ -144,6 +146,13 @@ class Decoder(wiring.Component):
             else:
                 m.d.comb += [tables.slot_index[j].eq(lane.slot_index), lane.slot_word.eq(tables.slot_word[j])]
         m.d.comb += positions.en.eq(en)
+
+        # row classes (stream v3): each lane's table per beat
+        if p.classed:
+            m.submodules.classes = classes = ClassSelect(p)
+            m.d.comb += [classes.en.eq(en), *fields(classes.issue, seq.issue), *fields(classes.fields, fe.class_fields),
+                         *fields(classes.word, fe.class_word), tables.entering_tab.eq(classes.entering_tab),
+                         tables.r1_tab.eq(classes.r1_tab), status.class_error.eq(classes.error)]
 
         # flow control, the end-of-layer checks, the output and the status
         m.d.comb += [flow.room.eq(output.room), flow.occ.eq(win.occ), flow.payload_done.eq(payload.payload_done),

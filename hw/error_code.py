@@ -23,3 +23,5 @@ class ErrorCode(enum.Enum, shape=4):
     FINAL_STATE = 9        #: a rANS state did not end at L = 2**16 (corrupted payload)
     PAYLOAD_LENGTH = 10    #: a layer read more, or fewer, payload words than it declares
     PAYLOAD_CHECK = 11     #: a payload check word does not match its payload
+    BAD_CLASS = 12         #: row classes (stream v3): row length or class index words do not fit the layer,
+    #:                        a class >= T, non-zero unused class bits, an unknown class index coding

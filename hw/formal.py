@@ -68,7 +68,7 @@ PROPERTIES = ("stream", "errors", "parse", "progress", "reset")
 MUTATIONS = ("drop_valid", "late_error")
 #: Parse errors that the `parse` reference raises (not the datapath's FINAL_STATE / PAYLOAD_LENGTH).
 PARSE_CODES = tuple(c for c in ErrorCode if c not in (ErrorCode.NONE, ErrorCode.FINAL_STATE,
-                                                       ErrorCode.PAYLOAD_LENGTH))
+                                                       ErrorCode.PAYLOAD_LENGTH, ErrorCode.BAD_CLASS))
 
 
 def progress_bound(params: DecoderParams, patience: int) -> int:
@@ -202,7 +202,7 @@ class DecoderProperties(wiring.Component):
 
         # covers: every error code; a layer switch; a two-layer stream decoded without error
         for code in ErrorCode:
-            if code != ErrorCode.NONE:
+            if code != ErrorCode.NONE and (code != ErrorCode.BAD_CLASS or p.classed):
                 m.d.comb += Cover(error == code, f"error {code.name}")
         layers_out = Signal(range(3))                      # layers whose last beat has left o
         weights_out = Signal(range(3))

@@ -7,6 +7,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..model import stream as fmt
+from .classes import class_fields_layout, class_word_layout
 from .lane import state_write_layout
 from .logic import le_const, select
 from .params import DecoderParams, ErrorCode
@@ -55,10 +56,10 @@ class ParseErrors(wiring.Component):
         The lowest code raised, a clock after (the base check: two clocks after its word).
     """
 
-    CODES = tuple(c for c in ErrorCode if c != ErrorCode.NONE)
-
     def __init__(self, params: DecoderParams):
         self.p = params
+        #: the codes it raises (``BAD_CLASS`` only in a decoder of row-classed layers)
+        self.CODES = tuple(c for c in ErrorCode if c != ErrorCode.NONE and (c != ErrorCode.BAD_CLASS or params.classed))
         super().__init__({**{c.name.lower(): In(1) for c in self.CODES}, "check_base": In(1),
                           "base": In(signed(16)), "nsym": In(8), "halt": In(1), "error": Out(ErrorCode)})
 
@@ -209,7 +210,9 @@ class TableLoader(wiring.Component):
 
 
 class Frontend(wiring.Component):
-    """Parses a v2 word stream (``docs/stream-format.md``) into the layer banks and the payload path.
+    """Parses a v2 word stream (``docs/stream-format.md``) into the layer banks and the payload path;
+    with ``tables > 1`` also v3 streams (row-classed layers: class fields, ``T`` tables, the class
+    index).
 
     It writes each layer's fields, frequency table (``c``, ``f``), slot table
     (``lookup="table"``) and initial states into bank ``bank`` (layers
@@ -242,6 +245,9 @@ class Frontend(wiring.Component):
         next bank a clock ahead).
     loading : Out(StructLayout({"we": 1, "bank": 1}))
         The parser starts writing bank ``bank``.
+    class_fields, class_word : Out(...)
+        ``tables > 1``: a layer's class fields and its class index words, for its bank
+        (:class:`~subbit.hw.classes.ClassSelect`), registered as the other writes.
     error : Out(ErrorCode)
         A parse error, for one clock.
     stream_start, stream_end : Out(1)
@@ -278,6 +284,8 @@ class Frontend(wiring.Component):
             "stream_start": Out(1),
             "stream_end": Out(1),
             "drained": In(1),
+            **({"class_fields": Out(class_fields_layout(p)), "class_word": Out(class_word_layout(p))}
+               if p.classed else {}),
         })
 
     def elaborate(self, platform):
@@ -291,6 +299,10 @@ class Frontend(wiring.Component):
         ready = self.ready_soon
         m.d.sync += [self.fields.eq(fields), self.freq.eq(freq), self.slot.eq(slot), self.state.eq(state),
                      self.ready.eq(ready)]
+        classed = p.classed
+        if classed:
+            cfields, cword = (Signal(getattr(self, n).shape(), name=f"{n}_next") for n in ("class_fields", "class_word"))
+            m.d.sync += [self.class_fields.eq(cfields), self.class_word.eq(cword)]
         M, K, D, S = p.prob_bits, p.lanes, p.ways, p.max_symbols
         wide = p.word_width == 32
         wpb = p.words_per_beat
@@ -331,6 +343,20 @@ class Frontend(wiring.Component):
         way = Signal(range(D))
         rem = Signal(32)                       # payload words left to push
         pay_last = Signal()                    # rem <= words per beat
+        if classed:                            # row classes (stream v3)
+            v3 = Signal()                      # the stream is version 3
+            lclassed = Signal()                # the layer has T > 1 tables
+            ntop = Signal(3)                   # T - 1
+            tleft = Signal(3)                  # tables after the current one
+            tix = Signal(p.table_bits)         # the current table
+            cbits = Signal(2)                  # bits of a class
+            row_len = Signal(32)
+            ncls = Signal(range(p.class_words + 1))
+            ncls_lo = Signal(16)               # 16-bit bus: the class fields' third word
+            ci = Signal(range(p.class_words))  # the class index word being taken
+            padded = Signal()                  # the header has a pad word (T * nsym + ncls even)
+        else:
+            padded = ~nsym[0]
 
         to_end = Signal()                      # the word taken now is the stream's final word
         # the checks: conditions raised by the FSM, registered and encoded in ParseErrors
@@ -445,6 +471,12 @@ class Frontend(wiring.Component):
                     # a 32-bit beat holding a whole state (its low half first) is written at once
                     state.x.eq(Mux(~half & ~left[0], Cat(word_lo, word_hi), Cat(lo, word))
                                     if wide else Cat(lo, word))]
+        if classed:
+            data_out += [freq.table.eq(tix), cfields.bank.eq(bank), cfields.classed.eq(lclassed),
+                         cfields.top.eq(ntop), cfields.bits.eq(cbits), cfields.row_length.eq(row_len),
+                         cword.bank.eq(bank), cword.index.eq(ci), cword.data.eq(word)]
+            if p.lookup == "table":
+                data_out += [slot.table.eq(tix)]
         if p.lookup == "table":
             # the slot fill is made outside the FSM (used in FREQ only): no state decode either
             data_out += [slot.bank.eq(bank), slot.index.eq(table.slot_index), slot.sym.eq(table.index),
@@ -462,8 +494,13 @@ class Frontend(wiring.Component):
                             with m.If(word != fmt.MAGIC):
                                 fail(ErrorCode.BAD_MAGIC)
                         with m.Case(SH.version.word):
-                            with m.If(word != fmt.VERSION):
-                                fail(ErrorCode.BAD_VERSION)
+                            if classed:
+                                m.d.sync += v3.eq(word == fmt.VERSION_CLASSED)
+                                with m.If((word != fmt.VERSION) & (word != fmt.VERSION_CLASSED)):
+                                    fail(ErrorCode.BAD_VERSION)
+                            else:
+                                with m.If(word != fmt.VERSION):
+                                    fail(ErrorCode.BAD_VERSION)
                         with m.Case(SH.prob_bits.word):       # the config word
                             with m.If(word != cw):
                                 fail(ErrorCode.CONFIG_MISMATCH)
@@ -491,16 +528,46 @@ class Frontend(wiring.Component):
                              ns_zero.eq(count == 0), npay_zero.eq((npay_lo == 0) & (npay_hi == 0)),
                              few.eq(le_const(count, K))]
                 m.d.comb += fields.we.eq(1)
-                m.next = "FREQ"
+                if classed:
+                    with m.If(lclassed):
+                        m.d.sync += pos.eq(0)
+                        m.next = "CLASSF"
+                    with m.Else():
+                        m.d.comb += cfields.we.eq(1)
+                        m.next = "FREQ"
+                else:
+                    m.next = "FREQ"
 
             def nsym_word(w):
                 nb = LF.nsym.width                  # the rest of the word is `nsym_zero`
                 m.d.sync += nsym.eq(w[:nb])
                 load(w[:nb])
-                with m.If((w == 0) | (w[nb:] != 0)):
+                if not classed:
+                    with m.If((w == 0) | (w[nb:] != 0)):
+                        fail(ErrorCode.BAD_TABLE)
+                    with m.Elif(w > S):
+                        fail(ErrorCode.UNSUPPORTED)
+                    return
+                # v3: the high byte holds T - 1 and the class index coding (zero in a v2 stream)
+                LF3 = fmt.LAYER_FIELDS_V3
+                assert (LF3.extra_tables.bit, LF3.extra_tables.width, LF3.class_code.bit, LF3.class_code.width,
+                        LF3.nsym_zero.bit) == (8, 3, 11, 2, 13), "v3 layer word 0 layout changed"
+                ext, code = w[8:11], w[11:13]
+                high_ok = Mux(v3, w[13:] == 0, w[nb:] == 0)
+                m.d.sync += [ntop.eq(Mux(v3, ext, 0)), tleft.eq(Mux(v3, ext, 0)), tix.eq(0),
+                             lclassed.eq(v3 & (ext != 0)),
+                             cbits.eq(Mux(ext[2], 3, Mux(ext[1], 2, 1))), padded.eq(~w[0])]
+                with m.If((w[:nb] == 0) | ~high_ok):
                     fail(ErrorCode.BAD_TABLE)
-                with m.Elif(w > S):
+                with m.Elif(w[:nb] > S):
                     fail(ErrorCode.UNSUPPORTED)
+                with m.If(v3):
+                    with m.If(ext > p.tables - 1):
+                        fail(ErrorCode.UNSUPPORTED)        # more tables than the decoder holds
+                    with m.If(code[1] | ((ext == 0) & code[0])):
+                        fail(ErrorCode.BAD_CLASS)          # an unknown coding, or a coding without classes
+                    with m.If((ext != 0) & (code == 1)):
+                        fail(ErrorCode.UNSUPPORTED)        # a rANS-coded class index
 
             # A layer's first field word waits for its bank (and the shadow table) to be free,
             # with no state (and clock) of its own. `free` is a register per bank (so neither the
@@ -550,6 +617,83 @@ class Frontend(wiring.Component):
                     fields_done(word_lo, word_hi) if wide else fields_done(npay[:16], word)
                 drain_on_error()
 
+            def pad_or_check():
+                with m.If(padded):
+                    to_pad()
+                with m.Else():
+                    to_check()
+
+            def after_states():
+                """The initial states are taken: the class index, or the pad / check word."""
+                if classed:
+                    with m.If(lclassed & (ncls != 0)):
+                        load(ncls)
+                        m.d.sync += ci.eq(0)
+                        m.next = "CLASSES"
+                    with m.Else():
+                        pad_or_check()
+                else:
+                    pad_or_check()
+
+            def tables_done():
+                m.d.sync += [way.eq(0), *([lane.eq(0)] if K > 1 else [])]
+                load(nstates2)
+                with m.If(~ns_zero):
+                    m.next = "STATES"
+                with m.Else():
+                    after_states()
+
+            if classed:
+                def class_done(n_lo, n_hi):
+                    """The class fields' last word: the row length and the class index words."""
+                    n = Cat(n_lo, n_hi)
+                    m.d.sync += [ncls.eq(n), padded.eq(~((~ntop[0] & nsym[0]) ^ n_lo[0])),
+                                 few.eq(few | le_const(n, 2))]   # head words written late: ready a clock later
+                    with m.If(row_len == 0):
+                        fail(ErrorCode.BAD_CLASS)
+                    if K > 1:
+                        with m.If((row_len != 0) & le_const(row_len, K - 1)):
+                            fail(ErrorCode.UNSUPPORTED)    # rows shorter than a beat
+                    with m.If(~le_const(n, p.class_words)):
+                        fail(ErrorCode.UNSUPPORTED)        # more class index words than the memory holds
+                    m.d.comb += [cfields.we.eq(1), cfields.words.eq(n)]
+                    m.next = "FREQ"
+
+                CF = fmt.CLASS_FIELDS
+                assert (CF.row_length.word, CF.class_words.word, CF.nwords) == (0, 2, 4), "class fields layout changed"
+                with m.State("CLASSF"):
+                    with m.If(v):
+                        if wide:
+                            m.d.comb += self.i.ready.eq(1)
+                            m.d.sync += [pos.eq(pos + 2), chk.eq(chk + word_lo + word_hi)]
+                            with m.If(pos == 0):
+                                m.d.sync += row_len.eq(Cat(word_lo, word_hi))
+                            with m.Else():
+                                class_done(word_lo, word_hi)
+                        else:
+                            take()
+                            m.d.sync += [pos.eq(pos + 1), chk.eq(chk + word)]
+                            with m.Switch(pos):
+                                with m.Case(0):
+                                    m.d.sync += row_len[:16].eq(word)
+                                with m.Case(1):
+                                    m.d.sync += row_len[16:].eq(word)
+                                with m.Case(2):
+                                    m.d.sync += ncls_lo.eq(word)
+                                with m.Case(3):
+                                    class_done(ncls_lo, word)
+                    drain_on_error()
+
+                with m.State("CLASSES"):
+                    with m.If(v):
+                        take()
+                        step()
+                        m.d.sync += [chk.eq(chk + word), ci.eq(ci + 1)]
+                        m.d.comb += cword.we.eq(1)
+                        with m.If(lastw):
+                            pad_or_check()
+                    drain_on_error()
+
             with m.State("FREQ"):
                 with m.If(v):
                     with m.If(word > room):
@@ -562,16 +706,17 @@ class Frontend(wiring.Component):
                         m.d.comb += [freq.we.eq(1), table.take.eq(1)]
                         m.d.sync += chk.eq(chk + word)
                         with m.If(lastw):
-                            m.d.sync += [way.eq(0), *([lane.eq(0)] if K > 1 else [])]
-                            load(nstates2)
                             with m.If(word != room):
                                 fail(ErrorCode.BAD_TABLE)
-                            with m.If(~ns_zero):
-                                m.next = "STATES"
-                            with m.Elif(nsym[0] == 0):
-                                to_pad()
-                            with m.Else():
-                                to_check()
+                            if classed:
+                                with m.If(tleft != 0):          # the layer's next table
+                                    m.d.sync += [tleft.eq(tleft - 1), tix.eq(tix + 1)]
+                                    m.d.comb += table.clear.eq(1)
+                                    load(nsym)
+                                with m.Else():
+                                    tables_done()
+                            else:
+                                tables_done()
                 drain_on_error()
 
             def next_state():
@@ -584,10 +729,7 @@ class Frontend(wiring.Component):
                         m.d.sync += [lane.eq(0), way.eq(way + 1)]
 
             def states_done():
-                with m.If(nsym[0] == 0):
-                    to_pad()
-                with m.Else():
-                    to_check()
+                after_states()
 
             with m.State("STATES"):
                 # 32-bit bus: a whole beat of state words a clock (one state: its two halves,

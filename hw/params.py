@@ -9,7 +9,7 @@ from ..model.errors import SubbitError
 from ..model.stream import StreamConfig
 
 __all__ = ["PIPELINE_DEPTH", "LAYER_CHECK_CLOCKS", "FIRST_WEIGHT_CLOCKS", "LOOKUPS", "WINDOWS", "WORD_WIDTHS",
-           "MULTIPLIERS", "FC_READS", "recommended_ways",
+           "MULTIPLIERS", "FC_READS", "TABLES", "recommended_ways",
            "default_window",
            "DecoderParams", "ErrorCode", "rejected"]
 
@@ -59,6 +59,7 @@ WINDOWS = ("shift", "ring")
 WORD_WIDTHS = (16, 32)
 MULTIPLIERS = ("generic", "ecp5")
 FC_READS = ("async", "sync")
+TABLES = (1, 2, 4, 8)
 
 
 def recommended_ways(lanes: int) -> int:
@@ -138,6 +139,14 @@ class DecoderParams:
         move up by the words taken, each lane selecting from its head. ``"ring"``: a ring buffer
         in distributed RAM, one copy per lane read at a registered address, so no word moves.
         None: :func:`default_window`. Cycle behaviour is identical.
+    tables : 1, 2, 4 or 8
+        Most frequency tables a layer may have (row-classed layers, word stream v3,
+        `subbit.model.rowclass`). 1: the v2 decoder, which reports a v3 stream as
+        ``BAD_VERSION``. More needs ``lookup="table"``: each lane's table is chosen per beat by
+        its row's class, and the slot and f/c memories hold ``tables`` tables per bank.
+    class_words : a power of two in 16..4096
+        ``tables > 1``: the class index words one layer may have (a memory of two banks of
+        this many 16-bit words); a layer with more is ``UNSUPPORTED``.
     """
     lanes: int = field(default=1, metadata=_option(
         "lanes K, weights decoded per clock", "1, 2, 4 or 8", short="-K", metavar="K"))
@@ -165,6 +174,13 @@ class DecoderParams:
         "payload word window: shift (a register file) or ring (LUT-RAM, one copy per lane)", choices=WINDOWS,
         default_text=", ".join(f"K={k}: {default_window(k)}" for k in (1, 2, 4, 8))))
 
+    tables: int = field(default=1, metadata=_option(
+        "most frequency tables per layer (row classes, stream v3); more than 1 needs --lookup table",
+        "1, 2, 4 or 8", metavar="T"))
+    class_words: int = field(default=256, metadata=_option(
+        "class index words per layer the decoder holds (with --tables > 1)", "a power of two 16..4096",
+        metavar="WORDS"))
+
     def __post_init__(self):
         if self.lanes not in rans.LANES_ALLOWED:
             raise SubbitError(f"lanes must be one of {rans.LANES_ALLOWED}, not {self.lanes!r}")
@@ -189,6 +205,14 @@ class DecoderParams:
             raise SubbitError(f"window must be 'shift' or 'ring', not {self.window!r}")
         if self.multiplier not in MULTIPLIERS:
             raise SubbitError(f"multiplier must be 'generic' or 'ecp5', not {self.multiplier!r}")
+        if self.tables not in TABLES:
+            raise SubbitError(f"tables must be one of {', '.join(map(str, TABLES))}, not {self.tables!r}")
+        if self.tables > 1 and self.lookup != "table":
+            raise SubbitError(f"tables={self.tables} needs lookup='table' (the comparators of lookup='compare' "
+                              "hold one table; a lane's table changes with its row)")
+        if not (isinstance(self.class_words, int) and 16 <= self.class_words <= 4096
+                and self.class_words & (self.class_words - 1) == 0):
+            raise SubbitError(f"class_words must be a power of two in 16..4096, not {self.class_words!r}")
         if not (isinstance(self.ways, int) and PIPELINE_DEPTH <= self.ways <= rans.MAX_WAYS):
             raise SubbitError(f"ways must be an integer in {PIPELINE_DEPTH}..{rans.MAX_WAYS} (the "
                               f"datapath loop is {PIPELINE_DEPTH} clocks deep), not {self.ways!r}")
@@ -274,6 +298,16 @@ class DecoderParams:
     def mul_split(self) -> int:
         """Low bits of ``x >> M`` multiplied in the fabric, so the DSP operand is <= 18 bits."""
         return max(0, 32 - self.prob_bits - 18)
+
+    @property
+    def table_bits(self) -> int:
+        """Bits of a table index (0 with one table)."""
+        return (self.tables - 1).bit_length()
+
+    @property
+    def classed(self) -> bool:
+        """The decoder reads row-classed layers (``tables > 1``)."""
+        return self.tables > 1
 
     @property
     def states(self) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -31,6 +31,9 @@ class Status(wiring.Component):
         The end-of-layer checks' flags (payload length, final state). They are registered
         here before they reach the error register, which keeps them off the paths into
         ``halt`` and the datapath enable.
+    class_error : In(1)
+        ``BAD_CLASS`` from the row-class selection (:class:`~subbit.hw.classes.ClassSelect`),
+        registered as the layer check flags (after them in priority).
     stream_start, stream_end : In(1)
         Strobes from the parser.
     halt : Out(1)
@@ -50,6 +53,7 @@ class Status(wiring.Component):
         super().__init__({
             "parse_error": In(ErrorCode),
             "layer_flags": In(layer_flags_layout),
+            "class_error": In(1),
             "stream_start": In(1),
             "stream_end": In(1),
             "halt": Out(1),
@@ -62,9 +66,10 @@ class Status(wiring.Component):
         error = Signal(ErrorCode)
         halt = self.halt
         m.d.comb += halt.eq(error != ErrorCode.NONE)
-        flags_r = Signal(2, name="layer_flags_r")
-        m.d.sync += flags_r.eq(self.layer_flags)
-        flag_error = Mux(flags_r[0], ErrorCode.PAYLOAD_LENGTH, Mux(flags_r[1], ErrorCode.FINAL_STATE, ErrorCode.NONE))
+        flags_r = Signal(3, name="layer_flags_r")
+        m.d.sync += flags_r.eq(Cat(self.layer_flags, self.class_error))
+        flag_error = Mux(flags_r[0], ErrorCode.PAYLOAD_LENGTH, Mux(flags_r[1], ErrorCode.FINAL_STATE,
+                                                                   Mux(flags_r[2], ErrorCode.BAD_CLASS, ErrorCode.NONE)))
         with m.If(~halt):
             with m.If(self.parse_error != ErrorCode.NONE):
                 m.d.sync += error.eq(self.parse_error)

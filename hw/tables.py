@@ -26,14 +26,20 @@ def freq_write_layout(params: DecoderParams) -> data.StructLayout:
     """The parser's write of one symbol's frequency (``full``: c = 2**M, a trailing symbol of
     frequency 0)."""
     M = params.prob_bits
-    return data.StructLayout({"we": 1, "bank": 1, "index": unsigned(params.sym_bits),
+    return data.StructLayout({"we": 1, "bank": 1, **_table_field(params), "index": unsigned(params.sym_bits),
                               "f": unsigned(M + 1), "c": unsigned(M), "full": 1})
+
+
+def _table_field(params: DecoderParams) -> dict:
+    """The ``table`` field of the parser's table writes (``tables > 1`` only)."""
+    return {"table": unsigned(params.table_bits)} if params.classed else {}
 
 
 def slot_write_layout(params: DecoderParams) -> data.StructLayout:
     """The parser's write of up to ``fill_rate`` slots of the slot table (``mask``) with a symbol."""
     fill_bits = params.fill_rate.bit_length() - 1
-    return data.StructLayout({"we": 1, "bank": 1, "index": unsigned(params.prob_bits - fill_bits),
+    return data.StructLayout({"we": 1, "bank": 1, **_table_field(params),
+                              "index": unsigned(params.prob_bits - fill_bits),
                               "mask": unsigned(params.fill_rate), "sym": unsigned(params.sym_bits)})
 
 
@@ -84,6 +90,11 @@ class SymbolTables(wiring.Component):
         ``table``: each lane's slot (of the state entering R0) and the RAM word holding it, a
         clock later.
 
+    entering_tab, r1_tab : In(ArrayLayout(table_bits, K))
+        ``tables > 1``: each lane's table in the beat entering R0 (the slot RAM's address) and in
+        R1 (the f/c read's address); the memories hold ``tables`` tables per bank
+        (:class:`~subbit.hw.classes.ClassSelect`).
+
     Latency: a write is readable the clock after it; f/c in S2 (the same clock, ``async``; a
     read issued in S1, ``sync``); the slot word a clock after its address.
     """
@@ -109,6 +120,9 @@ class SymbolTables(wiring.Component):
             rb = p.fill_rate.bit_length() - 1
             members.update({"slot_index": In(data.ArrayLayout(M - rb, K)),
                             "slot_word": Out(data.ArrayLayout(p.fill_rate * SB, K))})
+        if p.classed:
+            members.update({"entering_tab": In(data.ArrayLayout(p.table_bits, K)),
+                            "r1_tab": In(data.ArrayLayout(p.table_bits, K))})
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -120,19 +134,23 @@ class SymbolTables(wiring.Component):
         layout = fc_layout(p)
 
         # f and c (and 3f)
+        # with row classes, each memory holds `tables` tables: the table index extends the addresses
+        tb = p.table_bits
+        w_tab = [freq.table] if tb else []
         if p.fc_sync:
             fc_r = []
             for b in range(2):
-                m.submodules[f"fc_mem{b}"] = mem = Memory(shape=layout, depth=1 << SB, init=[])
+                m.submodules[f"fc_mem{b}"] = mem = Memory(shape=layout, depth=1 << (SB + tb), init=[])
                 fc_w = mem.write_port()
-                m.d.comb += [fc_w.addr.eq(freq.index), fc_w.data.f.eq(freq.f), fc_w.data.c.eq(freq.c),
+                m.d.comb += [fc_w.addr.eq(Cat(freq.index, *w_tab)), fc_w.data.f.eq(freq.f), fc_w.data.c.eq(freq.c),
                              fc_w.en.eq(freq.we & (freq.bank == b))]
                 if f3:
                     m.d.comb += fc_w.data.f3.eq(freq.f + (freq.f << 1))
                 fc_r.append([mem.read_port(domain="sync") for _ in range(K)])
             for j in range(K):
                 for b in range(2):
-                    m.d.comb += [fc_r[b][j].addr.eq(self.fc_symbol[j]), fc_r[b][j].en.eq(self.lane_en[j])]
+                    m.d.comb += [fc_r[b][j].addr.eq(Cat(self.fc_symbol[j], *([self.r1_tab[j]] if tb else []))),
+                                 fc_r[b][j].en.eq(self.lane_en[j])]
                 m.d.comb += self.fc[j].eq(Mux(self.r2_bank, fc_r[1][j].data, fc_r[0][j].data))
         else:
             m.submodules.fc_mem = fc_mem = Memory(shape=layout, depth=2 << SB, init=[])
@@ -147,13 +165,15 @@ class SymbolTables(wiring.Component):
 
         if p.lookup == "table":
             R, rb = p.fill_rate, p.fill_rate.bit_length() - 1
-            m.submodules.slot_mem = slot_mem = Memory(shape=unsigned(R * SB), depth=2 << (M - rb), init=[])
+            m.submodules.slot_mem = slot_mem = Memory(shape=unsigned(R * SB), depth=2 << (M - rb + tb), init=[])
             sw = slot_mem.write_port(granularity=SB)
-            m.d.comb += [sw.addr.eq(Cat(slot.index, slot.bank)), sw.data.eq(Cat(*[slot.sym] * R)),
+            m.d.comb += [sw.addr.eq(Cat(slot.index, *([slot.table] if tb else []), slot.bank)),
+                         sw.data.eq(Cat(*[slot.sym] * R)),
                          sw.en.eq(Mux(slot.we, slot.mask, 0))]
             for j in range(K):
                 rd = slot_mem.read_port()
-                m.d.comb += [rd.addr.eq(Cat(self.slot_index[j], self.entering.bank)), rd.en.eq(self.en),
+                m.d.comb += [rd.addr.eq(Cat(self.slot_index[j], *([self.entering_tab[j]] if tb else []),
+                                            self.entering.bank)), rd.en.eq(self.en),
                              self.slot_word[j].eq(rd.data)]
         else:
             # the cumulative table for the comparators: the parser fills the shadow copy, which

@@ -19,12 +19,14 @@ def is_coded(name: str, arr: np.ndarray) -> bool:
 
 
 def build_sbw(layers: list[tuple[LayerMeta, np.ndarray]], side: dict[str, np.ndarray],
-              config: stream.StreamConfig, info: dict | None = None, progress=None, tables=1) -> SbwFile:
+              config: stream.StreamConfig, info: dict | None = None, progress=None, tables=1,
+              class_index="fixed") -> SbwFile:
     """Entropy-code integer codes of each layer into an :class:`SbwFile`.
 
     ``layers`` pairs each layer's metadata with its int codes; ``progress``
     is an optional iterable wrapper (e.g. ``tqdm``); ``tables`` lets layers have row classes
-    (`subbit.model.stream.encode_codes`: 1, 2, 4, 8 or ``"auto"``; rows = the tensor's axis 0).
+    (`subbit.model.stream.encode_codes`: 1, 2, 4, 8 or ``"auto"``; rows = the tensor's axis 0), their
+    class index coded as ``class_index`` says (``"fixed"``: what the hardware reads, or ``"auto"``).
     """
     wrap = progress or (lambda it, **kw: it)
     metas, hws, kept = [], [], {}
@@ -36,13 +38,14 @@ def build_sbw(layers: list[tuple[LayerMeta, np.ndarray]], side: dict[str, np.nda
         if codes.size and np.abs(codes).max() > meta.zero_point:
             raise SubbitError(f"layer {meta.name!r}: codes exceed the {meta.levels}-level quantizer")
         metas.append(meta)
-        hws.append(stream.encode_codes(codes, config, tables=tables))
+        hws.append(stream.encode_codes(codes, config, tables=tables, class_index=class_index))
         kept[meta.name] = codes.reshape(meta.shape)
     return SbwFile(config=config, layers=metas, hw=hws, side=dict(side), info=dict(info or {}), codes=kept)
 
 
 def compress_state_dict(sd, bits: int, config: stream.StreamConfig, *, per_channel: bool = False,
-                        info: dict | None = None, progress=None, quantizer=quantize_rtn, tables=1) -> SbwFile:
+                        info: dict | None = None, progress=None, quantizer=quantize_rtn, tables=1,
+                        class_index="fixed") -> SbwFile:
     """Round-to-nearest zero-point quantize every weight tensor at ``bits`` and entropy-code it.
     ``quantizer`` chooses the step: :func:`~subbit.model.quant.quantize_rtn` (max-abs, the default
     here) or :func:`~subbit.model.ptq.quantize_mse` (least squared error, ``subbit compress``'s).
@@ -68,7 +71,7 @@ def compress_state_dict(sd, bits: int, config: stream.StreamConfig, *, per_chann
                 side_dtypes[name] = dtype
     if not layers:
         raise SubbitError("the state_dict has no weight tensors (floating, rank >= 2, not empty) to compress")
-    f = build_sbw(layers, side, config, info=info, progress=progress, tables=tables)
+    f = build_sbw(layers, side, config, info=info, progress=progress, tables=tables, class_index=class_index)
     if isinstance(sd, Checkpoint):
         f.checkpoint, f.order, f.side_dtypes = ck.container(), list(ck.tensors), side_dtypes
     return f
@@ -92,7 +95,7 @@ def _bits_of(maxcode: int) -> int:
 
 def compress_to_budget(sd, target_bits: float, config: stream.StreamConfig, *, split: bool = True,
                        weighting: str = "mse", sensitivity: dict | None = None, info: dict | None = None,
-                       progress=None, log=None, tables=1):
+                       progress=None, log=None, tables=1, class_index="fixed"):
     """Quantize every weight tensor so that the whole word stream (headers, class maps and scales
     included) holds at most ``target_bits`` bits per coded weight, with the least squared error
     (:mod:`subbit.model.ptq`); returns ``(SbwFile, report)``.
@@ -170,19 +173,19 @@ def compress_to_budget(sd, target_bits: float, config: stream.StreamConfig, *, s
         alloc = allocate(plans)
         say(f"with partitions ({sum(p.split for p in plans.values())} tensors split): λ = {alloc.lam:.4g}")
     extra = sum(p.extra_bits for p in plans.values())
-    f, rows = _build_from_plans(ck, plans, alloc, config, info, tables)
+    f, rows = _build_from_plans(ck, plans, alloc, config, info, tables, class_index)
     total = 16 * len(f.words()) + extra
     if total < 0.98 * budget:
         # the estimate is conservative (small layers with rare codes): aim again with what the real
         # coder showed, and keep that if it fits
         est = alloc.bits + 16 * stream.STREAM_HEADER_WORDS + extra
         again = allocate(plans, budget * min(est / total, 1.5))
-        f2, rows2 = _build_from_plans(ck, plans, again, config, info, tables)
+        f2, rows2 = _build_from_plans(ck, plans, again, config, info, tables, class_index)
         if total < 16 * len(f2.words()) + extra <= budget:
             f, rows, alloc, total = f2, rows2, again, 16 * len(f2.words()) + extra
     for attempt in range(30):
         if attempt:
-            f, rows = _build_from_plans(ck, plans, alloc, config, info, tables)
+            f, rows = _build_from_plans(ck, plans, alloc, config, info, tables, class_index)
             total = 16 * len(f.words()) + extra
         if total <= budget:
             break
@@ -203,7 +206,7 @@ def compress_to_budget(sd, target_bits: float, config: stream.StreamConfig, *, s
     return f, report
 
 
-def _build_from_plans(ck, plans, alloc, config, info, tables=1):
+def _build_from_plans(ck, plans, alloc, config, info, tables=1, class_index="fixed"):
     from . import ptq
     from .sbw import LayerMeta, Partition
     layers, side, side_dtypes, partitions, rows = [], {}, {}, {}, []
@@ -237,7 +240,7 @@ def _build_from_plans(ck, plans, alloc, config, info, tables=1):
             rows.append({"name": meta.name, "tensor": name, "shape": list(meta.shape), "bits": bits,
                          "levels": meta.levels, "step": step, "zero_fraction": zf, "distortion": noise,
                          "sqnr_db": ptq.sqnr_db(st.energy, noise), "estimated_bits": ch.bits})
-    f = build_sbw(layers, side, config, info=info, tables=tables)
+    f = build_sbw(layers, side, config, info=info, tables=tables, class_index=class_index)
     f.checkpoint, f.order, f.side_dtypes, f.partitions = ck.container(), list(ck.tensors), side_dtypes, partitions
     for r, h in zip(rows, f.hw):
         r["coded_bits"] = 16 * (len(h.header_words()) + len(h.payload) + len(h.payload_tail()))

@@ -19,8 +19,9 @@ operation on its 16-bit words:
 
 ``cases(config, classed=True)`` adds two row-classed layers (word stream v3, `subbit.model.rowclass`)
 to the reference stream: every region of theirs (class fields, tables, class index) is truncated,
-flipped and edited too. The hardware fault suite (`subbit.sim.rtl_faults`) uses the v2 stream until
-the RTL decodes v3.
+flipped and edited too. With ``hardware`` as well, the classed layers are those the hardware decoder
+reads (class indices in fixed bits, rows of at least a beat): the hardware fault suite
+(`subbit.sim.rtl_faults`) of a decoder with ``tables > 1`` runs that stream.
 
 :func:`golden` is the software reader: it parses and decodes the whole
 stream, so it raises a `SubbitError` (with layer and byte offset) exactly when
@@ -34,7 +35,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import stream
+from . import rowclass, stream
 from .errors import SubbitError
 
 __all__ = ["Fault", "reference_codes", "golden", "regions", "cases", "flip", "random_flips", "outcome"]
@@ -77,35 +78,43 @@ class Fault:
     stream_detectable: bool = True
 
 
-def classed_reference(seed: int = 0) -> list[tuple[np.ndarray, int, np.ndarray]]:
+def classed_reference(seed: int = 0, *, hardware: bool = False) -> list[tuple[np.ndarray, int, np.ndarray]]:
     """``(codes, row_length, classes)`` of the row-classed reference layers: ``T = 3`` with a
     fixed 2-bit class index (so a stored class 3 is out of range), and ``T = 2`` with a rANS
-    class index (class 1 rare) whose class 0 is all-zero rows (a one-symbol table)."""
+    class index (class 1 rare) whose class 0 is all-zero rows (a one-symbol table). With
+    ``hardware``, what the hardware decoder reads: the second layer's rows are 8 weights (at
+    least a beat of up to 8 lanes) and its class index fixed bits (see :func:`reference_layers`)."""
     rng = np.random.default_rng(seed + 1)
     cls_a = np.arange(30) % 3
     a = np.where(rng.random((30, 20)) < np.array([0.9, 0.5, 0.1])[cls_a][:, None], 0, rng.integers(-3, 4, (30, 20)))
-    cls_b = (rng.random(200) < 0.05).astype(np.int64)
+    rows, rl = (100, 8) if hardware else (200, 4)
+    cls_b = (rng.random(rows) < 0.05).astype(np.int64)
     cls_b[:2] = [0, 1]
-    b = np.where(cls_b[:, None] == 1, rng.integers(-2, 3, (200, 4)), 0)
-    b[1] = [-2, -1, 1, 2]
-    return [(a.ravel(), 20, cls_a), (b.ravel(), 4, cls_b)]
+    b = np.where(cls_b[:, None] == 1, rng.integers(-2, 3, (rows, rl)), 0)
+    b[1, :4] = [-2, -1, 1, 2]
+    return [(a.ravel(), 20, cls_a), (b.ravel(), rl, cls_b)]
 
 
-def reference_layers(config: stream.StreamConfig, seed: int = 0, *, classed: bool = False) -> list[stream.HwLayer]:
-    """:func:`reference_codes` coded: one table each, and the classed layers with their classes."""
+def reference_layers(config: stream.StreamConfig, seed: int = 0, *, classed: bool = False,
+                     hardware: bool = False) -> list[stream.HwLayer]:
+    """:func:`reference_codes` coded: one table each, and the classed layers with their classes
+    (``hardware``: :func:`classed_reference`'s hardware variant, class indices in fixed bits)."""
     hw = [stream.encode_codes(c, config) for c in reference_codes(config, seed)]
     if classed:
-        hw += [stream.encode_with_classes(c, config, k, n) for c, n, k in classed_reference(seed)]
+        codings = (rowclass.FIXED,) if hardware else rowclass.CODINGS
+        hw += [stream.encode_with_classes(c, config, k, n, codings=codings)
+               for c, n, k in classed_reference(seed, hardware=hardware)]
     return hw
 
 
-def reference_codes(config: stream.StreamConfig, seed: int = 0, *, classed: bool = False) -> list[np.ndarray]:
+def reference_codes(config: stream.StreamConfig, seed: int = 0, *, classed: bool = False,
+                    hardware: bool = False) -> list[np.ndarray]:
     """Layers with every corner a fault can hit: weight-like, one weight, empty, one symbol,
     just past ``lanes*ways`` states, a zero-frequency symbol inside the alphabet, a minimum-
     probability symbol; with ``classed``, then the layers of :func:`classed_reference`. Codes
     stay in -7..7 (a decoder with ``max_symbols = 15`` accepts them)."""
     if classed:
-        return reference_codes(config, seed) + [c for c, _, _ in classed_reference(seed)]
+        return reference_codes(config, seed) + [c for c, _, _ in classed_reference(seed, hardware=hardware)]
     rng = np.random.default_rng(seed)
     levels = np.arange(-3, 4)
     probs = np.exp(-np.abs(levels))
@@ -190,15 +199,17 @@ def _edited(words, h, field, value):
     return w
 
 
-def cases(config: stream.StreamConfig, seed: int = 0, *, payload_bits: int = 3, classed: bool = False) -> list[Fault]:
+def cases(config: stream.StreamConfig, seed: int = 0, *, payload_bits: int = 3, classed: bool = False,
+          hardware: bool = False) -> list[Fault]:
     """The deterministic fault-injection suite on the reference stream of ``config`` (with
-    ``classed``: the v3 stream of :func:`reference_layers`, classed layers included).
+    ``classed``: the v3 stream of :func:`reference_layers`, classed layers included; ``hardware``:
+    its hardware variant).
 
     ``payload_bits`` bits (spread over the word) are flipped in the first, middle
     and last payload word of every layer; every other region gets all 16 bits of
     its first and last word.
     """
-    hw = reference_layers(config, seed, classed=classed)
+    hw = reference_layers(config, seed, classed=classed, hardware=hardware)
     words = stream.build(hw, config)
     n = len(words)
     out: list[Fault] = []
@@ -345,7 +356,7 @@ def cases(config: stream.StreamConfig, seed: int = 0, *, payload_bits: int = 3, 
 def _classed_edits(words, hw, config, add):
     """Edits (check word recomputed) of the classed layers' own fields: the last two layers."""
     ha, hb = hw[-2], hw[-1]
-    assert (ha.tables, ha.class_code, hb.tables, hb.class_code) == (3, 0, 2, 1), "classed reference changed"
+    assert (ha.tables, ha.class_code, hb.tables) == (3, 0, 2), "classed reference changed"
     LF3, CF = stream.LAYER_FIELDS_V3, stream.CLASS_FIELDS
     cf = stream.LAYER_FIELDS.nwords                         # the class fields' first word
     table = cf + CF.nwords
@@ -373,10 +384,16 @@ def _classed_edits(words, hw, config, add):
         ("non-zero bits after the last class", ha, cls_a + len(ha.class_index) - 1,
          int(ha.class_index[-1]) | 0x8000, True),
         ("table 1 sums to 2**M + 1", ha, table + ha.nsym, int(ha.freqs[1, 0]) + 1, True),
-        ("rANS class index read as fixed bits", hb, 0, word0(hb, class_code=0), True),
-        ("rANS class table sums to 2**M + 1", hb, cls_b, int(hb.class_index[0]) + 1, True),
-        ("rANS class index state below L", hb, cls_b + hb.tables + 1, 0, True),
     ]
+    if hb.class_code == rowclass.RANS:
+        edits += [
+            ("rANS class index read as fixed bits", hb, 0, word0(hb, class_code=0), True),
+            ("rANS class table sums to 2**M + 1", hb, cls_b, int(hb.class_index[0]) + 1, True),
+            ("rANS class index state below L", hb, cls_b + hb.tables + 1, 0, True),
+        ]
+    else:                                                   # the hardware variant: a 1-bit fixed index
+        edits += [("every class bit flipped in the first index word", hb, cls_b, int(hb.class_index[0]) ^ 0xFFFF,
+                   True)]
     for name, h, field, value, det in edits:
         k = hw.index(h)
         region = next(r for r, s, e in _layer_regions(h, config) if s <= field < e)
@@ -384,7 +401,7 @@ def _classed_edits(words, hw, config, add):
             stream_detectable=det)
     # a rANS class index payload bit flipped: other classes (then the payload's final state fails), or
     # its own final-state check
-    for w in range(cls_b + hb.tables + 2, cls_b + len(hb.class_index)):
+    for w in range(cls_b + hb.tables + 2, cls_b + len(hb.class_index) if hb.class_code == rowclass.RANS else 0):
         bad = _edited(words, hb, w, int(words[hb.offset + w]) ^ 1)
         add(f"edit L{len(hw) - 1}: rANS class index w{hb.offset + w} b0 flipped", "edit", "classes",
             len(hw) - 1, bad, hb.offset + w)

@@ -99,13 +99,15 @@ def _pack_fixed(classes, tables: int) -> np.ndarray:
     return (bits.reshape(nw, 16).astype(np.uint32) << np.arange(16, dtype=np.uint32)).sum(axis=1).astype(np.uint16)
 
 
-def encode_class_index(classes, tables: int, prob_bits: int) -> tuple[int, np.ndarray]:
+def encode_class_index(classes, tables: int, prob_bits: int, codings=CODINGS) -> tuple[int, np.ndarray]:
     """``(coding, words)``: the class index of ``classes`` (ints ``< tables``) in the smaller of
-    ``FIXED`` and ``RANS`` (ties: ``FIXED``)."""
+    the ``codings`` (``FIXED`` and ``RANS``; ties: ``FIXED``)."""
     k = np.asarray(classes, dtype=np.int64).ravel()
     if not 2 <= tables <= MAX_TABLES or k.size == 0 or k.min() < 0 or k.max() >= tables:
         raise SubbitError(f"a class index needs 2..{MAX_TABLES} tables and classes below T = {tables}")
     fixed = _pack_fixed(k, tables)
+    if RANS not in codings:
+        return FIXED, fixed
     f = rans.normalize_freqs(np.bincount(k, minlength=tables), prob_bits)
     states, pay = rans.encode(k, f, prob_bits, 1, 1)
     coded = np.concatenate([f, [int(states[0]) & 0xFFFF, int(states[0]) >> 16], pay]).astype(np.uint16)
@@ -273,7 +275,7 @@ def _fit(counts, cls, T, prob_bits):
     return cls, np.stack([rans.normalize_freqs(c, prob_bits) for c in C])
 
 
-def choose(counts, prob_bits: int, candidates=(2, 4, 8), iters: int = 30):
+def choose(counts, prob_bits: int, candidates=(2, 4, 8), iters: int = 30, codings=CODINGS):
     """A row -> class assignment for each candidate ``T``, by coded cost; the cheapest (estimated
     payload bits, tables and class index included) as ``(classes, tables, estimated_bits)``.
 
@@ -303,7 +305,7 @@ def choose(counts, prob_bits: int, candidates=(2, 4, 8), iters: int = 30):
         if len(F) < 2:
             continue
         pay = float(sum(_cost_bits(counts[cls == k].sum(axis=0), F[k], prob_bits) for k in range(len(F))))
-        _, idx = encode_class_index(cls, len(F), prob_bits)
+        _, idx = encode_class_index(cls, len(F), prob_bits, codings)
         est = pay + 16 * (F.size + len(idx))
         if best is None or est < best[2]:
             best = (cls, F, est)

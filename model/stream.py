@@ -63,7 +63,7 @@ from .errors import DecodeError, FormatError, SubbitError
 
 __all__ = [
     "MAGIC", "VERSION", "VERSION_CLASSED", "VERSIONS", "CHECK_SEED", "StreamConfig", "HwLayer",
-    "check_word", "encode_codes", "encode_with_classes", "decode_codes", "check_hardware_decodable", "build",
+    "check_word", "encode_codes", "encode_with_classes", "decode_codes", "hardware_needs", "build",
     "parse",
 ]
 
@@ -359,9 +359,13 @@ class HwLayer:
 
 #: ``tables`` of :func:`encode_codes`: the candidates ``T`` it tries
 TABLE_CHOICES = {"auto": (2, 3, 4, 5, 6, 7, 8), 1: (), 2: (2,), 4: (4,), 8: (8,)}
+#: ``class_index`` of :func:`encode_codes`: the class index codings it may use (``"fixed"``: the one
+#: the hardware decoder reads; ``"auto"``: also rANS, when smaller)
+CLASS_INDEX_CHOICES = {"fixed": (0,), "auto": (0, 1)}
 
 
-def encode_codes(codes, config: StreamConfig, *, tables=1, row_length: int | None = None) -> HwLayer:
+def encode_codes(codes, config: StreamConfig, *, tables=1, row_length: int | None = None,
+                 class_index: str = "fixed") -> HwLayer:
     """Entropy-code one layer of signed integer weight codes.
 
     The alphabet is trimmed to the occurring range ``[min, max]`` (so
@@ -371,7 +375,10 @@ def encode_codes(codes, config: StreamConfig, *, tables=1, row_length: int | Non
     row classes (`subbit.model.rowclass`, word stream v3): up to that many tables (``"auto"``:
     the best of 2..8), rows of ``row_length`` weights (default: ``codes``' axis 0 is the rows).
     The encoder keeps one table unless classes make the layer's words strictly fewer (tables,
-    class fields and class index included), so no layer ever costs more than with ``tables=1``.
+    class fields and class index included), so no layer ever costs more than with ``tables=1``,
+    and for rows shorter than the stream's lanes (which the hardware decoder does not take).
+    ``class_index`` (a key of :data:`CLASS_INDEX_CHOICES`): ``"fixed"`` (default) codes the class
+    index in fixed bits, what the hardware decoder reads; ``"auto"`` also tries rANS.
     """
     q = np.asarray(codes).ravel()
     if q.size and not np.issubdtype(q.dtype, np.integer):
@@ -402,6 +409,8 @@ def encode_codes(codes, config: StreamConfig, *, tables=1, row_length: int | Non
     plain = HwLayer(nsym=nsym, base=lo, count=int(q.size), freqs=freqs, states=states, payload=payload)
     if tables not in TABLE_CHOICES:
         raise SubbitError(f"tables must be one of {', '.join(map(str, TABLE_CHOICES))}, not {tables!r}")
+    if class_index not in CLASS_INDEX_CHOICES:
+        raise SubbitError(f"class_index must be one of {', '.join(CLASS_INDEX_CHOICES)}, not {class_index!r}")
     if not TABLE_CHOICES[tables] or nsym == 1 or q.size == 0:
         return plain
     if row_length is None:
@@ -409,27 +418,30 @@ def encode_codes(codes, config: StreamConfig, *, tables=1, row_length: int | Non
         row_length = q.size // shape[0] if len(shape) >= 2 else q.size
     if not (isinstance(row_length, (int, np.integer)) and 1 <= row_length and q.size % row_length == 0):
         raise SubbitError(f"row length {row_length!r} does not divide the layer's {q.size} weights")
-    return _classed(q, lo, nsym, int(row_length), TABLE_CHOICES[tables], config, plain)
+    if row_length < config.lanes:
+        return plain
+    return _classed(q, lo, nsym, int(row_length), TABLE_CHOICES[tables], config, plain,
+                    CLASS_INDEX_CHOICES[class_index])
 
 
-def _classed(q, lo, nsym, row_length, candidates, config, plain) -> HwLayer:
+def _classed(q, lo, nsym, row_length, candidates, config, plain, codings) -> HwLayer:
     """The row-classed coding of ``q`` if it takes fewer words than ``plain``, else ``plain``."""
     from . import rowclass
     rows = q.size // row_length
     sym2 = q.reshape(rows, row_length).astype(np.int64) - lo
     counts = np.bincount((sym2 + nsym * np.arange(rows)[:, None]).ravel(), minlength=rows * nsym)
-    choice = rowclass.choose(counts.reshape(rows, nsym), config.prob_bits, candidates)
+    choice = rowclass.choose(counts.reshape(rows, nsym), config.prob_bits, candidates, codings=codings)
     if choice is None:
         return plain
-    lay = encode_with_classes(q, config, choice[0], row_length, lo=lo, nsym=nsym)
+    lay = encode_with_classes(q, config, choice[0], row_length, lo=lo, nsym=nsym, codings=codings)
     return lay if lay.words() < plain.words() else plain
 
 
 def encode_with_classes(codes, config: StreamConfig, classes, row_length: int, *, lo: int | None = None,
-                        nsym: int | None = None) -> HwLayer:
+                        nsym: int | None = None, codings=(0, 1)) -> HwLayer:
     """A row-classed layer of ``codes`` with the given ``classes`` (one per row of ``row_length``
     weights, ``0 .. T-1``, each used): a table per class from its rows' counts, the class index in
-    the smaller coding. No fallback (see :func:`encode_codes`)."""
+    the smaller of the ``codings`` (`subbit.model.rowclass`). No fallback (see :func:`encode_codes`)."""
     from . import rowclass
     q = np.asarray(codes).ravel()
     if lo is None:
@@ -447,7 +459,7 @@ def encode_with_classes(codes, config: StreamConfig, classes, row_length: int, *
         states, payload = fast.encode_classed(q, lo, F, cls, row_length, M, K, D)
     else:
         states, payload = rowclass.encode(sym2, F, cls, row_length, M, K, D)
-    code, index = rowclass.encode_class_index(cls, T, M)
+    code, index = rowclass.encode_class_index(cls, T, M, codings)
     return HwLayer(nsym=nsym, base=lo, count=int(q.size), freqs=F, states=states, payload=payload,
                    row_length=row_length, classes=cls, class_code=code, class_index=index)
 
@@ -485,15 +497,33 @@ def decode_codes(layer: HwLayer, config: StreamConfig, *, name: str | None = Non
     return sym + layer.base
 
 
-def check_hardware_decodable(layers: list[HwLayer]) -> None:
-    """Raise :class:`SubbitError` if a layer has row classes: no hardware decoder reads word
-    stream version 3 yet (issue 27; the RTL reports ``BAD_VERSION``)."""
-    classed = [k for k, h in enumerate(layers) if h.tables > 1]
-    if classed:
-        raise SubbitError(f"the stream uses row-classed tables (word stream version {VERSION_CLASSED}) "
-                          f"in {len(classed)} of its {len(layers)} layers (the first: layer {classed[0]}), which the "
-                          "hardware decoder does not decode yet; `subbit compress` without --row-classes gives "
-                          "a hardware-decodable stream")
+def hardware_needs(layers: list[HwLayer], config: StreamConfig) -> dict:
+    """What a hardware decoder needs to decode ``layers``: ``tables`` (the most tables of a layer,
+    rounded up to 1, 2, 4 or 8) and ``class_words`` (the longest class index, rounded up to a power
+    of two, at least 16) -- the `subbit.hw.params.DecoderParams` fields of the same names.
+
+    Raises
+    ------
+    SubbitError
+        A row-classed layer the hardware does not decode: a rANS-coded class index, or rows
+        shorter than the stream's lanes (a beat would span more than two rows); the message names
+        the first such layer and how to re-encode.
+    """
+    from . import rowclass
+    tables, words = 1, 16
+    for k, h in enumerate(layers):
+        if h.tables == 1:
+            continue
+        if h.class_code != rowclass.FIXED:
+            raise SubbitError(f"layer {k} has a rANS-coded class index, which the hardware decoder does not "
+                              "decode (it reads fixed-bit class indices); `subbit compress --row-classes ... "
+                              "--class-index fixed` gives a hardware-decodable stream")
+        if h.row_length < config.lanes:
+            raise SubbitError(f"layer {k} has rows of {h.row_length} weights, fewer than the stream's "
+                              f"{config.lanes} lanes: the hardware decoder needs rows of at least a beat")
+        tables = max(tables, 1 << (h.tables - 1).bit_length())
+        words = max(words, 1 << max(0, (len(h.class_index) - 1).bit_length()))
+    return {"tables": tables, "class_words": words}
 
 
 def build(layers: list[HwLayer], config: StreamConfig) -> np.ndarray:

@@ -25,13 +25,16 @@ def header_last_beats(layers: list[stream.HwLayer], word_width: int) -> list[int
 
 def params_for(layers: list[stream.HwLayer], config: stream.StreamConfig, *, lookup=None, word_width=16,
                max_symbols=None) -> DecoderParams:
-    """Smallest decoder that accepts every layer: alphabet and code range.
+    """Smallest decoder that accepts every layer: alphabet and code range, and for row-classed
+    layers (word stream v3) the tables and the class index memory (the slot-table lookup).
 
     Raises
     ------
     SubbitError
-        A layer has row-classed tables (word stream v3, issue 27): no RTL decodes them yet."""
-    stream.check_hardware_decodable(layers)
+        A row-classed layer the hardware does not decode (`subbit.model.stream.hardware_needs`)."""
+    needs = stream.hardware_needs(layers, config)
+    if needs["tables"] == 1:
+        needs = {}
     if max_symbols is None:
         nsym = max([h.nsym for h in layers] or [1])
         lo = min([h.base for h in layers] or [0])
@@ -39,8 +42,8 @@ def params_for(layers: list[stream.HwLayer], config: stream.StreamConfig, *, loo
         cb = max(2, max(-lo, hi + 1).bit_length() + 1)       # signed bits for lo..hi
         max_symbols = min(255, max(nsym, 1 << (cb - 1)))
     if lookup is None:
-        lookup = "compare" if max_symbols <= COMPARE_MAX_SYMBOLS else "table"
-    return DecoderParams.for_stream(config, max_symbols=max_symbols, word_width=word_width, lookup=lookup)
+        lookup = "compare" if max_symbols <= COMPARE_MAX_SYMBOLS and not needs else "table"
+    return DecoderParams.for_stream(config, max_symbols=max_symbols, word_width=word_width, lookup=lookup, **needs)
 
 
 #: The first-weight allowance: a layer's first weight may come this many clocks after the clock
@@ -104,7 +107,8 @@ def decode_words(words, layers: list[stream.HwLayer], config: stream.StreamConfi
     return {
         "simulator": simulator, "engine": engine,
         "decoder": {"lanes": params.lanes, "prob_bits": params.prob_bits, "ways": params.ways,
-                    "max_symbols": params.max_symbols, "word_width": params.word_width, "lookup": params.lookup},
+                    "max_symbols": params.max_symbols, "word_width": params.word_width, "lookup": params.lookup,
+                    **({"tables": params.tables, "class_words": params.class_words} if params.classed else {})},
         "cycles": r["cycles"], "weights": r["weights"], "weights_per_cycle": r["weights_per_cycle"],
         "first_weight_latency_cycles": r.get("first_weight_latency_cycles"),
         "header_words_before_first_weight": 6 + (len(layers[0].header_words()) if layers else 0),

@@ -93,10 +93,11 @@ def _case_marks(f: faults.Fault, ref_words, n_words, wpb) -> list[int]:
 
 
 def rtl_cases(params: DecoderParams, seed: int = 0) -> list[faults.Fault]:
-    """`subbit.model.faults.cases` for this decoder, less the streams a bus cannot carry: the empty
-    one, and on a 32-bit bus truncations at an odd word (the beat would carry a pad word)."""
+    """`subbit.model.faults.cases` for this decoder (a decoder of row-classed layers: the v3 stream
+    with the hardware variant of the classed layers), less the streams a bus cannot carry: the
+    empty one, and on a 32-bit bus truncations at an odd word (the beat would carry a pad word)."""
     wpb = params.words_per_beat
-    return [f for f in faults.cases(params.stream_config, seed)
+    return [f for f in faults.cases(params.stream_config, seed, classed=params.classed, hardware=params.classed)
             if len(f.words) and not (f.kind == "truncate" and len(f.words) % wpb)]
 
 

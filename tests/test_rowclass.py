@@ -260,11 +260,12 @@ def test_ccexam_reaches_the_issue_target():
     assert all(np.array_equal(stream.decode_codes(h, config), c.ravel()) for h, c in zip(hw, codes))
 
 
-def test_cli_compress_row_classes_inspect_and_hardware_refusal(tmp_path, capsys):
+def test_cli_compress_row_classes_inspect_and_rtl_decode(tmp_path, capsys):
     """`compress --row-classes auto` gives a v3 stream (smaller, the same codes), `inspect` shows T
-    and per-class rates, `decode --rtl` refuses it naming issue 27 (before any simulation), and
-    the RTL sizing helper used by `infer` refuses it too; without the option the stream is v2."""
+    and per-class rates, and `decode --rtl` decodes it bit-exactly on a decoder sized for it (the
+    slot-table lookup with 8 tables); without the option the stream is v2."""
     pytest.importorskip("ccexam")
+    import json
     from subbit.cli import main
     from subbit.model import sbw
     from subbit.model.data import ccexam_weights
@@ -281,14 +282,36 @@ def test_cli_compress_row_classes_inspect_and_hardware_refusal(tmp_path, capsys)
     assert all(np.array_equal(a[k], b[k]) for k in a)
     capsys.readouterr()
     assert main(["inspect", str(out["auto"]), "--json"]) == 0
-    rep = __import__("json").loads(capsys.readouterr().out)
+    rep = json.loads(capsys.readouterr().out)
     fc = next(L for L in rep["layers"] if L["name"] == "classifier.0.weight")
     assert fc["tables"] > 1 and len(fc["classes"]) == fc["tables"]
     assert sum(k["rows"] for k in fc["classes"]) == 128
     assert main(["inspect", str(out["auto"])]) == 0
     assert "  class 0" in capsys.readouterr().out
-    assert main(["decode", "--rtl", "verilator", str(out["auto"])]) == 2
-    assert "row-classed tables (word stream version 3) in 2 of its 4 layers" in capsys.readouterr().err
-    with pytest.raises(SubbitError, match="without --row-classes gives a hardware-decodable stream"):
-        params_for(classed.hw, classed.config)
-    params_for(plain.hw, plain.config)
+    p = params_for(classed.hw, classed.config)
+    assert (p.lookup, p.tables) == ("table", 8) and params_for(plain.hw, plain.config).tables == 1
+    assert main(["decode", "--rtl", "verilator", str(out["auto"])]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["bit_exact"] and res["decoder"]["tables"] == 8 and res["weights"] == sum(v.size for v in a.values())
+
+
+def test_hardware_refuses_rans_class_indices_and_short_rows():
+    """A rANS-coded class index (``class_index="auto"`` where it is smaller) is software only: the
+    RTL sizing helper refuses it naming the layer and the option that avoids it; the encoder never
+    gives rows shorter than the lanes classes, and the default (fixed bits) is hardware-decodable."""
+    from subbit.sim.rtl_decode import params_for
+    cfg = stream.StreamConfig(12, 2, 7)
+    rng = np.random.default_rng(3)
+    cls = (rng.random(400) < 0.03).astype(np.int64)
+    cls[:2] = [0, 1]
+    codes = np.where(cls[:, None] == 1, rng.integers(-2, 3, (400, 64)), 0)
+    auto = stream.encode_codes(codes, cfg, tables=2, class_index="auto")
+    fixed = stream.encode_codes(codes, cfg, tables=2)
+    assert (auto.tables, auto.class_code, fixed.tables, fixed.class_code) == (2, 1, 2, 0)
+    with pytest.raises(SubbitError, match="layer 1 has a rANS-coded class index.*--class-index fixed"):
+        params_for([fixed, auto], cfg)
+    assert params_for([fixed], cfg).tables == 2
+    with pytest.raises(SubbitError, match="class_index must be one of fixed, auto"):
+        stream.encode_codes(codes, cfg, tables=2, class_index="rans")
+    # rows of 1 weight at 2 lanes: one table
+    assert stream.encode_codes(codes.reshape(-1, 1), cfg, tables=2).tables == 1

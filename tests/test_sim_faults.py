@@ -33,8 +33,8 @@ def known_issue(msg: str) -> bool:
 
 def run_suite(p: DecoderParams, step: int):
     cfg = p.stream_config
-    ref = faults.reference_codes(cfg)
-    words = stream.build([stream.encode_codes(c, cfg) for c in ref], cfg)
+    ref = faults.reference_codes(cfg, classed=p.classed, hardware=p.classed)
+    words = stream.build(faults.reference_layers(cfg, classed=p.classed, hardware=p.classed), cfg)
     cases = [f for k, f in enumerate(sim_faults.rtl_cases(p)) if k % step == 0 or f.kind in ("swap", "trailing", "edit")]
     good = [c[:60] for c in ref[:5]]
     res = sim_faults.run_batch(runner.build(p), sim_faults.make_job(p, cases, words, good))
@@ -79,10 +79,23 @@ def test_fault_suite_subset(name):
     assert stats["parse"] and stats["payload check"] and stats["payload"] and stats["consistent"]
 
 
+# a decoder of row-classed layers (stream v3): the classed layers' fields, tables and class index
+# are truncated, flipped and edited too
+CLASSED = {"K2-M12-table-T4-D7": DecoderParams(lanes=2, prob_bits=12, max_symbols=15, lookup="table", tables=4,
+                                               ways=7)}
+
+
+def test_fault_suite_classed_subset():
+    """Every 8th flip, burst and truncation plus every edit, swap and trailing case of the v3 stream."""
+    cases, stats = run_suite(CLASSED["K2-M12-table-T4-D7"], 8)
+    assert any(f.region in ("class fields", "classes") for f in cases)
+    assert stats["parse"] and stats["payload check"] and stats["consistent"]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(CONFIGS))
+@pytest.mark.parametrize("name", [*CONFIGS, *CLASSED])
 def test_fault_suite_full(name):
-    run_suite(CONFIGS[name], 1)
+    run_suite({**CONFIGS, **CLASSED}[name], 1)
 
 
 def test_expected_codes_cover_every_kind():

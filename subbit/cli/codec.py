@@ -68,12 +68,14 @@ def cmd_compress(args):
             info["quantizer"] = f"ptq-{args.target_bits:g}b/w-calib" + ("" if args.split else "-nosplit")
         f, _ = compress.compress_to_budget(ck, args.target_bits, config, split=args.split,
                                            weighting=args.weighting, sensitivity=sens, info=info,
-                                           progress=progress(), log=say, tables=tables)
+                                           progress=progress(), log=say, tables=tables,
+                                           class_index=args.class_index)
     else:
         info["quantizer"] = f"rtn-{bits}bit-{args.step}"
         quantizer = quant.quantize_rtn if args.step == "maxabs" else ptq.quantize_mse
         f = compress.compress_state_dict(ck, bits, config, per_channel=args.per_channel, info=info,
-                                         progress=progress(), quantizer=quantizer, tables=tables)
+                                         progress=progress(), quantizer=quantizer, tables=tables,
+                                         class_index=args.class_index)
     rep = report.tensor_report(f, reference=ck.tensors)
     size = sbw.write_sbw(args.output, f)
     if args.json:
@@ -162,8 +164,8 @@ def cmd_decode(args):
     from subbit.model import checkpoint, sbw
     f = sbw.read_sbw(args.file)             # validates the headers: cheap, before the outputs' checks
     if args.rtl:
-        from subbit.model.stream import check_hardware_decodable
-        check_hardware_decodable(f.hw)
+        from subbit.model.stream import hardware_needs
+        hardware_needs(f.hw, f.config)
     _check_decode_outputs(args)
     if args.rtl:
         from subbit.sim import rtl_decode
@@ -234,8 +236,11 @@ def register(sub):
     p.add_argument("--row-classes", choices=["1", "2", "4", "8", "auto"], default="1", metavar="T",
                    help="up to T frequency tables per layer, each row (output channel) coded with the table of "
                    "its class: 1 (default), 2, 4, 8 or auto (the best of 2..8); a layer keeps one table unless "
-                   "classes save words. Gives a word stream v3 that the hardware decoder does not read yet ("
-                   "docs/stream-format.md)")
+                   "classes save words. Gives a word stream v3 (docs/stream-format.md), which the hardware "
+                   "decoder reads when built with --tables (subbit verilog --lookup table --tables 8)")
+    p.add_argument("--class-index", choices=["fixed", "auto"], default="fixed",
+                   help="with --row-classes: code each row's class in fixed bits (default; what the hardware "
+                   "decoder reads) or auto (also a small rANS stream, when smaller: software decoding only)")
     p.add_argument("--json", metavar="FILE", help="write the per-tensor report (levels, steps, bits/weight, "
                    "SQNR) to this .json file")
     p.add_argument("-v", "--verbose", action="store_true", help="say what the budget search does")
