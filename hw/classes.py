@@ -54,9 +54,10 @@ class ClassSelect(wiring.Component):
         The beat issued this clock (:class:`~subbit.hw.sequencer.Sequencer`).
     fields : In(class_fields_layout(params)); word : In(class_word_layout(params))
         The parser's (registered) writes.
-    entering_tab, r1_tab : Out(ArrayLayout(table_bits, K))
-        Each lane's table for the beat whose states enter R0 (the slot RAM's address) and for
-        the beat in R1 (the f/c read's address). 0 in a layer without row classes.
+    entering_tab, r1_tab, r2_tab : Out(ArrayLayout(table_bits, K))
+        Each lane's table for the beat whose states enter R0 (the slot RAM's or the cumulative
+        table's address) and for the beats in R1 and R2 (the f/c read's address, synchronous or
+        not). 0 in a layer without row classes.
     error : Out(1)
         ``BAD_CLASS``: a class out of range a clock after its beat is issued; the end-of-layer
         checks two clocks after the layer's last beat is issued.
@@ -77,6 +78,7 @@ class ClassSelect(wiring.Component):
             "word": In(class_word_layout(p)),
             "entering_tab": Out(data.ArrayLayout(tb, K)),
             "r1_tab": Out(data.ArrayLayout(tb, K)),
+            "r2_tab": Out(data.ArrayLayout(tb, K)),
             "error": Out(1),
         })
 
@@ -172,9 +174,9 @@ class ClassSelect(wiring.Component):
         m.d.sync += end_bad.eq(end_v & (~end_rows | (used != end_words) | ~unused_zero))
         m.d.comb += self.error.eq(err_r | end_bad)
 
-        # the tables along the ring: entering (the issued beat registered), R0, R1
+        # the tables along the ring: entering (the issued beat registered), R0, R1, R2
         r0_tab = Signal.like(tab_r)
         with m.If(self.en):
-            m.d.sync += [r0_tab.eq(tab_r), self.r1_tab.eq(r0_tab)]
+            m.d.sync += [r0_tab.eq(tab_r), self.r1_tab.eq(r0_tab), self.r2_tab.eq(self.r1_tab)]
         m.d.comb += self.entering_tab.eq(tab_r)
         return m

@@ -141,7 +141,9 @@ class Decoder(wiring.Component):
                          lane.s4_active.eq(seq.r4.valid & seq.r4.act[j]), lane.word.eq(words[j]),
                          positions.counts_word[j].eq(lane.counts_word), output.symbols[j].eq(lane.symbol),
                          checks.needs_word[j].eq(lane.needs_word), checks.final_ok[j].eq(lane.final_ok)]
-            if p.lookup == "compare":
+            if p.lookup == "compare" and p.classed:       # each lane's own table
+                m.d.comb += [lane.cum.eq(tables.cum[j]), lane.cum_mask.eq(tables.cum_mask[j])]
+            elif p.lookup == "compare":
                 m.d.comb += [lane.cum.eq(tables.cum), lane.cum_mask.eq(tables.cum_mask)]
             else:
                 m.d.comb += [tables.slot_index[j].eq(lane.slot_index), lane.slot_word.eq(tables.slot_word[j])]
@@ -152,7 +154,8 @@ class Decoder(wiring.Component):
             m.submodules.classes = classes = ClassSelect(p)
             m.d.comb += [classes.en.eq(en), *fields(classes.issue, seq.issue), *fields(classes.fields, fe.class_fields),
                          *fields(classes.word, fe.class_word), tables.entering_tab.eq(classes.entering_tab),
-                         tables.r1_tab.eq(classes.r1_tab), status.class_error.eq(classes.error)]
+                         tables.r1_tab.eq(classes.r1_tab), tables.r2_tab.eq(classes.r2_tab),
+                         status.class_error.eq(classes.error)]
 
         # flow control, the end-of-layer checks, the output and the status
         m.d.comb += [flow.room.eq(output.room), flow.occ.eq(win.occ), flow.payload_done.eq(payload.payload_done),

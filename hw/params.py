@@ -142,8 +142,8 @@ class DecoderParams:
     tables : 1, 2, 4 or 8
         Most frequency tables a layer may have (row-classed layers, word stream v3,
         `subbit.model.rowclass`). 1: the v2 decoder, which reports a v3 stream as
-        ``BAD_VERSION``. More needs ``lookup="table"``: each lane's table is chosen per beat by
-        its row's class, and the slot and f/c memories hold ``tables`` tables per bank.
+        ``BAD_VERSION``. With more, each lane's table is chosen per beat by its row's class: the
+        slot or cumulative-frequency and the f/c memories hold ``tables`` tables per bank.
     class_words : a power of two in 16..4096
         ``tables > 1``: the class index words one layer may have (a memory of two banks of
         this many 16-bit words); a layer with more is ``UNSUPPORTED``.
@@ -175,7 +175,7 @@ class DecoderParams:
         default_text=", ".join(f"K={k}: {default_window(k)}" for k in (1, 2, 4, 8))))
 
     tables: int = field(default=1, metadata=_option(
-        "most frequency tables per layer (row classes, stream v3); more than 1 needs --lookup table",
+        "most frequency tables per layer (row classes, stream v3)",
         "1, 2, 4 or 8", metavar="T"))
     class_words: int = field(default=256, metadata=_option(
         "class index words per layer the decoder holds (with --tables > 1)", "a power of two 16..4096",
@@ -207,9 +207,6 @@ class DecoderParams:
             raise SubbitError(f"multiplier must be 'generic' or 'ecp5', not {self.multiplier!r}")
         if self.tables not in TABLES:
             raise SubbitError(f"tables must be one of {', '.join(map(str, TABLES))}, not {self.tables!r}")
-        if self.tables > 1 and self.lookup != "table":
-            raise SubbitError(f"tables={self.tables} needs lookup='table' (the comparators of lookup='compare' "
-                              "hold one table; a lane's table changes with its row)")
         if not (isinstance(self.class_words, int) and 16 <= self.class_words <= 4096
                 and self.class_words & (self.class_words - 1) == 0):
             raise SubbitError(f"class_words must be a power of two in 16..4096, not {self.class_words!r}")

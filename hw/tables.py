@@ -90,10 +90,13 @@ class SymbolTables(wiring.Component):
         ``table``: each lane's slot (of the state entering R0) and the RAM word holding it, a
         clock later.
 
-    entering_tab, r1_tab : In(ArrayLayout(table_bits, K))
-        ``tables > 1``: each lane's table in the beat entering R0 (the slot RAM's address) and in
-        R1 (the f/c read's address); the memories hold ``tables`` tables per bank
-        (:class:`~subbit.hw.classes.ClassSelect`).
+    entering_tab, r1_tab, r2_tab : In(ArrayLayout(table_bits, K))
+        ``tables > 1``: each lane's table in the beat entering R0 (the slot RAM's or the
+        cumulative table's address), in R1 (the synchronous f/c read's) and in R2 (the
+        asynchronous one's); the memories hold ``tables`` tables per bank
+        (:class:`~subbit.hw.classes.ClassSelect`). With ``lookup="compare"`` the cumulative
+        frequencies are then LUT-RAM, read per lane for the beat entering R0 into ``cum[j]``
+        (registers), so there is no shadow copy (``shadow_busy`` is 0).
 
     Latency: a write is readable the clock after it; f/c in S2 (the same clock, ``async``; a
     read issued in S1, ``sync``); the slot word a clock after its address.
@@ -114,7 +117,10 @@ class SymbolTables(wiring.Component):
             "fc_symbol": In(data.ArrayLayout(SB, K)),
             "fc": Out(data.ArrayLayout(fc_layout(p), K)),
         }
-        if p.lookup == "compare":
+        if p.lookup == "compare" and p.classed:
+            members.update({"cum": Out(data.ArrayLayout(data.ArrayLayout(M, S), K)),
+                            "cum_mask": Out(data.ArrayLayout(S, K)), "shadow_busy": Out(1)})
+        elif p.lookup == "compare":
             members.update({"cum": Out(data.ArrayLayout(M, S)), "cum_mask": Out(S), "shadow_busy": Out(1)})
         else:
             rb = p.fill_rate.bit_length() - 1
@@ -122,7 +128,8 @@ class SymbolTables(wiring.Component):
                             "slot_word": Out(data.ArrayLayout(p.fill_rate * SB, K))})
         if p.classed:
             members.update({"entering_tab": In(data.ArrayLayout(p.table_bits, K)),
-                            "r1_tab": In(data.ArrayLayout(p.table_bits, K))})
+                            "r1_tab": In(data.ArrayLayout(p.table_bits, K)),
+                            "r2_tab": In(data.ArrayLayout(p.table_bits, K))})
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -153,15 +160,16 @@ class SymbolTables(wiring.Component):
                                  fc_r[b][j].en.eq(self.lane_en[j])]
                 m.d.comb += self.fc[j].eq(Mux(self.r2_bank, fc_r[1][j].data, fc_r[0][j].data))
         else:
-            m.submodules.fc_mem = fc_mem = Memory(shape=layout, depth=2 << SB, init=[])
+            m.submodules.fc_mem = fc_mem = Memory(shape=layout, depth=2 << (SB + tb), init=[])
             fc_w = fc_mem.write_port()
-            m.d.comb += [fc_w.addr.eq(Cat(freq.index, freq.bank)), fc_w.data.f.eq(freq.f),
+            m.d.comb += [fc_w.addr.eq(Cat(freq.index, *w_tab, freq.bank)), fc_w.data.f.eq(freq.f),
                          fc_w.data.c.eq(freq.c), fc_w.en.eq(freq.we)]
             if f3:
                 m.d.comb += fc_w.data.f3.eq(freq.f + (freq.f << 1))
             fc_r = [fc_mem.read_port(domain="comb") for _ in range(K)]
             for j in range(K):
-                m.d.comb += [fc_r[j].addr.eq(Cat(self.fc_symbol[j], self.r2_bank)), self.fc[j].eq(fc_r[j].data)]
+                m.d.comb += [fc_r[j].addr.eq(Cat(self.fc_symbol[j], *([self.r2_tab[j]] if tb else []), self.r2_bank)),
+                             self.fc[j].eq(fc_r[j].data)]
 
         if p.lookup == "table":
             R, rb = p.fill_rate, p.fill_rate.bit_length() - 1
@@ -175,6 +183,29 @@ class SymbolTables(wiring.Component):
                 m.d.comb += [rd.addr.eq(Cat(self.slot_index[j], *([self.entering_tab[j]] if tb else []),
                                             self.entering.bank)), rd.en.eq(self.en),
                              self.slot_word[j].eq(rd.data)]
+        elif p.classed:
+            # T tables per bank, each lane comparing against its own: the cumulative frequencies
+            # in LUT-RAM (a symbol's c and "dead" flag per field, at (bank, table)), read for the
+            # beat entering R0 with each lane's table into registers that the lane compares in S0.
+            # Which symbols the bank's layer has (`live`) is a register per bank.
+            field = M + 1
+            m.submodules.cum_mem = cum_mem = Memory(shape=unsigned(S * field), depth=2 << tb, init=[])
+            cw = cum_mem.write_port(granularity=field)
+            m.d.comb += [cw.addr.eq(Cat(freq.table, freq.bank)), cw.data.eq(Cat(*[Cat(freq.c, freq.full)] * S)),
+                         cw.en.eq(Mux(freq.we, 1 << freq.index, 0))]
+            live = Array(Signal(S, name=f"live{b}") for b in range(2))
+            with m.If(self.clear):
+                m.d.sync += live[freq.bank].eq(0)       # `clear` comes with the fields write of its bank
+            with m.If(freq.we):
+                m.d.sync += live[freq.bank].bit_select(freq.index, 1).eq(1)
+            for j in range(K):
+                rd = cum_mem.read_port(domain="comb")
+                m.d.comb += rd.addr.eq(Cat(self.entering_tab[j], self.entering.bank))
+                with m.If(self.lane_en[j]):
+                    m.d.sync += [self.cum[j][k].eq(rd.data[k * field:k * field + M]) for k in range(S)]
+                    m.d.sync += self.cum_mask[j].eq(live[self.entering.bank]
+                                                   & ~Cat(*[rd.data[k * field + M] for k in range(S)]))
+            m.d.comb += self.shadow_busy.eq(0)
         else:
             # the cumulative table for the comparators: the parser fills the shadow copy, which
             # becomes active when the layer's first beat enters the datapath

@@ -42,7 +42,7 @@ def params_for(layers: list[stream.HwLayer], config: stream.StreamConfig, *, loo
         cb = max(2, max(-lo, hi + 1).bit_length() + 1)       # signed bits for lo..hi
         max_symbols = min(255, max(nsym, 1 << (cb - 1)))
     if lookup is None:
-        lookup = "compare" if max_symbols <= COMPARE_MAX_SYMBOLS and not needs else "table"
+        lookup = "compare" if max_symbols <= COMPARE_MAX_SYMBOLS else "table"
     return DecoderParams.for_stream(config, max_symbols=max_symbols, word_width=word_width, lookup=lookup, **needs)
 
 
