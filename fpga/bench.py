@@ -42,7 +42,8 @@ def measure_function():
 def _tag(point):
     if point.get("design") == "counter":
         return "counter"
-    return "K{lanes}-M{prob_bits}-{lookup}".format(**point)
+    return "K{lanes}-M{prob_bits}-{lookup}".format(**point) + (f"-T{point['tables']}" if point.get("tables", 1) > 1
+                                                               else "")
 
 
 def run_point(point: dict, target: str, build_root: str, freq_mhz=None, seed=1, measure=True,
@@ -184,14 +185,16 @@ def rtl_markdown(rows: list[dict], *, command: str, source: str | None = None, p
                 f"has LUT depth {ref['lut_depth']}"
             out += ["", f"Calibration: a 32-bit counter (`subbit synth --design counter`) {fm} with "
                     f"{ref['luts']} LUT4 sites in the same flow, the ceiling for a single carry chain."]
-    out += ["", "| K | M | lookup | LUT4 sites | FFs | carry | DSP | BRAM | LUT-RAM | logic cells | LUT depth "
-            "| Fmax (MHz) | weights/cycle | Mweights/s | weights/s per LUT | × reference per LUT "
-            "| first weight (cycles) | layer switch idle (cycles) | of it not bus-bound | lint warnings |", "|" + "---|" * 20]
+    classed = any(r.get("tables", 1) > 1 for r in dec)     # a row-classed sweep: a column T
+    out += ["", "| K | M | lookup | " + ("T | " if classed else "") + "LUT4 sites | FFs | carry | DSP | BRAM | LUT-RAM "
+            "| logic cells | LUT depth | Fmax (MHz) | weights/cycle | Mweights/s | weights/s per LUT | × reference per LUT "
+            "| first weight (cycles) | layer switch idle (cycles) | of it not bus-bound | lint warnings |",
+            "|" + "---|" * (20 + classed)]
     from subbit.fpga.reference import ans_reference_weights_per_site
     ref_site = ans_reference_weights_per_site("ternary")
     notes = []
     for r in dec:
-        head = f"| {r['lanes']} | {r['prob_bits']} | {r['lookup']} "
+        head = f"| {r['lanes']} | {r['prob_bits']} | {r['lookup']} " + (f"| {r.get('tables', 1)} " if classed else "")
         if "error" in r:
             notes.append(re.sub(r"\(log: .*/([^/]+/[^/]+)\)$", r"(log: <build-dir>/\1)", " ".join(r["error"].split())))
             out.append(head + f"| failed [{len(notes)}] |" + " |" * 16)
@@ -224,7 +227,9 @@ def rtl_markdown(rows: list[dict], *, command: str, source: str | None = None, p
         "come from cycle-accurate simulation in Verilator "
         "(`subbit.sim.rtl_decode.measure`) of a real network stream checked bit-exact against the golden "
         "model: the ccexam MNIST CNN quantized round-to-nearest at 3 bits, its 401k-weight fc1 cut to "
-        "32768 weights (52768 weights, 4 layers, 3 switches). weights/s = weights/cycle x Fmax." if measured else
+        "32768 weights (52768 weights, 4 layers, 3 switches)"
+        + ("; with T > 1 every layer coded with up to T row-classed tables (`--row-classes T`), fc1 cut to its "
+           "first 10 rows (31360 weights)" if classed else "") + ". weights/s = weights/cycle x Fmax." if measured else
         "weights/cycle and the latency columns are empty: the sweep ran with --no-measure.")
     out += ["", "lint warnings: what `verilator --lint-only -Wall` reports on the point's Verilog with the "
             "shipped waivers for what Amaranth's Verilog backend emits by construction "
@@ -237,27 +242,28 @@ def rtl_markdown(rows: list[dict], *, command: str, source: str | None = None, p
 
 def plot(rows: list[dict], path: str) -> str:
     """PNG: LUT4 sites, Fmax (a bar over the seeds' range when several ran) and (when measured)
-    Mweights/s over K, one line per (M, lookup)."""
+    Mweights/s over K, one line per (M, lookup, T)."""
     from matplotlib.figure import Figure
     dec = [r for r in rows if r.get("design", "decoder") == "decoder" and "error" not in r]
     panels = [("luts", "LUT4 sites", 1), ("fmax_mhz", "Fmax (MHz)", 1), ("weights_per_s", "Mweights/s", 1e-6)]
     panels = [p for p in panels if any(r.get(p[0]) is not None for r in dec)] or panels[:1]
     fig = Figure(figsize=(4.2 * len(panels), 3.4), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    series = sorted({(r["prob_bits"], r["lookup"]) for r in dec})
-    colors = {m: f"C{i}" for i, m in enumerate(sorted({m for m, _ in series}))}
+    series = sorted({(r["prob_bits"], r["lookup"], r.get("tables", 1)) for r in dec})
+    colors = {mt: f"C{i}" for i, mt in enumerate(sorted({(m, t) for m, _, t in series}))}
     for ax, (key, label, scale) in zip(axes, panels):
-        for m, lk in series:
+        for m, lk, t in series:
             pts = sorted((r["lanes"], r[key] * scale) for r in dec
-                         if (r["prob_bits"], r["lookup"]) == (m, lk) and r.get(key) is not None)
+                         if (r["prob_bits"], r["lookup"], r.get("tables", 1)) == (m, lk, t) and r.get(key) is not None)
             if pts:
-                ax.plot(*zip(*pts), marker="o", color=colors[m], linestyle="-" if lk == "compare" else "--",
-                        label=f"M={m} {lk}")
+                ax.plot(*zip(*pts), marker="o", color=colors[m, t], linestyle="-" if lk == "compare" else "--",
+                        label=f"M={m} {lk}" + (f" T={t}" if t > 1 else ""))
             if key == "fmax_mhz":                # the range over placement seeds, when several ran
-                spans = [(r["lanes"], min(v), max(v)) for r in dec if (r["prob_bits"], r["lookup"]) == (m, lk)
+                spans = [(r["lanes"], min(v), max(v)) for r in dec
+                         if (r["prob_bits"], r["lookup"], r.get("tables", 1)) == (m, lk, t)
                          for v in [_seed_fmax(r)] if len(v) > 1]
                 if spans:
-                    ax.vlines(*zip(*spans), color=colors[m], alpha=0.5, linewidth=3)
+                    ax.vlines(*zip(*spans), color=colors[m, t], alpha=0.5, linewidth=3)
         ax.set_xscale("log", base=2)
         ax.set_xticks(LANES, [str(k) for k in LANES])
         ax.set_xlabel("lanes K")

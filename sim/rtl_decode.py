@@ -163,13 +163,19 @@ def decode_file(f: SbwFile, simulator: str = "verilator", *, lookup=None, word_w
 MEASURE_FC_WEIGHTS = 32768
 
 
-def measure_stream(config: stream.StreamConfig, bits: int = 3):
+def measure_stream(config: stream.StreamConfig, bits: int = 3, tables: int = 1):
     """The stream :func:`measure` decodes: the ccexam MNIST CNN (docs/data.md), every coded
     layer quantized round-to-nearest at ``bits`` (2**bits - 1 levels), the 401k-weight ``fc1``
-    cut to its first ``MEASURE_FC_WEIGHTS`` weights. Returns (hw layers, words)."""
+    cut to its first ``MEASURE_FC_WEIGHTS`` weights. With ``tables > 1`` every layer may have up to
+    that many row-classed tables (`subbit.model.stream.encode_codes`) and ``fc1`` is cut to whole
+    rows (the first 10: 31,360 weights). Returns (hw layers, words)."""
     from ..model.compress import ccexam_codes
-    codes = [c.ravel()[:MEASURE_FC_WEIGHTS] for c in ccexam_codes(bits)]
-    hw = [stream.encode_codes(c, config) for c in codes]
+    if tables == 1:
+        codes = [c.ravel()[:MEASURE_FC_WEIGHTS] for c in ccexam_codes(bits)]
+    else:
+        codes = [c.reshape(c.shape[0], -1)[:max(1, MEASURE_FC_WEIGHTS // max(1, c[0].size))]
+                 for c in ccexam_codes(bits)]
+    hw = [stream.encode_codes(c, config, tables=tables) for c in codes]
     return hw, stream.build(hw, config)
 
 
@@ -186,7 +192,7 @@ def measure(simulator: str = "verilator", **params) -> dict:
     ``weights``, ``cycles``.
     """
     p = DecoderParams(**params)
-    hw, words = measure_stream(p.stream_config)
+    hw, words = measure_stream(p.stream_config, tables=p.tables)
     r = decode_words(words, hw, p.stream_config, p, simulator)
     if not r["bit_exact"]:
         raise RuntimeError(f"RTL decode of the measurement stream is not bit-exact (error code {r['error']})")

@@ -105,6 +105,8 @@ def register(sub):
     decoder_option("lanes").add_to(p)
     decoder_option("prob_bits").add_to(p)
     decoder_option("lookup").add_to(p)
+    decoder_option("tables").add_to(p)
+    decoder_option("class_words").add_to(p)
     add_design_args(p)
     p.add_argument("--build-dir", default=None,
                    help="working directory for the tools (default <cache>/synth/<target>-<config>, <cache> "
@@ -217,8 +219,8 @@ def cmd_bench_rtl(args):
              "multiplier": args.multiplier or default_multiplier(args.target),
              "prefetch": args.prefetch if args.prefetch is not None else recommended_prefetch(k),
              "fc_read": args.fc_read or default_fc_read(args.target),
-             "window": args.window or default_window(args.target)}
-            for k in args.lanes for m in args.prob_bits for lk in args.lookup]
+             "window": args.window or default_window(args.target), **({"tables": t} if t > 1 else {})}
+            for k in args.lanes for m in args.prob_bits for lk in args.lookup for t in args.tables]
         check_points(points)
         check_speed(args)
         grade = args.speed
@@ -240,6 +242,8 @@ def cmd_bench_rtl(args):
     grade = other_grade(grade)
     section, png_name = (f"rtl-speed{grade}", f"rtl_sweep_speed{grade}.png") if grade else \
         ("rtl", "rtl_sweep.png")
+    if any(r.get("tables", 1) > 1 for r in run["rows"]):         # a row-classed sweep: its own section
+        section, png_name = section.replace("rtl", "rtl-classes"), png_name.replace("rtl_sweep", "rtl_classes")
     png = plot(run["rows"], os.path.join(png_dir, png_name))
     md = rtl_markdown(run["rows"], command=run["command"], source=run.get("source"), plot_file=png_name)
     print(md)
@@ -264,6 +268,9 @@ def register_bench(bsub):
     decoder_option("prob_bits", default=list(PROB_BITS), nargs="+", what="probability precisions").add_to(b)
     decoder_option("lookup", default=list(LOOKUPS), nargs="+", default_text="both",
                    what="symbol-lookup variants").add_to(b)
+    decoder_option("tables", default=[1], nargs="+", default_text="1",
+                   what="most tables per layer (row classes; with any T > 1 the table and plot go to a "
+                   "section of their own, and the measured stream has row classes)").add_to(b)
     add_design_args(b)
     b.add_argument("--jobs", "-j", type=positive_int, default=min(2, os.cpu_count() or 1),
                    help="parallel processes (default 2)")
