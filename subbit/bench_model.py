@@ -166,9 +166,9 @@ def run_network_bench(quick=False, config=None):
     for name, codes in _network_codes(quick):
         n = sum(c.size for c in codes)
         row = {"network": name, "weights": n, "layers": len(codes), "load": os.getloadavg()[0]}
-        for key, tables in (("static", 1), ("classed", "auto")):
+        for key, tables, index in (("static", 1, "fixed"), ("classed", "auto", "fixed"), ("classed_rans", "auto", "auto")):
             t = time.perf_counter()
-            hw = [stream.encode_codes(c, config, tables=tables) for c in codes]
+            hw = [stream.encode_codes(c, config, tables=tables, class_index=index) for c in codes]
             te = time.perf_counter() - t
             words = stream.build(hw, config)
             t = time.perf_counter()
@@ -188,12 +188,14 @@ def run_network_bench(quick=False, config=None):
 def network_markdown(nets):
     """The table of :func:`run_network_bench`."""
     out = ["", "Whole word streams of real networks (every stream word over the coded weights): one table per "
-           "layer (word stream v2, what the hardware decodes) and row classes (v3, `--row-classes auto`). "
+           "layer (word stream v2) and row classes (v3, `--row-classes auto`; both decoded by the hardware). "
            "*T* counts the layers by their number of tables; *overhead* is what the classed layers add "
-           "(extra tables, class fields, class index); encode includes the choice of T and classes, decode "
+           "(extra tables, class fields, class index); row classes code the class index in fixed bits (what the "
+           "hardware decoder reads, `--class-index fixed`); the next column lets it be rANS-coded where smaller "
+           "(`--class-index auto`, software only); encode includes the choice of T and classes, decode "
            "is parse + compiled decoder, one core.", "",
            "| network | weights | layers | one table b/w | row classes b/w | classes / one table | T: layers "
-           "| overhead b/w | rANS class indices | enc Mw/s one table / classed | dec Mw/s one table / classed |",
+           "| overhead b/w | with rANS class indices b/w (layers) | enc Mw/s one table / classed | dec Mw/s one table / classed |",
            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in nets:
         s, c = r["static"], r["classed"]
@@ -201,7 +203,8 @@ def network_markdown(nets):
         hist = ", ".join(f"{t}: {int(k)}" for t, k in enumerate(ts) if k)
         out.append(f"| {r['network']} | {r['weights']} | {r['layers']} | {s['bpw']:.4f} | {c['bpw']:.4f} "
                    f"| {c['bpw'] / s['bpw']:.4f} | {hist} | {c['overhead_bits'] / r['weights']:.5f} "
-                   f"| {c['rans_indices']} of {sum(t > 1 for t in c['tables'])} | {s['enc_mw_s']:.0f} / "
+                   f"| {r['classed_rans']['bpw']:.4f} ({r['classed_rans']['rans_indices']} of "
+                   f"{sum(t > 1 for t in r['classed_rans']['tables'])}) | {s['enc_mw_s']:.0f} / "
                    f"{c['enc_mw_s']:.1f} | {s['dec_mw_s']:.0f} / {c['dec_mw_s']:.0f} |")
     return out
 
