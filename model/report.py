@@ -88,7 +88,7 @@ def format_table(rep: dict) -> str:
                      f"{L['payload_bits_per_weight']:.4f}", str(L["header_bits"]),
                      f"{L['total_bits_per_weight']:.4f}"))
         for t, k in enumerate(L.get("classes", [])):
-            rows.append((f"  class {t}", f"{k['rows']} rows", "", "", f"{100 * k['zero_fraction']:.1f}", "",
+            rows.append((f"  class {t}", f"{k['rows']} rows, {k['weights']} w", "", "", f"{100 * k['zero_fraction']:.1f}", "",
                          f"{k['bits_per_weight']:.4f}", "", ""))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
@@ -102,7 +102,8 @@ def format_table(rep: dict) -> str:
                  + (f"; file {rep['file_bytes']} bytes" if "file_bytes" in rep else ""))
     lines.append(f"({LEGEND}; all-in = every stream bit, stream header included"
                  + ("; T = frequency tables of a row-classed layer (word stream v3), its classes below it with "
-                    "the code length of their weights under their table; header bits include the class index)"
+                    "their rows, weights (w) and the code length of their weights under their table (payload "
+                    "column); header bits include the class index)"
                     if any(L.get("tables", 1) > 1 for L in rep["layers"]) else "") + ")")
     return "\n".join(lines)
 

@@ -124,7 +124,7 @@ def select_layers(model: nn.Module, layers=(), exclude=()) -> list[str]:
 
 
 def quantize(model: nn.Module, layers=(), *, exclude=(), init_bits: int = 4, max_bits: int = 8,
-             per_channel: bool = False, learn_range: bool = True, stream=None) -> QuantNet:
+             per_channel: bool = False, learn_range: bool = True, stream=None, row_classes=1) -> QuantNet:
     """Wrap ``model`` for entropy-aware quantization-aware training.
 
     Every :data:`QUANTIZED_TYPES` layer (Conv1d, Conv2d, Linear) — plus the ``layers`` named
@@ -144,6 +144,10 @@ def quantize(model: nn.Module, layers=(), *, exclude=(), init_bits: int = 4, max
     Parameters
     ----------
     stream : `subbit.model.stream.StreamConfig` of the stream to code (default: the hardware's)
+    row_classes : 1 (default), 2, 4, 8 or ``"auto"``: let layers code their rows (output
+        channels) with up to that many frequency tables (word stream v3: the hardware decoder
+        reads it when built with tables, ``subbit verilog --lookup table --tables 8``); the rate term then prices each row with its class's table, so
+        training can exploit it (`subbit.model.train.rate`, docs/training.md)
 
     Raises
     ------
@@ -160,7 +164,7 @@ def quantize(model: nn.Module, layers=(), *, exclude=(), init_bits: int = 4, max
         raise ConfigError(f"init_bits must be in 2..{max_bits} (max_bits), not {init_bits!r}")
     names = select_layers(model, layers, exclude)
     return QuantNet(model, names=names, init_bits=init_bits, max_bits=max_bits, per_channel=per_channel,
-                    learn_range=learn_range, stream=stream)
+                    learn_range=learn_range, stream=stream, row_classes=row_classes)
 
 
 def _positive(name: str, v, *, integer: bool = False, lo=None, hi=None, allow_zero: bool = False):
@@ -429,6 +433,8 @@ def fit(model, train, val=None, *, target_bits: float | None, epochs: int, metri
                         "evals_per_epoch": evals_per_epoch, "world_size": rt.world,
                         "stream": [qnet.stream.prob_bits, qnet.stream.lanes, qnet.stream.ways],
                         "quantizers": qnet.quant_config}
+            if qnet.row_classes != 1:       # absent with one table: checkpoints of earlier runs still resume
+                settings["row_classes"] = qnet.row_classes
             ckpt = PhaseCheckpoint(os.path.join(os.fspath(checkpoint_dir), f"{label}.pt"), phase=label, model=qnet,
                                    settings=settings, main=rt.main)
             if ckpt.exists() and not resume:

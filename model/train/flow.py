@@ -42,7 +42,7 @@ from .data import DATASETS, load_dataset
 from .errors import CheckpointError, ConfigError
 from .loop import EvalLoader, SplitLoader, evaluate_loader, resolve_device, runtime, train_fp32
 from .models import MODELS, build_model, load_checkpoint
-from .qnet import QuantNet, rebuild
+from .qnet import QuantNet, check_row_classes, rebuild
 from .user import UserData, build_user_model, is_spec
 
 __all__ = ["DEFAULTS", "TrainConfig", "run"]
@@ -92,6 +92,7 @@ class TrainConfig:
     prob_bits: int | None = None       # coder parameters: default StreamConfig() (the hardware's)
     lanes: int | None = None
     ways: int | None = None
+    row_classes: int | str = 1         # up to that many tables per layer (1, 2, 4, 8, "auto"): word stream v3
     device: str = "auto"               # auto (CUDA when present), cpu, cuda, cuda:N
     resume: bool = False               # continue the run checkpointed in OUT/checkpoint
     keep_checkpoint: bool = False      # keep OUT/checkpoint after a successful run
@@ -184,6 +185,7 @@ class TrainConfig:
         c.lanes = hw.lanes if c.lanes is None else c.lanes
         c.ways = hw.ways if c.ways is None else c.ways
         StreamConfig(c.prob_bits, c.lanes, c.ways)          # raises SubbitError on bad coder parameters
+        c.row_classes = check_row_classes(c.row_classes, "--row-classes")
         if os.path.exists(c.out) and not os.path.isdir(c.out):
             raise ConfigError(f"output {c.out} exists and is not a directory")
         anc = os.path.dirname(os.path.abspath(c.out))
@@ -195,9 +197,11 @@ class TrainConfig:
         if c.resume:
             stored = read_run(c.out)
             mine = run_identity(c)
-            diff = [f"{k}: {stored['config'].get(k)!r} there, {mine['config'].get(k)!r} here"
-                    for k in sorted(set(stored["config"]) | set(mine["config"]))
-                    if stored["config"].get(k) != mine["config"].get(k)]
+            # a parameter added since the run was stored counts as its default there
+            there = dict(_ADDED, **stored["config"])
+            diff = [f"{k}: {there.get(k)!r} there, {mine['config'].get(k)!r} here"
+                    for k in sorted(set(there) | set(mine["config"]))
+                    if there.get(k) != mine["config"].get(k)]
             if diff:
                 raise CheckpointError(f"--resume {c.out}: the run was made with other parameters: {'; '.join(diff)}")
         elif os.path.isdir(ck):
@@ -208,6 +212,10 @@ class TrainConfig:
 
 #: Defaults of a run on the user's loaders (``--data``): the model is taken as trained.
 USER_DEFAULTS = dict(epochs=0, lr=0.05, qat_epochs=10, qat_lr=1e-3, evals_per_epoch=1)
+
+#: Fields added to :class:`TrainConfig` after runs were first checkpointed, with the value an
+#: earlier run had (its run.json lacks them).
+_ADDED = {"row_classes": 1}
 
 #: The fields of :class:`TrainConfig` that do not change what a run computes.
 _NOT_IDENTITY = ("out", "progress", "command", "resume", "keep_checkpoint")
@@ -282,7 +290,7 @@ def _compress(fp32, target, c: TrainConfig, data, rt, label, *, ternary=False, l
     the public API (`subbit.model.train.api`: :func:`~.api.quantize`, :func:`~.api.fit`)."""
     qn = api.quantize(copy.deepcopy(fp32), init_bits=2 if ternary else c.init_bits,
                       max_bits=2 if ternary else c.max_bits, per_channel=c.per_channel, learn_range=not ternary,
-                      stream=_stream_config(c))
+                      stream=_stream_config(c), row_classes=1 if ternary else c.row_classes)
     res = api.fit(qn, data.train, data.val, target_bits=None if ternary else target,
                   epochs=c.ternary_epochs if ternary else c.qat_epochs, lr=c.qat_lr, lr_quant=c.lr_quant,
                   weight_decay=c.weight_decay, lam0=c.lam0, gain=c.gain, ramp=c.ramp,
@@ -493,7 +501,8 @@ def run(cfg: TrainConfig, log=_log) -> dict:
             "baselines": points,
             "sweep": sweep,
             "stream": rep_s["config"],
-            "stream_version": _stream_version(),
+            "stream_version": _stream_version(g),
+            "row_classes": c.row_classes,
             "data": {"source": data.source, "sizes": data.sizes, **data.info},
             "history": hist,
             "config": {k: v for k, v in asdict(c).items() if k not in ("progress",)},
@@ -546,6 +555,7 @@ def _write(c: TrainConfig, report: dict, raw: bytes, sweep_raw: dict, points: li
         raise
 
 
-def _stream_version() -> int:
-    from ..stream import VERSION
-    return VERSION
+def _stream_version(f) -> int:
+    """The word stream version of ``f``: 3 when a layer has row classes, else 2."""
+    from ..stream import VERSION, VERSION_CLASSED
+    return VERSION_CLASSED if any(h.tables > 1 for h in f.hw) else VERSION

@@ -23,13 +23,55 @@ from torch import nn
 
 from ..compress import build_sbw
 from ..sbw import LayerMeta, SbwFile
-from ..stream import StreamConfig
+from ..stream import TABLE_CHOICES, StreamConfig
 from .errors import ConfigError
 from .models import check_state_dict
 from .quantizer import ZeroPointQuantizer
-from .rate import rate_bits
+from .rate import assign_classes, rate_bits
 
-__all__ = ["QuantNet", "rebuild", "floor_bits"]
+__all__ = ["QuantNet", "rebuild", "floor_bits", "ROW_CLASSES", "check_row_classes"]
+
+#: What ``row_classes`` (``subbit train --row-classes``) takes: at most that many frequency tables
+#: per layer, ``"auto"`` the best of 2..8 (the keys of `subbit.model.stream.TABLE_CHOICES`).
+ROW_CLASSES = (1, 2, 4, 8, "auto")
+
+#: Training rate calls between two refreshes of the row -> class assignment (:class:`QuantNet`).
+CLASS_EVERY = 10
+
+
+def check_row_classes(v, name: str = "row_classes"):
+    """``v`` as 1, 2, 4, 8 or ``"auto"`` (a string of a digit is taken as the number).
+
+    Raises
+    ------
+    ConfigError
+        Anything else, with the values it takes.
+    """
+    w = v
+    if isinstance(w, str) and w.strip().isdigit():
+        w = int(w.strip())
+    if isinstance(w, bool) or w not in ROW_CLASSES:
+        raise ConfigError(f"{name} must be 1, 2, 4, 8 or auto (at most that many frequency tables per layer, "
+                          f"auto: the best of 2..8), not {v!r}")
+    return w
+
+
+class _RowClasses(nn.Module):
+    """The row -> class assignment of every coded layer, as buffers (checkpoints hold it, so a
+    resumed run goes on with the same classes): ``classes_i`` (one class per row of layer ``i``),
+    ``class_words`` (words of each layer's class index; 0: one table) and ``calls``, the training
+    rate calls so far (the assignment is refreshed every ``every`` of them)."""
+
+    def __init__(self, rows: list[int], choice, every: int, device):
+        super().__init__()
+        self.choice, self.every = choice, every
+        for i, r in enumerate(rows):
+            self.register_buffer(f"classes_{i}", torch.zeros(r, dtype=torch.int64, device=device))
+        self.register_buffer("class_words", torch.zeros(len(rows), dtype=torch.int64, device=device))
+        self.register_buffer("calls", torch.zeros((), dtype=torch.int64, device=device))
+
+    def classes(self, i: int) -> torch.Tensor:
+        return getattr(self, f"classes_{i}")
 
 
 class QuantNet(nn.Module):
@@ -44,6 +86,13 @@ class QuantNet(nn.Module):
     init_bits, max_bits, per_channel, learn_range : see :class:`ZeroPointQuantizer`
     stream : the coder parameters (`StreamConfig`, default the hardware's) of :meth:`rate`,
         :meth:`measure` and :meth:`to_sbw`
+    row_classes : 1 (default: one frequency table per layer, word stream v2), 2, 4, 8 or
+        ``"auto"``: layers may code their rows (output channels) with up to that many tables
+        (word stream v3, `subbit.model.rowclass`, class index in fixed bits): :meth:`to_sbw` and
+        :meth:`measure` code with ``tables=row_classes``, and :meth:`rate` prices each layer with its rows' classes
+        (`subbit.model.train.rate.classed_bits`), the classes chosen from the current codes by
+        the encoder's chooser every ``class_every`` rate calls made with gradients enabled
+        (training steps)
 
     Members
     -------
@@ -51,13 +100,19 @@ class QuantNet(nn.Module):
     names : names of the coded tensors, in state_dict order
     quant : one quantizer per coded tensor (same order)
     stream : the coder parameters
+    row_classes : 1, 2, 4, 8 or ``"auto"``
+    row_class : the row -> class assignment (buffers), or None with ``row_classes=1``
     """
 
     def __init__(self, net: nn.Module, *, names=None, init_bits: int = 4, max_bits: int = 8,
-                 per_channel: bool = False, learn_range: bool = True, stream: StreamConfig | None = None):
+                 per_channel: bool = False, learn_range: bool = True, stream: StreamConfig | None = None,
+                 row_classes=1, class_every: int = CLASS_EVERY):
         super().__init__()
         self.net = net
         self.stream = stream if stream is not None else StreamConfig()
+        self.row_classes = check_row_classes(row_classes)
+        if isinstance(class_every, bool) or not isinstance(class_every, int) or class_every < 1:
+            raise ConfigError(f"class_every must be an integer >= 1, not {class_every!r}")
         sd = net.state_dict()
         params = dict(net.named_parameters())
         if names is None:
@@ -73,6 +128,11 @@ class QuantNet(nn.Module):
         self.quant = nn.ModuleList(ZeroPointQuantizer(params[k].detach(), init_bits=init_bits, max_bits=max_bits,
                                                       per_channel=per_channel, learn_range=learn_range)
                                    for k in self.names)
+        self.row_class = None
+        if self.row_classes != 1:
+            dev = params[self.names[0]].device if self.names else torch.device("cpu")
+            self.row_class = _RowClasses([int(params[k].shape[0]) for k in self.names],
+                                         TABLE_CHOICES[self.row_classes], class_every, dev)
 
     @property
     def num_weights(self) -> int:
@@ -95,14 +155,46 @@ class QuantNet(nn.Module):
     def rate(self, states: int | None = None) -> torch.Tensor:
         """Differentiable estimate of the coded size of the whole stream in bits per weight,
         headers included (`subbit.model.train.rate.rate_bits`); a 0-dim tensor on the weights'
-        device. ``states``: rANS states per layer (default ``self.stream.states``)."""
+        device. ``states``: rANS states per layer (default ``self.stream.states``). With row
+        classes each layer is priced with its rows' classes; a call with gradients enabled
+        counts as a training step, and every ``class_every``-th (the first included) chooses
+        the classes again from the current codes (:meth:`assign_classes`)."""
         w = self.latent()
+        states = self.stream.states if states is None else states
+        rc = self.row_class
+        if rc is not None and torch.is_grad_enabled():
+            if int(rc.calls) % rc.every == 0:
+                self.assign_classes(states)
+            rc.calls += 1
 
         def layers():
-            for k, q in zip(self.names, self.quant):
+            for i, (k, q) in enumerate(zip(self.names, self.quant)):
                 u = q.continuous(w[k])
-                yield u, torch.round(u.detach()).to(torch.int64), int(np.ceil(float(q.range().detach())))
-        return rate_bits(layers(), self.stream.states if states is None else states)[0]
+                codes = torch.round(u.detach()).to(torch.int64)
+                kk = int(np.ceil(float(q.range().detach())))
+                if rc is None:
+                    yield u, codes, kk
+                else:
+                    yield u, codes, kk, rc.classes(i), int(rc.class_words[i])
+        return rate_bits(layers(), states)[0]
+
+    @torch.no_grad()
+    def assign_classes(self, states: int | None = None) -> list[int]:
+        """Choose every layer's row classes from its current codes (`rate.assign_classes`: the
+        encoder's chooser); returns the number of classes of each layer (1: one table). Needs
+        ``row_classes`` other than 1."""
+        rc = self.row_class
+        if rc is None:
+            raise ConfigError("assign_classes needs a QuantNet with row_classes other than 1")
+        states = self.stream.states if states is None else states
+        w = self.latent()
+        out = []
+        for i, (k, q) in enumerate(zip(self.names, self.quant)):
+            cls, words = assign_classes(q.codes(w[k]), self.stream.prob_bits, rc.choice, states, self.stream.lanes)
+            rc.classes(i).copy_(torch.from_numpy(cls))
+            rc.class_words[i] = words
+            out.append(int(cls.max()) + 1)
+        return out
 
     def measure(self) -> float:
         """Exact size of the current codes' stream in bits per weight: every bit of the word
@@ -150,9 +242,10 @@ class QuantNet(nn.Module):
 
     def to_sbw(self, config: StreamConfig | None = None, info: dict | None = None, progress=None) -> SbwFile:
         """Entropy-code the current codes into a weight stream (side data: biases, norms);
-        ``config`` defaults to ``self.stream``."""
+        ``config`` defaults to ``self.stream``; with ``row_classes`` the encoder may give layers
+        row classes (word stream v3; it chooses them itself from the codes)."""
         return build_sbw(self.export(), self.side(), self.stream if config is None else config, info=info,
-                         progress=progress)
+                         progress=progress, tables=self.row_classes)
 
 
 def floor_bits(shapes: dict, stream: StreamConfig | None = None) -> float:

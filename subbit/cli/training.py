@@ -101,7 +101,14 @@ def train_options() -> list[tuple[str | None, list[Option]]]:
         ("weight stream", [
             decoder_option("prob_bits", default=None, default_text=f"{hw.prob_bits}, the hardware's"),
             decoder_option("lanes", default=None, default_text=f"{hw.lanes}, the hardware's"),
-            decoder_option("ways", default=None, default_text=f"{hw.ways}, the hardware's pipeline depth")]),
+            decoder_option("ways", default=None, default_text=f"{hw.ways}, the hardware's pipeline depth"),
+            option("--row-classes", default="1", metavar="T",
+                   help="up to T frequency tables per layer: 1 (default), 2, 4, 8 or auto (the best of 2..8); "
+                   "each row (output channel) is coded with the table of its class, and the rate term prices it "
+                   "so, with the classes chosen from the codes every few steps (docs/training.md). A layer keeps "
+                   "one table unless classes save words. Other than 1 gives a word stream v3 (class index in fixed "
+                   "bits), which the hardware decoder reads when built with --tables (subbit verilog --lookup "
+                   "table --tables 8)")]),
     ]
 
 
@@ -145,7 +152,8 @@ def config_from_args(args, command: str = ""):
                        gain=args.gain, ramp=args.ramp, init_bits=args.init_bits, max_bits=args.max_bits,
                        per_channel=args.per_channel, evals_per_epoch=args.evals_per_epoch, subset=args.subset,
                        seed=args.seed, threads=args.threads, prob_bits=args.prob_bits, lanes=args.lanes,
-                       ways=args.ways, device=args.device, keep_checkpoint=args.keep_checkpoint,
+                       ways=args.ways, row_classes=args.row_classes, device=args.device,
+                       keep_checkpoint=args.keep_checkpoint,
                        progress=progress, command=command)
 
 
@@ -156,7 +164,8 @@ def _resume_config(args, progress: bool):
     if args.out is not None and os.path.abspath(args.out) != os.path.abspath(args.resume):
         raise ConfigError(f"--resume {args.resume} continues the run in {args.resume}: --out {args.out} differs")
     c = config_from_run(args.resume, progress=progress, keep_checkpoint=args.keep_checkpoint)
-    rename = {"sweep": lambda v: _floats(v)}
+    from subbit.model.train.qnet import check_row_classes
+    rename = {"sweep": lambda v: _floats(v), "row_classes": lambda v: check_row_classes(v, "--row-classes")}
     for a in _options():
         if a.dest in _FREE:
             continue
@@ -175,20 +184,30 @@ def _resume_config(args, progress: bool):
 def summary(rep: dict) -> str:
     """A short human-readable summary of a training report."""
     from subbit.model.report import LEGEND
-    rows = [("layer", "shape", "bits", "levels", "zero%", "entropy", "payload", "header bits", "total")]
+    classed = any(L.get("tables", 1) > 1 for L in rep["layers"])
+    rows = [("layer", "shape", "bits", "levels") + (("T",) if classed else ()) +
+            ("zero%", "entropy", "payload", "header bits", "total")]
     for L in rep["layers"]:
-        rows.append((L["name"], "x".join(map(str, L["shape"])), str(L["bits"]), str(L["levels"]),
-                     f"{100 * L['zero_fraction']:.1f}", f"{L['entropy_bits_per_weight']:.3f}",
+        rows.append((L["name"], "x".join(map(str, L["shape"])), str(L["bits"]), str(L["levels"]))
+                    + ((str(L.get("tables", 1)),) if classed else ()) +
+                    (f"{100 * L['zero_fraction']:.1f}", f"{L['entropy_bits_per_weight']:.3f}",
                      f"{L.get('payload_bits_per_weight', L.get('coded_bits_per_weight', 0.0)):.3f}", str(L["header_bits"]),
                      f"{L['total_bits_per_weight']:.3f}"))
+        for t, k in enumerate(L.get("classes", [])):
+            rows.append((f"  class {t}", f"{k['rows']} rows, {k['weights']} w", "", "", "",
+                         f"{100 * k['zero_fraction']:.1f}", "", f"{k['bits_per_weight']:.3f}", "", ""))
     w = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w[i]) if i < 2 else c.rjust(w[i]) for i, c in enumerate(r)) for r in rows]
     lines.insert(1, "-" * len(lines[0]))
-    lines.append(f"({LEGEND})")
+    lines.append(f"({LEGEND}" + ("; T = frequency tables of a row-classed layer (--row-classes, word stream v3), "
+                                 "its classes below it: rows, weights (w), zeros and the code length of their "
+                                 "weights under their table" if classed else "") + ")")
     lines.append("")
     lines.append(f"{rep['dataset']} / {rep['model']}: {rep['weights']} weights, stream {rep['stream_bits']} bits = "
                  f"{rep['bits_per_weight']:.4f} bits/weight (entropy {rep['entropy_bits_per_weight']:.4f}; "
-                 f"{rep['compression_vs_fp32']:.0f}x smaller than fp32), budget {rep['target_bits']:g} "
+                 f"{rep['compression_vs_fp32']:.0f}x smaller than fp32"
+                 f"{'; word stream v3, row classes' if rep.get('stream_version') == 3 else ''}), "
+                 f"budget {rep['target_bits']:g} "
                  f"{'met' if rep['budget_met'] else 'NOT met'}")
     lines.append(f"test accuracy: fp32 {100 * rep['baseline_accuracy']:.2f}%, decoded stream "
                  f"{100 * rep['accuracy']:.2f}% (drop {100 * rep['accuracy_drop']:.2f} points; "
