@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -39,7 +39,7 @@ class ClassSelect(wiring.Component):
     next row's for the others, read from a two-word window ``w0, w1`` at bit offset ``o``. When
     a beat ends a row, ``cur`` takes the next class and the window moves on by a class; when it
     moves past ``w0``, ``w1`` takes the memory word read ahead (at most one word every five
-    rows, so a read issued at the previous move is always there).
+    rows, so a read issued at the previous move is always there, registered).
 
     Checks (``error``, for a clock): a lane with weights uses a class ``> top``; at a layer's
     last beat the rows do not end with it (the row length does not divide the count), or the
@@ -59,7 +59,7 @@ class ClassSelect(wiring.Component):
         table's address) and for the beats in R1 and R2 (the f/c read's address, synchronous or
         not). 0 in a layer without row classes.
     error : Out(1)
-        ``BAD_CLASS``: a class out of range a clock after its beat is issued; the end-of-layer
+        ``BAD_CLASS``: a class out of range two clocks after its beat is issued; the end-of-layer
         checks two clocks after the layer's last beat is issued.
 
     Latency: the tables of an issued beat a clock later (with the beat entering R0).
@@ -86,31 +86,64 @@ class ClassSelect(wiring.Component):
         m = Module()
         p = self.p
         K, tb, W = p.lanes, p.table_bits, p.class_words
+        kb = K.bit_length() - 1
         aw = (W - 1).bit_length()
         fields, word, issue = self.fields, self.word, self.issue
 
-        # ---- per bank: the fields and the first two class words -----------------------------
         def banked(name, shape):
             return Array(Signal(shape, name=f"{name}{b}") for b in range(2))
+
+        def cls_mask(nbits):
+            return Mux(nbits == 3, 7, Mux(nbits == 2, 3, 1))[:tb]
+
+        def flags(a2):
+            """(a2 < 0: the next beat ends its row, and per lane j: a2 >= j - K, it is still in the
+            row) for ``a2`` = L - K - 1, L the weights left in the row (L >= 1, so a2 >= -K): the
+            sign bit, and a few low bits (no zero test after the adder)."""
+            neg, low = a2[32], a2[:kb + 1].as_signed()
+            return neg, Cat(*[~neg | (low >= j - K) for j in range(K)])
+
+        # ---- per bank: the fields, the first two class words, and the state after a first beat --
+        # Timing: everything a layer's first beat needs, and the state after it, is a register per
+        # bank, chosen by `nb` (the bank the next layer starts in: layers alternate); the issued
+        # beat's `first` only selects, at the registers' inputs, between those and the running
+        # layer's next state (made from registers alone).
         classed, top, bits = banked("classed", 1), banked("top", tb), banked("bits", 2)
-        row_length, nwords = banked("row_length", 32), banked("class_words", range(W + 1))
+        rlk, le0 = banked("rlk", signed(33)), banked("rl_le_k", 1)       # row length - K, rl <= K
+        a_f = banked("a_first", signed(33))        # rl - K - 1: `a` at a layer's first beat
+        a2f, ends2f, use2f = banked("a2_first", signed(33)), banked("ends2_first", 1), banked("use2_first", K)
+        nwords = banked("class_words", range(W + 1))
         head0, head1 = banked("head0_", 16), banked("head1_", 16)
+        cur_f, cur2f = banked("cur_first", tb), banked("cur2_first", tb)  # classes of rows 0 and (rl <= K) 1
         with m.If(fields.we):
-            m.d.sync += [classed[fields.bank].eq(fields.classed), top[fields.bank].eq(fields.top),
-                         bits[fields.bank].eq(fields.bits), row_length[fields.bank].eq(fields.row_length),
-                         nwords[fields.bank].eq(fields.words)]
+            rl, b = fields.row_length, fields.bank
+            m.d.sync += [classed[b].eq(fields.classed), top[b].eq(fields.top), bits[b].eq(fields.bits),
+                         rlk[b].eq(rl - K), a_f[b].eq(rl - (K + 1)), le0[b].eq(le_const(rl, K)),
+                         nwords[b].eq(fields.words),
+                         # L - K - 1 after the first beat: rl - 2K - 1, or 2 rl - 2K - 1 when it ends row 0
+                         a2f[b].eq(Mux(le_const(rl, K), 2 * rl - 2 * K - 1, rl - 2 * K - 1))]
+        for b in range(2):                          # the flags a clock after the bank's fields
+            e, u = flags(a2f[b])
+            m.d.sync += [ends2f[b].eq(e), use2f[b].eq(u)]
         m.submodules.mem = mem = Memory(shape=16, depth=2 * W, init=[])
         wp = mem.write_port()
         m.d.comb += [wp.addr.eq(Cat(word.index, word.bank)), wp.data.eq(word.data), wp.en.eq(word.we)]
+        wb = word.bank
         with m.If(word.we & (word.index == 0)):
-            m.d.sync += head0[word.bank].eq(word.data)
+            c0 = word.data[:tb] & cls_mask(bits[wb])
+            c1 = (word.data >> bits[wb])[:tb] & cls_mask(bits[wb])
+            m.d.sync += [head0[wb].eq(word.data), cur_f[wb].eq(c0), cur2f[wb].eq(Mux(le0[wb], c1, c0))]
         with m.If(word.we & (word.index == 1)):
-            m.d.sync += head1[word.bank].eq(word.data)
+            m.d.sync += head1[wb].eq(word.data)
 
         # ---- the running layer ---------------------------------------------------------------
-        r_classed, r_top, r_bits = Signal(), Signal(tb), Signal(2)
-        r_rl, r_words = Signal(32), Signal(range(W + 1))
-        left = Signal(32)                          # weights of the current row from the next beat on
+        # `a` = L - K - 1 for the weights L left in the current row at the next beat (rows are at
+        # least K long, so a >= -K), with its flags as registers: `ends` (a < 0: the beat ends the
+        # row) and `use_cur[j]` (L > j: lane j is still in the row).
+        nb = Signal()                              # the bank the next layer starts in
+        r_classed, r_top, r_bits, r_words = Signal(), Signal(tb), Signal(2), Signal(range(W + 1))
+        r_rlk = Signal(signed(33))
+        a, ends, use_cur = Signal(signed(33)), Signal(), Signal(K)
         cur = Signal(tb)                           # the current row's class
         w0, w1 = Signal(16), Signal(16)            # the class words around the next row's class
         o = Signal(4)                              # its bit offset in w0
@@ -119,59 +152,63 @@ class ClassSelect(wiring.Component):
         raddr = Signal(aw + 1)                     # the word read ahead (w0's index + 2)
         rp = mem.read_port()
         m.d.comb += rp.addr.eq(Cat(raddr[:aw], rbank))
+        # the word read ahead, registered (a block RAM's output is slow): the window moves past a
+        # word at most every fifth row (a class is at most 3 bits), a row is at least a beat, and
+        # the address changes only when the window moves, so it is there long before it is used
+        ahead = Signal(16)
+        m.d.sync += ahead.eq(rp.data)
 
-        first, b_ = issue.first, issue.bank
-        s_classed = Mux(first, classed[b_], r_classed)
-        s_top = Mux(first, top[b_], r_top)
-        s_bits = Mux(first, bits[b_], r_bits)
-        s_rl = Mux(first, row_length[b_], r_rl)
-        s_words = Mux(first, nwords[b_], r_words)
-        s_left = Mux(first, row_length[b_], left)
-        h0 = head0[b_]
-        mask = Mux(s_bits == 3, 7, Mux(s_bits == 2, 3, 1))[:tb]
-        s_cur = Mux(first, h0[:tb] & mask, cur)
-        s_w0 = Mux(first, h0, w0)
-        s_w1 = Mux(first, head1[b_], w1)
-        s_o = Mux(first, s_bits, o)                 # the first beat: row 0's class taken from h0
-        s_wi = Mux(first, 0, wi)
-        s_raddr = Mux(first, 2, raddr)
-        nxt = (Cat(s_w0, s_w1) >> s_o)[:tb] & mask   # the next row's class
+        nxt = (Cat(w0, w1) >> o)[:tb] & cls_mask(r_bits)     # the next row's class
+        run_tab = Cat(*[Mux(r_classed & use_cur[j], cur, Mux(r_classed, nxt, 0))[:tb] for j in range(K)])
+        first_tab = Cat(*[Mux(classed[nb], cur_f[nb], 0)] * K)      # a layer's first beat is in row 0
+        first = issue.first
+        # the running layer's next state: the row goes on (a - K) or the next row starts
+        # (a + rl - K), the window moving on by a class (`a` is L - K - 1 with L the row's weights left)
+        a2 = Signal(signed(33))
+        m.d.comb += a2.eq(a + Mux(ends, r_rlk, -K))
+        ends2, use2 = flags(a2)
+        o2 = o + r_bits                             # 0..18
+        moves = ends & o2[4]                        # past w0
 
-        # each lane's table: its row is the current one for the first `left` lanes
-        n = issue.count
-        tab = [Mux(s_classed & ~(le_const(s_left, j)), s_cur, Mux(s_classed, nxt, 0))[:tb] for j in range(K)]
-        bad = Cat(*[(j < n) & (tab[j] > s_top) for j in range(K)]).any() if tb else Const(0)
-
-        # the state after the beat: the row goes on, or the next row starts (the window moves)
-        ends_row = s_left <= n
-        o2 = s_o + s_bits                           # 0..18
-        moves = o2[4]                               # past w0
-        a_o = Mux(ends_row, o2[:4], s_o)
-        # w0's index saturates past the memory (then no class index length matches it)
-        a_wi = Mux(ends_row & moves & (s_wi != W + 1), s_wi + 1, s_wi)
-        a_w0 = Mux(ends_row & moves, s_w1, s_w0)
         tab_r = Signal(data.ArrayLayout(tb, K))
-        err_r = Signal()
-        # the end-of-layer checks (registered first): the last beat must end the last row, and the
+        n_r, top_r, classed_r = Signal(range(K + 1)), Signal(tb), Signal()
+        # the end-of-layer checks, on registers: the last beat must end the last row, and the
         # window before it points just after the last row's class (a valid last beat lies within
         # the last row: rows are at least a beat long)
-        end_v, end_o, end_wi, end_w, end_words, end_rows = (Signal(), Signal(4), Signal(range(W + 2)),
-                                                            Signal(16), Signal(range(W + 1)), Signal())
-        m.d.sync += [end_v.eq(0), err_r.eq(0)]
+        end_v, end_a, end_n, end_o, end_wi, end_w, end_words = (
+            Signal(), Signal(signed(33)), Signal(range(K + 1)), Signal(4), Signal(range(W + 2)), Signal(16),
+            Signal(range(W + 1)))
+        valid_r = Signal()
+        m.d.sync += [end_v.eq(0), valid_r.eq(0)]
         with m.If(self.en & issue.valid):
-            m.d.sync += [tab_r.eq(Cat(*tab)), err_r.eq(s_classed & bad),
-                         r_classed.eq(s_classed), r_top.eq(s_top), r_bits.eq(s_bits), r_rl.eq(s_rl),
-                         r_words.eq(s_words),
-                         left.eq(Mux(ends_row, s_left + s_rl, s_left)[:32] - n), cur.eq(Mux(ends_row, nxt, s_cur)),
-                         o.eq(a_o), wi.eq(a_wi), w0.eq(a_w0), w1.eq(Mux(ends_row & moves, rp.data, s_w1)),
-                         raddr.eq(Mux(ends_row & moves, s_raddr + 1, s_raddr)), rbank.eq(b_),
-                         end_v.eq(issue.last & s_classed), end_o.eq(s_o), end_wi.eq(s_wi), end_w.eq(s_w0),
-                         end_words.eq(s_words), end_rows.eq(s_left == n)]
-        # after the last row: ceil(bits / 16) words, the bits above the last class zero
+            m.d.sync += [tab_r.eq(Mux(first, first_tab, run_tab)), valid_r.eq(1), n_r.eq(issue.count),
+                         top_r.eq(Mux(first, top[nb], r_top)), classed_r.eq(Mux(first, classed[nb], r_classed)),
+                         a.eq(Mux(first, a2f[nb], a2)), ends.eq(Mux(first, ends2f[nb], ends2)),
+                         use_cur.eq(Mux(first, use2f[nb], use2)),
+                         cur.eq(Mux(first, cur2f[nb], Mux(ends, nxt, cur))),
+                         o.eq(Mux(first, Mux(le0[nb], bits[nb] << 1, bits[nb]), Mux(ends, o2[:4], o))),
+                         # w0's index saturates past the memory (then no class index length matches it)
+                         wi.eq(Mux(first, 0, Mux(moves & (wi != W + 1), wi + 1, wi))),
+                         w0.eq(Mux(first, head0[nb], Mux(moves, w1, w0))),
+                         w1.eq(Mux(first, head1[nb], Mux(moves, ahead, w1))),
+                         raddr.eq(Mux(first, 2, Mux(moves, raddr + 1, raddr))),
+                         end_v.eq(issue.last & Mux(first, classed[nb], r_classed)),
+                         end_a.eq(Mux(first, a_f[nb], a)), end_n.eq(issue.count),
+                         end_o.eq(Mux(first, bits[nb], o)), end_wi.eq(Mux(first, 0, wi)),
+                         end_w.eq(Mux(first, head0[nb], w0)), end_words.eq(Mux(first, nwords[nb], r_words))]
+            with m.If(first):
+                m.d.sync += [nb.eq(~nb), rbank.eq(nb), r_classed.eq(classed[nb]), r_top.eq(top[nb]),
+                             r_bits.eq(bits[nb]), r_rlk.eq(rlk[nb]), r_words.eq(nwords[nb])]
+        # a class out of range in a lane with a weight (checked on the registered tables)
+        bad = Cat(*[(j < n_r) & (tab_r[j] > top_r) for j in range(K)]).any()
+        err_r = Signal()
+        m.d.sync += err_r.eq(valid_r & classed_r & bad)
+        # after the last row: L = count of the last beat, and ceil(bits / 16) words with the bits
+        # above the last class zero
         used = end_wi + (end_o != 0)
         unused_zero = Mux(end_o == 0, 1, (end_w >> end_o) == 0)
         end_bad = Signal()
-        m.d.sync += end_bad.eq(end_v & (~end_rows | (used != end_words) | ~unused_zero))
+        m.d.sync += end_bad.eq(end_v & ((end_a + (K + 1) != end_n) | (used != end_words) | ~unused_zero))
         m.d.comb += self.error.eq(err_r | end_bad)
 
         # the tables along the ring: entering (the issued beat registered), R0, R1, R2

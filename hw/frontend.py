@@ -209,6 +209,130 @@ class TableLoader(wiring.Component):
         return m
 
 
+class StateLoader(wiring.Component):
+    """A layer's initial states as the parser takes them: each 32-bit state from its low and high
+    words, addressed to its lane and way (lane first: state ``j`` goes to lane ``j mod K``, way
+    ``j div K``).
+
+    Members
+    -------
+    restart : In(1)
+        The layer's states start: lane 0, way 0 from the next clock.
+    word : In(16); odd : In(1)
+        The state word the parser holds, and whether an odd number of the section's words is
+        left (then it is a high half).
+    take : In(1)
+        ``word`` is taken: a low half is kept, a high half completes a state.
+    beat : In(32); aligned : In(1); take_pair : In(1)
+        32-bit bus: the beat; it holds a whole state (``aligned``: its low half first) or the
+        high half of one and the low half of the next; ``take_pair``: both words are taken (a
+        state is completed either way).
+    write : Out(StructLayout({"we": 1, "lane": ..., "way": ..., "x": 32}))
+        The state completed this clock (``we``), its lane and way.
+
+    Latency: combinational write; the lane, way and the kept low half follow a clock later.
+    Throughput: a state word a clock (16-bit bus), a beat a clock (32-bit). No backpressure.
+    """
+
+    def __init__(self, params: DecoderParams):
+        self.p = p = params
+        wide = p.word_width == 32
+        lane = {"lane": range(p.lanes)} if p.lanes > 1 else {}
+        super().__init__({
+            "restart": In(1), "word": In(16), "odd": In(1), "take": In(1),
+            **({"beat": In(32), "aligned": In(1), "take_pair": In(1)} if wide else {}),
+            "write": Out(data.StructLayout({"we": 1, **lane, "way": range(p.ways), "x": 32})),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.p
+        K, wide = p.lanes, p.word_width == 32
+        lo = Signal(16)                        # low half of a state
+        lane = Signal(range(K)) if K > 1 else None   # one lane: no lane counter
+        way = Signal(range(p.ways))
+        w = self.write
+        pair = self.take_pair if wide else Const(0)
+        m.d.comb += [w.we.eq(pair | (self.take & self.odd)), w.way.eq(way), *([w.lane.eq(lane)] if K > 1 else []),
+                     w.x.eq(Mux(self.aligned, self.beat, Cat(lo, self.word)) if wide else Cat(lo, self.word))]
+        if wide:
+            with m.If(pair):
+                m.d.sync += lo.eq(self.beat[16:])
+        with m.If(self.take):
+            m.d.sync += lo.eq(self.word)
+        with m.If(w.we):
+            if K == 1:
+                m.d.sync += way.eq(way + 1)
+            else:
+                m.d.sync += lane.eq(lane + 1)
+                with m.If(lane == K - 1):
+                    m.d.sync += [lane.eq(0), way.eq(way + 1)]
+        with m.If(self.restart):
+            m.d.sync += [way.eq(0), *([lane.eq(0)] if K > 1 else [])]
+        return m
+
+
+class PayloadPush(wiring.Component):
+    """A layer's payload words from the input beats into the payload path, counted down from the
+    layer's ``npay``.
+
+    Members
+    -------
+    beat : In(ArrayLayout(16, words_per_beat)); valid : In(1)
+        The input beat and its ``valid``.
+    active : In(1)
+        The parser is in the layer's payload: push the beat.
+    start : In(1); npay : In(32)
+        The layer's payload follows (its word count, loaded for the next clock).
+    mark : In(1)
+        Push an empty beat with ``end``: the end of a layer without payload.
+    bank : In(1)
+        The layer's bank (the pushed beats' ``tag``).
+    push : Out(stream.Signature(payload_layout(words_per_beat)))
+    take : Out(1)
+        The beat is pushed this clock (the parser consumes it).
+    last : Out(1)
+        The beat is the payload's last (a register: ``rem <= words_per_beat``).
+    second : Out(1)
+        32-bit bus: the beat's second word is a payload word too (not the payload's pad or
+        check word).
+
+    Latency: the beat goes to ``push`` the clock it is valid. Throughput: a beat a clock.
+    Backpressure: ``push.ready`` low holds the beat (``take`` low).
+    """
+
+    def __init__(self, params: DecoderParams):
+        self.p = p = params
+        wpb = p.words_per_beat
+        super().__init__({
+            "beat": In(data.ArrayLayout(16, wpb)), "valid": In(1), "active": In(1), "start": In(1),
+            "npay": In(32), "mark": In(1), "bank": In(1),
+            "push": Out(stream.Signature(payload_layout(wpb))),
+            "take": Out(1), "last": Out(1), "second": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        wpb = self.p.words_per_beat
+        rem = Signal(32)                       # payload words left to push
+        pay_last = Signal()                    # rem <= words per beat
+        push = self.push
+        n = Mux(pay_last, rem[:2], wpb) if wpb == 2 else Const(1)
+        m.d.comb += [self.second.eq(n == 2), self.last.eq(pay_last), push.payload.tag.eq(self.bank),
+                     self.take.eq(self.active & self.valid & push.ready)]
+        with m.If(self.mark):
+            m.d.comb += [push.valid.eq(1), push.payload.end.eq(1)]
+        with m.If(self.active):
+            m.d.comb += [push.valid.eq(self.valid), push.payload.n.eq(n), push.payload.end.eq(pay_last),
+                         *[push.payload.data[k].eq(self.beat[k]) for k in range(wpb)]]
+        with m.If(self.take):
+            # unless this is the last beat, n == wpb: compare before subtracting
+            m.d.sync += [rem.eq(rem - n), pay_last.eq(le_const(rem, 2 * wpb))]
+        with m.If(self.start):
+            m.d.sync += [rem.eq(self.npay), pay_last.eq(self.npay <= wpb)]
+        return m
+
+
 class Frontend(wiring.Component):
     """Parses a v2 word stream (``docs/stream-format.md``) into the layer banks and the payload path;
     with ``tables > 1`` also v3 streams (row-classed layers: class fields, ``T`` tables, the class
@@ -338,11 +462,15 @@ class Frontend(wiring.Component):
         m.submodules.table = table = TableLoader(p)
         room = table.room
         m.d.comb += table.word.eq(word)
-        lo = Signal(16)                        # low half of a state
-        lane = Signal(range(K)) if K > 1 else None   # one lane: no lane counter
-        way = Signal(range(D))
-        rem = Signal(32)                       # payload words left to push
-        pay_last = Signal()                    # rem <= words per beat
+        # the initial states' assembly and addresses, and the payload's push
+        m.submodules.states = states = StateLoader(p)
+        m.d.comb += [states.word.eq(word), states.odd.eq(left[0])]
+        if wide:
+            m.d.comb += [states.beat.eq(beat.data), states.aligned.eq(~half & ~left[0])]
+        m.submodules.payload = pay = PayloadPush(p)
+        m.d.comb += [pay.beat.eq(beat.data), pay.valid.eq(self.i.valid), pay.npay.eq(npay), pay.bank.eq(bank)]
+        wiring.connect(m, pay.push, wiring.flipped(self.push))
+        pay_last = pay.last
         if classed:                            # row classes (stream v3)
             v3 = Signal()                      # the stream is version 3
             lclassed = Signal()                # the layer has T > 1 tables
@@ -467,10 +595,8 @@ class Frontend(wiring.Component):
                     fields.bank.eq(bank), fields.count.eq(count), fields.base.eq(base),
                     freq.bank.eq(bank), freq.index.eq(table.index), freq.f.eq(word), freq.c.eq(table.c),
                     freq.full.eq(room == 0),     # c = 2**M: a trailing symbol of frequency 0
-                    state.bank.eq(bank), *([state.lane.eq(lane)] if K > 1 else []), state.way.eq(way),
-                    # a 32-bit beat holding a whole state (its low half first) is written at once
-                    state.x.eq(Mux(~half & ~left[0], Cat(word_lo, word_hi), Cat(lo, word))
-                                    if wide else Cat(lo, word))]
+                    state.bank.eq(bank), *([state.lane.eq(states.write.lane)] if K > 1 else []),
+                    state.way.eq(states.write.way), state.x.eq(states.write.x), state.we.eq(states.write.we)]
         if classed:
             data_out += [freq.table.eq(tix), cfields.bank.eq(bank), cfields.classed.eq(lclassed),
                          cfields.top.eq(ntop), cfields.bits.eq(cbits), cfields.row_length.eq(row_len),
@@ -562,8 +688,9 @@ class Frontend(wiring.Component):
                 with m.Elif(w[:nb] > S):
                     fail(ErrorCode.UNSUPPORTED)
                 with m.If(v3):
-                    with m.If(ext > p.tables - 1):
-                        fail(ErrorCode.UNSUPPORTED)        # more tables than the decoder holds
+                    if p.tables < 8:                       # (a 3-bit field: 8 tables always fit)
+                        with m.If(ext > p.tables - 1):
+                            fail(ErrorCode.UNSUPPORTED)    # more tables than the decoder holds
                     with m.If(code[1] | ((ext == 0) & code[0])):
                         fail(ErrorCode.BAD_CLASS)          # an unknown coding, or a coding without classes
                     with m.If((ext != 0) & (code == 1)):
@@ -636,7 +763,7 @@ class Frontend(wiring.Component):
                     pad_or_check()
 
             def tables_done():
-                m.d.sync += [way.eq(0), *([lane.eq(0)] if K > 1 else [])]
+                m.d.comb += states.restart.eq(1)
                 load(nstates2)
                 with m.If(~ns_zero):
                     m.next = "STATES"
@@ -719,15 +846,6 @@ class Frontend(wiring.Component):
                                 tables_done()
                 drain_on_error()
 
-            def next_state():
-                m.d.comb += state.we.eq(1)
-                if K == 1:
-                    m.d.sync += way.eq(way + 1)
-                else:
-                    m.d.sync += lane.eq(lane + 1)
-                    with m.If(lane == K - 1):
-                        m.d.sync += [lane.eq(0), way.eq(way + 1)]
-
             def states_done():
                 after_states()
 
@@ -739,16 +857,16 @@ class Frontend(wiring.Component):
                 with m.If(v & pair):
                     m.d.comb += self.i.ready.eq(1)
                     step2()
-                    m.d.sync += [chk.eq(chk + word_lo + word_hi), lo.eq(word_hi)]
-                    next_state()
+                    m.d.sync += chk.eq(chk + word_lo + word_hi)
+                    if wide:
+                        m.d.comb += states.take_pair.eq(1)
                     with m.If(last2):
                         states_done()
                 with m.Elif(v):
                     take()
                     step()
-                    m.d.sync += [chk.eq(chk + word), lo.eq(word)]
-                    with m.If(left[0]):                 # odd number of words left: a high half
-                        next_state()
+                    m.d.sync += chk.eq(chk + word)
+                    m.d.comb += states.take.eq(1)       # a high half (odd words left) completes a state
                     with m.If(lastw):
                         states_done()
                 drain_on_error()
@@ -759,7 +877,8 @@ class Frontend(wiring.Component):
                 with m.If(w != total):
                     fail(ErrorCode.HEADER_CHECK)
                 m.d.comb += ready.we.eq(few)
-                m.d.sync += [rem.eq(npay), pay_last.eq(npay <= wpb), chk.eq(fmt.CHECK_SEED)]
+                m.d.sync += chk.eq(fmt.CHECK_SEED)
+                m.d.comb += pay.start.eq(1)
                 with m.If(npay_zero):
                     m.next = "MARK"
                 with m.Else():
@@ -778,7 +897,7 @@ class Frontend(wiring.Component):
                 drain_on_error()
 
             with m.State("MARK"):                  # end-of-payload marker of an empty payload
-                m.d.comb += [self.push.valid.eq(1), self.push.payload.end.eq(1), self.push.payload.tag.eq(bank)]
+                m.d.comb += pay.mark.eq(1)
                 with m.If(self.push.ready):
                     m.next = "PCHK" if wide else "PPAD"
                 drain_on_error()
@@ -791,17 +910,11 @@ class Frontend(wiring.Component):
                 next_layer()
 
             with m.State("PAY"):
-                n = Mux(pay_last, rem[:2], wpb) if wide else Const(1)
-                m.d.comb += [self.push.valid.eq(v), self.push.payload.n.eq(n),
-                             self.push.payload.end.eq(pay_last), self.push.payload.tag.eq(bank)]
-                for k in range(wpb):
-                    m.d.comb += self.push.payload.data[k].eq(beat.data[16 * k:16 * k + 16])
-                with m.If(v & self.push.ready):
+                m.d.comb += pay.active.eq(1)
+                with m.If(pay.take):
                     m.d.comb += self.i.ready.eq(1)
-                    # unless this is the last beat, n == wpb: compare before subtracting
-                    m.d.sync += [rem.eq(rem - n), pay_last.eq(le_const(rem, 2 * wpb))]
                     if wide:
-                        m.d.sync += chk.eq(chk + word_lo + Mux(n[1], word_hi, 0))
+                        m.d.sync += chk.eq(chk + word_lo + Mux(pay.second, word_hi, 0))
                         with m.If(pay_last):
                             with m.If(npay[0]):         # [last payload word, check word]
                                 payload_check(chk + word_lo)

@@ -10,7 +10,8 @@ from subbit.hw.params import DecoderParams
 from subbit.hw.verilog import TOP, generate_params
 
 # `subbit verilog`'s default, every K, both lookups, the ECP5 multiplier (linted against yosys's
-# MULT18X18D declaration), a 32-bit bus, one symbol and 255, no prefetch, both windows and f/c reads
+# MULT18X18D declaration), a 32-bit bus, one symbol and 255, no prefetch, both windows and f/c reads,
+# row classes
 CONFIGS = {
     "K1": dict(lanes=1),
     "K1-ecp5-mul": dict(lanes=1, multiplier="ecp5"),
@@ -19,6 +20,9 @@ CONFIGS = {
     "K2-M14-S255-table": dict(lanes=2, prob_bits=14, max_symbols=255, lookup="table"),
     "K4-M10-w32-shift-sync": dict(lanes=4, prob_bits=10, word_width=32, window="shift", fc_read="sync"),
     "K8-ring": dict(lanes=8, ways=8, window="ring"),
+    # row classes: the comparators and the slot table, 2 and 8 tables
+    "K1-T8": dict(lanes=1, tables=8),
+    "K4-w32-T2-table": dict(lanes=4, word_width=32, tables=2, lookup="table", ways=7),
 }
 
 
