@@ -772,3 +772,189 @@ def test_table_loader_walks_a_table_and_fills_every_slot_once(lookup, prob_bits,
             assert owner == expect
 
     simulate(dut, bench)
+
+
+@pytest.mark.parametrize("lanes,word_width", [(1, 16), (4, 16), (2, 32)])
+def test_state_loader_assembles_and_addresses_every_state(lanes, word_width):
+    """The states of a section fed as the parser feeds them (a word a clock; on a 32-bit bus pairs
+    of words, the section starting in either half): each state is written once, whole, to lane
+    j mod K and way j div K."""
+    from subbit.hw.frontend import StateLoader
+    p = DecoderParams(lanes=lanes, word_width=word_width, ways=7)
+    dut = StateLoader(p)
+    rng = random.Random(lanes + word_width)
+
+    async def bench(ctx):
+        for offset in ((0, 1) if word_width == 32 else (0,)):
+            n = rng.randint(1, p.states)                 # a layer has at most lanes x ways states
+            xs = [rng.randrange(1 << 16, 1 << 32) for _ in range(n)]
+            words = [w for x in xs for w in (x & 0xFFFF, x >> 16)]
+            ctx.set(dut.restart, 1)
+            await ctx.tick()
+            ctx.set(dut.restart, 0)
+            got, k = [], 0
+            while k < len(words):
+                left = len(words) - k
+                pair = word_width == 32 and (k + offset) % 2 == 0 and left >= 2
+                ctx.set(dut.odd, left % 2)
+                if pair:
+                    ctx.set(dut.beat, words[k] | words[k + 1] << 16)
+                    ctx.set(dut.aligned, left % 2 == 0)
+                    ctx.set(dut.word, words[k])
+                    ctx.set(dut.take_pair, 1)
+                    k += 2
+                else:
+                    ctx.set(dut.word, words[k])
+                    if word_width == 32:
+                        ctx.set(dut.aligned, 0)
+                    ctx.set(dut.take, 1)
+                    k += 1
+                w = ctx.get(dut.write)
+                if w.we:
+                    got.append((int(w.lane) if lanes > 1 else 0, int(w.way), int(w.x)))
+                await ctx.tick()
+                ctx.set(dut.take, 0)
+                if word_width == 32:
+                    ctx.set(dut.take_pair, 0)
+            assert got == [(j % lanes, j // lanes, x) for j, x in enumerate(xs)]
+
+    simulate(dut, bench)
+
+
+@pytest.mark.parametrize("word_width", [16, 32])
+def test_payload_push_counts_the_payload_down_under_backpressure(word_width):
+    """A layer's payload of n words goes out whole, in beats of words_per_beat words (the last with
+    the rest and `end`), held while `push.ready` is low; an empty payload is one marker beat."""
+    from subbit.hw.frontend import PayloadPush
+    p = DecoderParams(word_width=word_width)
+    wpb = p.words_per_beat
+    dut = PayloadPush(p)
+    rng = random.Random(word_width)
+
+    async def bench(ctx):
+        for npay in (1, 2, 3, 7, 8, 33):
+            ctx.set(dut.npay, npay)
+            ctx.set(dut.bank, npay & 1)
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            ctx.set(dut.active, 1)
+            words, out, beats = list(range(100, 100 + npay)), [], 0
+            while True:
+                k = beats * wpb
+                ctx.set(dut.beat, words[k:k + wpb] + [0] * (wpb - len(words[k:k + wpb])))
+                ctx.set(dut.valid, rng.random() < 0.8)
+                ctx.set(dut.push.ready, rng.random() < 0.7)
+                await ctx.delay(1e-9)
+                if ctx.get(dut.take):
+                    pl = ctx.get(dut.push.payload)
+                    assert ctx.get(dut.push.valid) and pl.tag == npay & 1
+                    out += [int(pl.data[i]) for i in range(pl.n)]
+                    beats += 1
+                    if word_width == 32:
+                        assert ctx.get(dut.second) == (pl.n == 2)
+                    if pl.end:
+                        assert ctx.get(dut.last)
+                        await ctx.tick()
+                        break
+                await ctx.tick()
+            ctx.set(dut.active, 0)
+            assert out == words and beats == -(-npay // wpb)
+        ctx.set(dut.mark, 1)
+        await ctx.delay(1e-9)
+        pl = ctx.get(dut.push.payload)
+        assert ctx.get(dut.push.valid) and pl.end and pl.n == 0
+
+    simulate(dut, bench)
+
+
+@pytest.mark.parametrize("lanes,tables,row_length", [(1, 8, 3), (4, 4, 4), (4, 2, 9), (8, 8, 8), (2, 4, 37)])
+def test_class_select_gives_every_lane_its_rows_table(lanes, tables, row_length):
+    """Two layers (two banks) of random classes issued beat after beat with random stalls, the second
+    starting right after the first: every weight's table is its row's class, with the beat entering
+    R0 and two clocks later in R2; a layer with a class out of range and one whose rows do not end
+    with it raise `error`."""
+    from subbit.hw.classes import ClassSelect
+    from subbit.model import rowclass
+    p = DecoderParams(lanes=lanes, lookup="table", tables=tables, class_words=64)
+    dut = ClassSelect(p)
+    rng = np.random.default_rng(lanes * tables + row_length)
+    T = tables if tables < 8 else 5                 # 5 tables in a T=8 decoder: classes 5..7 out of range
+
+    def layer(rows, bad=False):
+        cls = rng.integers(0, T, rows)
+        idx = rowclass.encode_class_index(cls, T, 12, codings=(rowclass.FIXED,))[1]
+        if bad:
+            b = rowclass.class_bits(T)
+            idx = idx.copy()
+            idx[0] |= ((1 << b) - 1) << b          # row 1's class: all ones (>= T unless T = 2^b)
+        return cls, [int(w) for w in idx]
+
+    async def write_layer(ctx, bank, rows, idx, rl):
+        ctx.set(dut.fields, {"we": 1, "bank": bank, "classed": 1, "top": T - 1,
+                             "bits": rowclass.class_bits(T), "row_length": rl, "words": len(idx)})
+        await ctx.tick()
+        ctx.set(dut.fields.we, 0)
+        for k, w in enumerate(idx):
+            ctx.set(dut.word, {"we": 1, "bank": bank, "index": k, "data": w})
+            await ctx.tick()
+        ctx.set(dut.word.we, 0)
+        await ctx.tick()
+
+    async def issue(ctx, bank, count, rl, expect, errs):
+        beats = max(1, -(-count // lanes))
+        for b in range(beats):
+            n = min(lanes, count - b * lanes)
+            while rng.random() < 0.3:                # a stall: nothing taken
+                ctx.set(dut.en, 0)
+                await ctx.tick()
+                if ctx.get(dut.error):
+                    errs.append(("stall", b))
+            ctx.set(dut.en, 1)
+            ctx.set(dut.issue, {"valid": 1, "bank": bank, "first": b == 0, "last": b == beats - 1, "count": n})
+            await ctx.tick()
+            if ctx.get(dut.error):
+                errs.append(("beat", b))
+            got = [int(ctx.get(dut.entering_tab[j])) for j in range(n)]
+            want = [expect[(b * lanes + j) // rl] for j in range(n)]
+            assert got == want, (b, got, want)
+        ctx.set(dut.issue.valid, 0)
+
+    async def bench(ctx):
+        rows = [7, 11]
+        layers = [layer(r) for r in rows]
+        for bank, (cls, idx) in enumerate(layers):
+            await write_layer(ctx, bank, rows[bank], idx, row_length)
+        errs = []
+        for bank, (cls, idx) in enumerate(layers):
+            await issue(ctx, bank, rows[bank] * row_length, row_length, cls.tolist(), errs)
+        for _ in range(4):
+            ctx.set(dut.en, 1)
+            await ctx.tick()
+            if ctx.get(dut.error):
+                errs.append("late")
+        assert errs == []
+        bank = 0                                     # layers alternate between the banks
+        if T < 1 << rowclass.class_bits(T):          # a class out of range in row 1
+            cls, idx = layer(5, bad=True)
+            await write_layer(ctx, bank, 5, idx, row_length)
+            flagged = []
+            expect = [int(c) for c in cls]
+            expect[1] = (1 << rowclass.class_bits(T)) - 1
+            await issue(ctx, bank, 5 * row_length, row_length, expect, flagged)
+            for _ in range(3):
+                await ctx.tick()
+                flagged.append(ctx.get(dut.error))
+            assert any(flagged)
+            bank = 1
+        # the rows do not end with the layer (count one weight short of 4 rows)
+        cls, idx = layer(4)
+        await write_layer(ctx, bank, 4, idx, row_length)
+        flagged = []
+        await issue(ctx, bank, 4 * row_length - 1, row_length, cls.tolist(), flagged)
+        for _ in range(3):
+            await ctx.tick()
+            flagged.append(ctx.get(dut.error))
+        assert any(flagged)
+
+    simulate(dut, bench)
