@@ -146,7 +146,8 @@ class DecoderParams:
         slot or cumulative-frequency and the f/c memories hold ``tables`` tables per bank.
     class_words : a power of two in 16..4096
         ``tables > 1``: the class index words one layer may have (a memory of two banks of
-        this many 16-bit words); a layer with more is ``UNSUPPORTED``.
+        this many 16-bit words: LUT-RAM up to 64, else the synthesis tool's choice, block RAM
+        on ECP5, whose clock-to-out then limits Fmax); a layer with more is ``UNSUPPORTED``.
     """
     lanes: int = field(default=1, metadata=_option(
         "lanes K, weights decoded per clock", "1, 2, 4 or 8", short="-K", metavar="K"))
@@ -177,7 +178,7 @@ class DecoderParams:
     tables: int = field(default=1, metadata=_option(
         "most frequency tables per layer (row classes, stream v3)",
         "1, 2, 4 or 8", metavar="T"))
-    class_words: int = field(default=256, metadata=_option(
+    class_words: int = field(default=64, metadata=_option(
         "class index words per layer the decoder holds (with --tables > 1)", "a power of two 16..4096",
         metavar="WORDS"))
 
