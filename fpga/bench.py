@@ -211,10 +211,10 @@ def rtl_markdown(rows: list[dict], *, command: str, source: str | None = None, p
                    f"| {_fmt(r.get('switch_idle'), '.1f')} | {_fmt(r.get('switch_bubbles'), '.1f')} "
                    f"| {_fmt(r.get('lint_warnings'))} |")
         if r.get("measure_error"):
-            notes.append(f"K={r['lanes']} M={r['prob_bits']} {r['lookup']}: simulation failed: "
+            notes.append(f"{_tag(r)}: simulation failed: "
                          + " ".join(r["measure_error"].split()))
         if r.get("lint_error"):
-            notes.append(f"K={r['lanes']} M={r['prob_bits']} {r['lookup']}: " + " ".join(r["lint_error"].split()))
+            notes.append(f"{_tag(r)}: " + " ".join(r["lint_error"].split()))
     out += [""] + [f"[{i}] {n}" for i, n in enumerate(notes, 1)] + ([""] if notes else [])
     measured = any(r.get("weights_per_cycle") is not None for r in dec)
     out.append(

@@ -103,7 +103,11 @@ def decode_words(words, params: DecoderParams, *, total: int | None = None, laye
     if ports["o"].width() > 64:
         raise SimError(f"the fast decoder harness takes output beats of up to 64 bits, not {ports['o'].width()}")
     t0 = time.perf_counter()
-    lib = _load(build_library(generate_params(params), TOP, "decode",
+    verilog = generate_params(params)
+    if params.multiplier == "ecp5":              # the vendor primitive's behavioural model, as the cocotb bench
+        from ..hw.mul import MULT18X18D_SIM
+        verilog += "\n" + MULT18X18D_SIM
+    lib = _load(build_library(verilog, TOP, "decode",
                               f"K{params.lanes}_S{params.max_symbols}_W{params.word_width}_{params.lookup}",
                               c_header(ports, lanes=params.lanes)))
     t1 = time.perf_counter()

@@ -452,7 +452,8 @@ def test_port_fields_come_from_the_layouts(lanes, max_symbols):
     assert "#define SB_STATUS_MAC_WAITING_OFFSET" in c_header(inf)
 
 
-@pytest.mark.parametrize("kw", [dict(lanes=2, max_symbols=7)])
+# (the ECP5 multiplier: its behavioural model goes into the harness build too, as `bench rtl` measures it)
+@pytest.mark.parametrize("kw", [dict(lanes=2, max_symbols=7), dict(lanes=1, multiplier="ecp5")])
 def test_c_harness_gives_the_cocotb_bench_figures(kw):
     """`decode --rtl verilator` runs the Verilated decoder in the C harness (sim/fast.py): on the
     measurement stream (the ccexam CNN, several layers) it gives the cocotb bench's codes, cycles,

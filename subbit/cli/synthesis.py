@@ -186,7 +186,8 @@ def _command(args):
         cmd.append("--quick")
     else:
         for opt, val, default in (("--lanes", args.lanes, list(LANES)), ("--prob-bits", args.prob_bits,
-                                  list(PROB_BITS)), ("--lookup", args.lookup, list(LOOKUPS))):
+                                  list(PROB_BITS)), ("--lookup", args.lookup, list(LOOKUPS)),
+                                 ("--tables", args.tables, [1])):
             if list(val) != default:
                 cmd.append(f"{opt} {' '.join(map(str, val))}")
     for opt, val in (("--max-symbols", args.max_symbols if args.max_symbols != 15 else None),
