@@ -173,7 +173,8 @@ def rtl_markdown(rows: list[dict], *, command: str, source: str | None = None, p
                  "even count), the range over the seeds in brackets; the other columns are the same for every seed")
     grade = other_grade(ok.get("speed_grade"))
     at = f" at ECP5 speed grade {grade}" if grade else ""
-    out = [f"## RTL decoder{at}: area, Fmax, throughput, latency (`subbit bench rtl`)", "",
+    classes = " with row classes (T tables per layer)" if any(r.get("tables", 1) > 1 for r in dec) else ""
+    out = [f"## RTL decoder{classes}{at}: area, Fmax, throughput, latency (`subbit bench rtl`)", "",
            f"Command: `{command}`. Target: {ok.get('device', '?')}; {tools}; {freq}. "
            f"Decoder {fixed_s}" + (f", source: {source}" if source else "") + ". Every figure comes from a "
            "tool's report (docs/fpga.md says what each column counts)."]
