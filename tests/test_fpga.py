@@ -477,7 +477,7 @@ def test_rtl_markdown_and_plot(tmp_path):
     assert "| 1 | 12 | compare | 100 | 10 | 1 | 1 | 0 | 0 | 120 | 9 | 100.0 | 0.500 | 50.0 | 500000 | 282 | 40 (32 header words) | 2.0 | 0.0 | 0 |" in md
     assert "lint warnings: what `verilator --lint-only -Wall` reports" in md
     rows[2]["lint_error"] = "lint: verilator failed: %Error: x.v:1:1: syntax error"
-    assert "K=2 M=12 compare: lint: verilator failed: %Error: x.v:1:1: syntax error" in \
+    assert "K2-M12-compare: lint: verilator failed: %Error: x.v:1:1: syntax error" in \
         bench.rtl_markdown(rows, command="subbit bench rtl")
     del rows[2]["lint_error"]
     assert "| 8 | 14 | table | failed [1] |" in md

@@ -263,7 +263,7 @@ def test_ccexam_reaches_the_issue_target():
 def test_cli_compress_row_classes_inspect_and_rtl_decode(tmp_path, capsys):
     """`compress --row-classes auto` gives a v3 stream (smaller, the same codes), `inspect` shows T
     and per-class rates, and `decode --rtl` decodes it bit-exactly on a decoder sized for it (the
-    slot-table lookup with 8 tables); without the option the stream is v2."""
+    comparators with 8 tables); without the option the stream is v2."""
     pytest.importorskip("ccexam")
     import json
     from subbit.cli import main
@@ -289,7 +289,7 @@ def test_cli_compress_row_classes_inspect_and_rtl_decode(tmp_path, capsys):
     assert main(["inspect", str(out["auto"])]) == 0
     assert "  class 0" in capsys.readouterr().out
     p = params_for(classed.hw, classed.config)
-    assert (p.lookup, p.tables) == ("table", 8) and params_for(plain.hw, plain.config).tables == 1
+    assert (p.lookup, p.tables) == ("compare", 8) and params_for(plain.hw, plain.config).tables == 1
     assert main(["decode", "--rtl", "verilator", str(out["auto"])]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["bit_exact"] and res["decoder"]["tables"] == 8 and res["weights"] == sum(v.size for v in a.values())
