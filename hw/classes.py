@@ -110,18 +110,16 @@ class ClassSelect(wiring.Component):
         # layer's next state (made from registers alone).
         classed, top, bits = banked("classed", 1), banked("top", tb), banked("bits", 2)
         rlk, le0 = banked("rlk", signed(33)), banked("rl_le_k", 1)       # row length - K, rl <= K
-        a_f = banked("a_first", signed(33))        # rl - K - 1: `a` at a layer's first beat
         a2f, ends2f, use2f = banked("a2_first", signed(33)), banked("ends2_first", 1), banked("use2_first", K)
         nwords = banked("class_words", range(W + 1))
         head0, head1 = banked("head0_", 16), banked("head1_", 16)
         cur_f, cur2f = banked("cur_first", tb), banked("cur2_first", tb)  # classes of rows 0 and (rl <= K) 1
         with m.If(fields.we):
-            rl, b = fields.row_length, fields.bank
+            rl, b, ends_row0 = fields.row_length, fields.bank, le_const(fields.row_length, K)
             m.d.sync += [classed[b].eq(fields.classed), top[b].eq(fields.top), bits[b].eq(fields.bits),
-                         rlk[b].eq(rl - K), a_f[b].eq(rl - (K + 1)), le0[b].eq(le_const(rl, K)),
-                         nwords[b].eq(fields.words),
+                         rlk[b].eq(rl - K), le0[b].eq(ends_row0), nwords[b].eq(fields.words),
                          # L - K - 1 after the first beat: rl - 2K - 1, or 2 rl - 2K - 1 when it ends row 0
-                         a2f[b].eq(Mux(le_const(rl, K), 2 * rl - 2 * K - 1, rl - 2 * K - 1))]
+                         a2f[b].eq(Mux(ends_row0, 2 * rl - 2 * K - 1, rl - 2 * K - 1))]
         for b in range(2):                          # the flags a clock after the bank's fields
             e, u = flags(a2f[b])
             m.d.sync += [ends2f[b].eq(e), use2f[b].eq(u)]
@@ -178,8 +176,10 @@ class ClassSelect(wiring.Component):
         # the end-of-layer checks, on registers: the last beat must end the last row, and the
         # window before it points just after the last row's class (a valid last beat lies within
         # the last row: rows are at least a beat long)
-        end_v, end_a, end_n, end_o, end_wi, end_w, end_words = (
-            Signal(), Signal(signed(33)), Signal(range(K + 1)), Signal(4), Signal(range(W + 2)), Signal(16),
+        # (of the last beat: `end_l` = `a` = L - K - 1, or for a layer's first beat rl - K = L - K,
+        # L being the weights left in the row; so L = end_l + K + 1, or + K after a first beat)
+        end_v, end_l, end_first, end_n, end_o, end_wi, end_w, end_words = (
+            Signal(), Signal(signed(33)), Signal(), Signal(range(K + 1)), Signal(4), Signal(range(W + 2)), Signal(16),
             Signal(range(W + 1)))
         valid_r = Signal()
         m.d.sync += [end_v.eq(0), valid_r.eq(0)]
@@ -196,7 +196,7 @@ class ClassSelect(wiring.Component):
                          w1.eq(Mux(first, head1[nb], Mux(moves, ahead, w1))),
                          raddr.eq(Mux(first, 2, Mux(moves, raddr + 1, raddr))),
                          end_v.eq(issue.last & Mux(first, classed[nb], r_classed)),
-                         end_a.eq(Mux(first, a_f[nb], a)), end_n.eq(issue.count),
+                         end_l.eq(Mux(first, rlk[nb], a)), end_first.eq(first), end_n.eq(issue.count),
                          end_o.eq(Mux(first, bits[nb], o)), end_wi.eq(Mux(first, 0, wi)),
                          end_w.eq(Mux(first, head0[nb], w0)), end_words.eq(Mux(first, nwords[nb], r_words))]
             with m.If(first):
@@ -211,7 +211,8 @@ class ClassSelect(wiring.Component):
         used = end_wi + (end_o != 0)
         unused_zero = Mux(end_o == 0, 1, (end_w >> end_o) == 0)
         end_bad = Signal()
-        m.d.sync += end_bad.eq(end_v & ((end_a + (K + 1) != end_n) | (used != end_words) | ~unused_zero))
+        rows_end = end_l + K + ~end_first == end_n         # L == the last beat's weights
+        m.d.sync += end_bad.eq(end_v & (~rows_end | (used != end_words) | ~unused_zero))
         m.d.comb += self.error.eq(err_r | end_bad)
 
         # the tables along the ring: entering (the issued beat registered), R0, R1, R2

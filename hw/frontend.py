@@ -429,7 +429,6 @@ class Frontend(wiring.Component):
             m.d.sync += [self.class_fields.eq(cfields), self.class_word.eq(cword)]
         M, K, D, S = p.prob_bits, p.lanes, p.ways, p.max_symbols
         wide = p.word_width == 32
-        wpb = p.words_per_beat
 
         half = Signal()                        # 32-bit bus: which half is the current word
         word = Signal(16)

@@ -28,9 +28,11 @@ HARNESS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "harness")
 _LIBS: dict[str, ctypes.CDLL] = {}
 
 
-def build_library(verilog: str, top: str, harness: str, tag: str, ports_h: str) -> str:
+def build_library(verilog: str, top: str, harness: str, tag: str, ports_h: str, *, ecp5_mul: bool = False) -> str:
     """Verilate ``verilog`` (top module ``top``) with ``harness.cpp`` into a shared library; the
     harness includes ``ports.h``, whose text is ``ports_h`` (`subbit.sim.ports.c_header`).
+    ``ecp5_mul``: the design instantiates the ECP5 ``MULT18X18D`` (``multiplier="ecp5"``); its
+    behavioural model is built with it, as in the cocotb bench.
 
     Cached by content hash; safe across processes. Returns the library path.
 
@@ -41,6 +43,9 @@ def build_library(verilog: str, top: str, harness: str, tag: str, ports_h: str) 
     """
     with open(os.path.join(HARNESS, f"{harness}.cpp")) as fh:
         cpp = fh.read()
+    if ecp5_mul:
+        from ..hw.mul import MULT18X18D_SIM
+        verilog += "\n" + MULT18X18D_SIM
     digest = hashlib.sha256((verilog + cpp + ports_h + toolchain_id("verilator", cocotb=False)).encode()).hexdigest()[:12]
     d = os.path.join(build_dir_root(), "sim", "fast", f"{top}_{tag}_{digest}")
     lib = os.path.join(d, f"lib{top}.so")
@@ -103,13 +108,9 @@ def decode_words(words, params: DecoderParams, *, total: int | None = None, laye
     if ports["o"].width() > 64:
         raise SimError(f"the fast decoder harness takes output beats of up to 64 bits, not {ports['o'].width()}")
     t0 = time.perf_counter()
-    verilog = generate_params(params)
-    if params.multiplier == "ecp5":              # the vendor primitive's behavioural model, as the cocotb bench
-        from ..hw.mul import MULT18X18D_SIM
-        verilog += "\n" + MULT18X18D_SIM
-    lib = _load(build_library(verilog, TOP, "decode",
+    lib = _load(build_library(generate_params(params), TOP, "decode",
                               f"K{params.lanes}_S{params.max_symbols}_W{params.word_width}_{params.lookup}",
-                              c_header(ports, lanes=params.lanes)))
+                              c_header(ports, lanes=params.lanes), ecp5_mul=params.multiplier == "ecp5"))
     t1 = time.perf_counter()
     beats = input_beats(pack_beats(words, params.word_width), params.word_width)
     cap = total if total is not None else 8 * len(words) * 16 + 64
@@ -157,7 +158,8 @@ class InferSim:
         t0 = time.perf_counter()
         lib = _load(build_library(generate(decoder, self.mac), TOP, "infer",
                                   f"K{decoder.lanes}_S{decoder.max_symbols}_A{self.mac.act_depth}_"
-                                  f"P{self.mac.max_positions}", c_header(self.ports)))
+                                  f"P{self.mac.max_positions}", c_header(self.ports),
+                                  ecp5_mul=decoder.multiplier == "ecp5"))
         self.build_seconds = time.perf_counter() - t0
         self._lib = lib
         lib.sb_open.restype = ctypes.c_void_p
