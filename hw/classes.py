@@ -54,10 +54,10 @@ class ClassSelect(wiring.Component):
         The beat issued this clock (:class:`~subbit.hw.sequencer.Sequencer`).
     fields : In(class_fields_layout(params)); word : In(class_word_layout(params))
         The parser's (registered) writes.
-    entering_tab, r1_tab, r2_tab : Out(ArrayLayout(table_bits, K))
+    entering_tab, r1_tab : Out(ArrayLayout(table_bits, K))
         Each lane's table for the beat whose states enter R0 (the slot RAM's or the cumulative
-        table's address) and for the beats in R1 and R2 (the f/c read's address, synchronous or
-        not). 0 in a layer without row classes.
+        table's address) and for the beat in R1 (the f/c read's address: the symbol's, or with
+        ``fc_read="async"`` the whole table's). 0 in a layer without row classes.
     error : Out(1)
         ``BAD_CLASS``: a class out of range two clocks after its beat is issued; the end-of-layer
         checks two clocks after the layer's last beat is issued.
@@ -78,7 +78,6 @@ class ClassSelect(wiring.Component):
             "word": In(class_word_layout(p)),
             "entering_tab": Out(data.ArrayLayout(tb, K)),
             "r1_tab": Out(data.ArrayLayout(tb, K)),
-            "r2_tab": Out(data.ArrayLayout(tb, K)),
             "error": Out(1),
         })
 
@@ -211,13 +210,18 @@ class ClassSelect(wiring.Component):
         used = end_wi + (end_o != 0)
         unused_zero = Mux(end_o == 0, 1, (end_w >> end_o) == 0)
         end_bad = Signal()
-        rows_end = end_l + K + ~end_first == end_n         # L == the last beat's weights
+        # L == the last beat's weights: end_l == d = end_n - K - 1 + end_first, d in -K-1..0, so the
+        # test is of end_l's low bits and of its high bits being d's sign (no 33-bit adder)
+        dw = (K + 1).bit_length() + 1
+        d = Signal(signed(dw))
+        m.d.comb += d.eq(end_n + end_first - (K + 1))
+        rows_end = (end_l[:dw] == d.as_unsigned()) & Mux(d[-1], end_l[dw:].all(), end_l[dw:] == 0)
         m.d.sync += end_bad.eq(end_v & (~rows_end | (used != end_words) | ~unused_zero))
         m.d.comb += self.error.eq(err_r | end_bad)
 
-        # the tables along the ring: entering (the issued beat registered), R0, R1, R2
+        # the tables along the ring: entering (the issued beat registered), R0, R1
         r0_tab = Signal.like(tab_r)
         with m.If(self.en):
-            m.d.sync += [r0_tab.eq(tab_r), self.r1_tab.eq(r0_tab), self.r2_tab.eq(self.r1_tab)]
+            m.d.sync += [r0_tab.eq(tab_r), self.r1_tab.eq(r0_tab)]
         m.d.comb += self.entering_tab.eq(tab_r)
         return m

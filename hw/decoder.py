@@ -154,7 +154,8 @@ class Decoder(wiring.Component):
             m.submodules.classes = classes = ClassSelect(p)
             m.d.comb += [classes.en.eq(en), *fields(classes.issue, seq.issue), *fields(classes.fields, fe.class_fields),
                          *fields(classes.word, fe.class_word), tables.entering_tab.eq(classes.entering_tab),
-                         tables.r1_tab.eq(classes.r1_tab), tables.r2_tab.eq(classes.r2_tab),
+                         tables.r1_tab.eq(classes.r1_tab),
+                         *([tables.r1_bank.eq(seq.r1.bank)] if not p.fc_sync else []),
                          status.class_error.eq(classes.error)]
 
         # flow control, the end-of-layer checks, the output and the status

@@ -90,13 +90,17 @@ class SymbolTables(wiring.Component):
         ``table``: each lane's slot (of the state entering R0) and the RAM word holding it, a
         clock later.
 
-    entering_tab, r1_tab, r2_tab : In(ArrayLayout(table_bits, K))
+    entering_tab, r1_tab : In(ArrayLayout(table_bits, K))
         ``tables > 1``: each lane's table in the beat entering R0 (the slot RAM's or the
-        cumulative table's address), in R1 (the synchronous f/c read's) and in R2 (the
-        asynchronous one's); the memories hold ``tables`` tables per bank
+        cumulative table's address), in R1 (the f/c reads': ``sync``, the symbol's; ``async``,
+        the whole table's, into registers from which S2 selects the symbol's); the
+        memories hold ``tables`` tables per bank
         (:class:`~subbit.hw.classes.ClassSelect`). With ``lookup="compare"`` the cumulative
         frequencies are then LUT-RAM, read per lane for the beat entering R0 into ``cum[j]``
         (registers), so there is no shadow copy (``shadow_busy`` is 0).
+
+    r1_bank : In(1)
+        ``tables > 1`` with ``async``: the bank of the beat in R1 (its table's f/c are read).
 
     Latency: a write is readable the clock after it; f/c in S2 (the same clock, ``async``; a
     read issued in S1, ``sync``); the slot word a clock after its address.
@@ -128,8 +132,9 @@ class SymbolTables(wiring.Component):
                             "slot_word": Out(data.ArrayLayout(p.fill_rate * SB, K))})
         if p.classed:
             members.update({"entering_tab": In(data.ArrayLayout(p.table_bits, K)),
-                            "r1_tab": In(data.ArrayLayout(p.table_bits, K)),
-                            "r2_tab": In(data.ArrayLayout(p.table_bits, K))})
+                            "r1_tab": In(data.ArrayLayout(p.table_bits, K))})
+            if not p.fc_sync:
+                members["r1_bank"] = In(1)
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -159,6 +164,28 @@ class SymbolTables(wiring.Component):
                     m.d.comb += [fc_r[b][j].addr.eq(Cat(self.fc_symbol[j], *([self.r1_tab[j]] if tb else []))),
                                  fc_r[b][j].en.eq(self.lane_en[j])]
                 m.d.comb += self.fc[j].eq(Mux(self.r2_bank, fc_r[1][j].data, fc_r[0][j].data))
+        elif tb:
+            # T tables: the beat's table and bank are known a stage before its symbol, so each
+            # lane reads its table's f/c of every symbol in S1 (one LUT-RAM word of `max_symbols`
+            # fields at (bank, table)) into registers, and S2 selects the symbol's from them: the
+            # symbol's path is then a max_symbols-way select, as with one table, instead of a
+            # read T times deeper (docs/architecture.md, "Row classes")
+            fw = layout.size
+            m.submodules.fc_mem = fc_mem = Memory(shape=unsigned(S * fw), depth=2 << tb, init=[])
+            fc_w = fc_mem.write_port(granularity=fw)
+            one = Signal(layout)
+            m.d.comb += [one.f.eq(freq.f), one.c.eq(freq.c)]
+            if f3:
+                m.d.comb += one.f3.eq(freq.f + (freq.f << 1))
+            m.d.comb += [fc_w.addr.eq(Cat(freq.table, freq.bank)), fc_w.data.eq(Cat(*[one] * S)),
+                         fc_w.en.eq(Mux(freq.we, 1 << freq.index, 0))]
+            for j in range(K):
+                rd = fc_mem.read_port(domain="comb")
+                rows = [Signal(layout, name=f"fc_row{j}_{k}") for k in range(S)]
+                m.d.comb += rd.addr.eq(Cat(self.r1_tab[j], self.r1_bank))
+                with m.If(self.lane_en[j]):
+                    m.d.sync += [rows[k].eq(rd.data[k * fw:(k + 1) * fw]) for k in range(S)]
+                m.d.comb += self.fc[j].eq(Array(rows)[self.fc_symbol[j]])
         else:
             m.submodules.fc_mem = fc_mem = Memory(shape=layout, depth=2 << (SB + tb), init=[])
             fc_w = fc_mem.write_port()
@@ -168,7 +195,7 @@ class SymbolTables(wiring.Component):
                 m.d.comb += fc_w.data.f3.eq(freq.f + (freq.f << 1))
             fc_r = [fc_mem.read_port(domain="comb") for _ in range(K)]
             for j in range(K):
-                m.d.comb += [fc_r[j].addr.eq(Cat(self.fc_symbol[j], *([self.r2_tab[j]] if tb else []), self.r2_bank)),
+                m.d.comb += [fc_r[j].addr.eq(Cat(self.fc_symbol[j], self.r2_bank)),
                              self.fc[j].eq(fc_r[j].data)]
 
         if p.lookup == "table":
