@@ -318,18 +318,19 @@ class PayloadPush(wiring.Component):
         pay_last = Signal()                    # rem <= words per beat
         push = self.push
         n = Mux(pay_last, rem[:2], wpb) if wpb == 2 else Const(1)
+        # the words go out unqualified (``valid`` says when they count): no gating in front of them
         m.d.comb += [self.second.eq(n == 2), self.last.eq(pay_last), push.payload.tag.eq(self.bank),
-                     self.take.eq(self.active & self.valid & push.ready)]
+                     self.take.eq(self.active & self.valid & push.ready),
+                     *[push.payload.data[k].eq(self.beat[k]) for k in range(wpb)]]
         with m.If(self.mark):
             m.d.comb += [push.valid.eq(1), push.payload.end.eq(1)]
         with m.If(self.active):
-            m.d.comb += [push.valid.eq(self.valid), push.payload.n.eq(n), push.payload.end.eq(pay_last),
-                         *[push.payload.data[k].eq(self.beat[k]) for k in range(wpb)]]
+            m.d.comb += [push.valid.eq(self.valid), push.payload.n.eq(n), push.payload.end.eq(pay_last)]
         with m.If(self.take):
             # unless this is the last beat, n == wpb: compare before subtracting
             m.d.sync += [rem.eq(rem - n), pay_last.eq(le_const(rem, 2 * wpb))]
         with m.If(self.start):
-            m.d.sync += [rem.eq(self.npay), pay_last.eq(self.npay <= wpb)]
+            m.d.sync += [rem.eq(self.npay), pay_last.eq(le_const(self.npay, wpb))]
         return m
 
 
@@ -670,7 +671,7 @@ class Frontend(wiring.Component):
                 if not classed:
                     with m.If((w == 0) | (w[nb:] != 0)):
                         fail(ErrorCode.BAD_TABLE)
-                    with m.Elif(w > S):
+                    with m.Elif(~le_const(w, S)):
                         fail(ErrorCode.UNSUPPORTED)
                     return
                 # v3: the high byte holds T - 1 and the class index coding (zero in a v2 stream)
@@ -684,7 +685,7 @@ class Frontend(wiring.Component):
                              cbits.eq(Mux(ext[2], 3, Mux(ext[1], 2, 1))), padded.eq(~w[0])]
                 with m.If((w[:nb] == 0) | ~high_ok):
                     fail(ErrorCode.BAD_TABLE)
-                with m.Elif(w[:nb] > S):
+                with m.Elif(~le_const(w[:nb], S)):
                     fail(ErrorCode.UNSUPPORTED)
                 with m.If(v3):
                     if p.tables < 8:                       # (a 3-bit field: 8 tables always fit)

@@ -106,10 +106,11 @@ class Sequencer(wiring.Component):
         valid = Signal(2)                           # loaded, not yet retired
         started = Signal(2)                         # the sequencer has begun it
         # Per bank, the beat plan, precomputed when the header arrives: the layer's beats
-        # T = max(1, ceil(count / K)) less one, the lanes used by its last beat, and the flags
-        # of its first beat (T == 1, T <= D, T == D + 1) and of its second.
+        # T = max(1, ceil(count / K)) (with one lane the count itself: no adder), the lanes used
+        # by its last beat, and the flags of its first beat (T == 1, T <= D, T == D + 1) and of
+        # its second.
         TB = 33 - (K.bit_length() - 1)
-        beats1 = Array(Signal(TB, name=f"beats1_{b}") for b in range(2))
+        beats = Array(Signal(TB, name=f"beats{b}") for b in range(2))
         tail = Array(Signal(range(K + 1), name=f"tail{b}") for b in range(2))
         first_flags = Array(Signal(3, name=f"first_flags{b}") for b in range(2))
         second_flags = Array(Signal(3, name=f"second_flags{b}") for b in range(2))
@@ -118,12 +119,16 @@ class Sequencer(wiring.Component):
         # n <= c for the small constants below: a zero test of the high bits and a narrow
         # compare each, not a 32-bit carry chain
 
+        # (the high bits' zero test is made once, for the largest constant)
+        nb = ((D + 2) * K).bit_length()
+        n_hi_zero = n[nb:] == 0
+
         def le(c):
-            return le_const(n, c)
+            return n_hi_zero & le_const(n[:nb], c)
         with m.If(fields.we):
             b = fields.bank
             m.d.sync += [# ceil(n / K) - 1 = floor((n - 1) / K) for n >= 1
-                         beats1[b].eq(Mux(n == 0, 0, (n - 1) >> kb)),
+                         beats[b].eq(Mux(n == 0, 1, (n >> kb) + (n[:kb] != 0)) if kb else Cat(n[0] | (n == 0), n[1:])),
                          tail[b].eq(Mux(n == 0, 0, Mux(n[:kb] == 0, K, n[:kb]) if kb else 1)),
                          first_flags[b].eq(Cat(le(K), le(D * K), ~le(D * K) & le((D + 1) * K))),
                          second_flags[b].eq(Cat(~le(K) & le(2 * K), le((D + 1) * K),
@@ -137,7 +142,7 @@ class Sequencer(wiring.Component):
         cur_active = Signal()
         cur_bank = Signal()
         nxt_bank = Signal()
-        beats_left = Signal(TB, name="beats_left")  # in the current layer
+        beats_left = Signal(TB, name="beats_left")  # in the current layer, the issued one included
         flags = Signal(3)                           # (beats_left == 1, <= D, == D + 1) for the next beat
         cur_tail = Signal(range(K + 1))
         beat_no = Signal(range(D + 1))              # beat index, saturating at D
@@ -173,9 +178,9 @@ class Sequencer(wiring.Component):
             with m.If(issue.valid):
                 # the next beat's flags, compared before the start/continue mux
                 # (the decrement is made before the start/continue mux, off start_new's path)
-                m.d.sync += [beats_left.eq(Mux(start_new, beats1[nxt_bank], beats_left - 1)),
+                m.d.sync += [beats_left.eq(Mux(start_new, beats[nxt_bank], beats_left - 1)),
                              flags.eq(Mux(start_new, second_flags[nxt_bank],
-                                          Cat(beats_left == 2, beats_left <= D + 1, beats_left == D + 2))),
+                                          Cat(beats_left == 3, le_const(beats_left, D + 2), beats_left == D + 3))),
                              cur_tail.eq(s_tail), beat_no.eq(Mux(s_t == D, D, s_t + 1)),
                              cur_bank.eq(issue.bank), cur_active.eq(~last)]
             with m.If(start_new):

@@ -84,7 +84,9 @@ def test_decoder_properties_hold_past_a_layer_switch(params, depth):
 def test_every_error_code_and_a_layer_switch_are_reachable(params):
     r = sby.check(params, "cover", 45, "decoder", ("stream", "progress"), name=f"test-decoder-cover-K{params.lanes}")
     got = sby._covers(r)
-    assert set(got["codes"]) == {c.name for c in ErrorCode if c != ErrorCode.NONE}, got
+    # BAD_CLASS needs row classes (tables > 1), which these one-table decoders report as BAD_VERSION
+    assert set(got["codes"]) == {c.name for c in ErrorCode
+                                 if c != ErrorCode.NONE and (c != ErrorCode.BAD_CLASS or params.classed)}, got
     assert got["switch"] is not None and got["two_layers"] is not None and not got["missed"], got
     assert 0 < got["stall"] < progress_bound(params, 2), got
 
