@@ -92,8 +92,7 @@ class Lane(wiring.Component):
     symbol : Out(sym_bits)
         The symbol of the beat in R1 (S1): the weight, less its layer's base.
     fc_symbol : Out(sym_bits)
-        The symbol to read f/c for (registered in R2, or S1's with ``fc_read="sync"`` or
-        ``tables > 1``).
+        The symbol to read f/c for (registered in R2, or S1's with ``fc_read="sync"``).
     fc : In(fc_layout(params))
         Its f and c, in S2.
     s4_active : In(1)
@@ -181,10 +180,7 @@ class Lane(wiring.Component):
         r5 = stage("r5", x=32, need=1, **({"x_one": 1, "x_l": 1} if early_at_l else {}))
         r4b = stage("r4b", x=32, need=1) if xs else None
         r4c = stage("r4c", x=32, need=1) if xc else None
-        # the symbol registered for the f/c read (the tables register it themselves with
-        # fc_read="sync" and with row classes: `fc_symbol` is then S1's)
-        s1_out = p.fc_sync or p.classed
-        r2s = None if s1_out else Signal(SB, name="r2_s")
+        r2s = None if p.fc_sync else Signal(SB, name="r2_s")
 
         m.submodules.mul = mul = Multiplier(32 - M - L, M + 1, p.multiplier)
         fc = self.fc
@@ -206,7 +202,7 @@ class Lane(wiring.Component):
         else:
             rb = p.fill_rate.bit_length() - 1
             s1 = r1["s"].word_select(r1["slot"][:rb], SB) if rb else r1["s"]
-        m.d.comb += [self.symbol.eq(s1), self.fc_symbol.eq(s1 if s1_out else r2s)]
+        m.d.comb += [self.symbol.eq(s1), self.fc_symbol.eq(s1 if p.fc_sync else r2s)]
         need4 = Signal(name="need4")
         with m.If(en):
             m.d.sync += [r1["hi"].eq(hi0), r1["slot"].eq(slot0)]
@@ -215,7 +211,7 @@ class Lane(wiring.Component):
             else:
                 m.d.sync += r1["s"].eq(s0)
             m.d.sync += [r2["hi"].eq(r1["hi"]), r2["slot"].eq(r1["slot"])]
-            if not s1_out:                      # else the tables register S1's symbol
+            if not p.fc_sync:                   # sync: f/c were read with R1's symbol
                 m.d.sync += r2s.eq(s1)
             # S2: f and x >> M into the multiplier's input registers; slot - c
             if not f3:

@@ -11,10 +11,6 @@ from .params import DecoderParams
 
 __all__ = ["SymbolTables", "fc_layout", "freq_write_layout", "slot_write_layout"]
 
-#: Row-classed decoders with ``fc_read="async"``: bits of the f/c fields selected by one copy of
-#: the registered symbol.
-FC_CHUNK = 5
-
 
 def fc_layout(params: DecoderParams) -> data.StructLayout:
     """A symbol's frequency ``f`` and cumulative frequency ``c``; with three or more low bits
@@ -83,7 +79,7 @@ class SymbolTables(wiring.Component):
         The bank of the beat in R2 (f/c are read for it).
     fc_symbol : In(ArrayLayout(sym_bits, K))
         Each lane's symbol to read f/c for: the one registered in R2 (``async``) or made in S1
-        (``sync``, and ``async`` with ``tables > 1``: registered here).
+        (``sync``).
     fc : Out(ArrayLayout(fc_layout(params), K))
         Each lane's f and c in S2.
     cum : Out(ArrayLayout(prob_bits, max_symbols)), cum_mask : Out(max_symbols)
@@ -183,19 +179,13 @@ class SymbolTables(wiring.Component):
                 m.d.comb += one.f3.eq(freq.f + (freq.f << 1))
             m.d.comb += [fc_w.addr.eq(Cat(freq.table, freq.bank)), fc_w.data.eq(Cat(*[one] * S)),
                          fc_w.en.eq(Mux(freq.we, 1 << freq.index, 0))]
-            # the symbol (S1's, ``fc_symbol``) is registered here in copies, one per few bits of the
-            # fields, so no copy drives the selects of all of them (its fan-out was the path)
-            chunks = [(lo, min(lo + FC_CHUNK, fw)) for lo in range(0, fw, FC_CHUNK)]
             for j in range(K):
                 rd = fc_mem.read_port(domain="comb")
-                rows = [Signal(fw, name=f"fc_row{j}_{k}") for k in range(S)]
-                syms = [Signal(SB, name=f"fc_sym{j}_{c}", attrs={"keep": 1}) for c in range(len(chunks))]
+                rows = [Signal(layout, name=f"fc_row{j}_{k}") for k in range(S)]
                 m.d.comb += rd.addr.eq(Cat(self.r1_tab[j], self.r1_bank))
                 with m.If(self.lane_en[j]):
                     m.d.sync += [rows[k].eq(rd.data[k * fw:(k + 1) * fw]) for k in range(S)]
-                    m.d.sync += [sym.eq(self.fc_symbol[j]) for sym in syms]
-                m.d.comb += self.fc[j].eq(Cat(*[Array(r[lo:hi] for r in rows)[sym]
-                                                for (lo, hi), sym in zip(chunks, syms)]))
+                m.d.comb += self.fc[j].eq(Array(rows)[self.fc_symbol[j]])
         else:
             m.submodules.fc_mem = fc_mem = Memory(shape=layout, depth=2 << (SB + tb), init=[])
             fc_w = fc_mem.write_port()
