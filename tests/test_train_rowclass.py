@@ -235,3 +235,69 @@ def test_a_resumed_run_goes_on_with_the_same_classes(tmp_path, monkeypatch):
     a, b = ref.state_dict(), again.state_dict()
     assert set(a) == set(b) and int(b["row_class.calls"]) > 11       # the kept network: after the cut
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_dead_rows_prices_a_sparse_row_as_dead_and_keeps_the_value():
+    """``dead_bits`` (``--dead-rows``): each row's gradient is that of the shorter of its class's
+    code and the dead class's (``dead_bits`` per unit of code); the value is unchanged."""
+    u, codes, k = _rows_layer(6, rows=12, length=300)
+    u = u.clone()
+    u[1] = 0.0
+    u[1, :3] = torch.tensor([0.8, -1.2, 0.45])       # a sparse row (3 small codes) ...
+    cls = (torch.arange(12) % 3 == 2).long()        # ... in the class of the sparse and dead rows
+    codes = torch.round(u).long()
+
+    def grad(dead):
+        x = u.clone().requires_grad_(True)
+        v = classed_bits(x, codes, k, cls, dead)
+        v.backward()
+        return float(v.detach()), x.grad
+    v0, g0 = grad(0.0)
+    v8, g8 = grad(8.0)
+    vb, gb = grad(1e6)
+    assert v0 == v8 == vb                                              # the exact hard value
+    assert torch.allclose(gb, g0, atol=1e-5)                            # dead class never shorter: as before
+    # the sparse row: its non-zeros cost more than 8 bits per unit in its class (the zeros too),
+    # so it is priced dead: every weight pulled to zero with 8 bits per unit of code
+    assert torch.allclose(g8[1, :3], 8.0 * torch.sign(u[1, :3]))
+    assert float(g8[1, :3].abs().min()) > float(g0[1, :3].abs().max()) / 2
+    dense = torch.arange(12) % 3 == 2                                   # dense rows: as before
+    assert torch.allclose(g8[dense], g0[dense], atol=1e-5)
+    # one table (T = 1): the same, through rate_bits
+    ones = torch.zeros(12, dtype=torch.int64)
+    x = u.clone().requires_grad_(True)
+    est, _ = rate_bits([(x, codes, k, ones, 0, 8.0)], CFG.states)
+    ref, _ = rate_bits([(u, codes, k)], CFG.states)
+    assert float(est.detach()) == float(ref)
+    est.backward()
+    assert torch.allclose(x.grad[1, :3] * codes.numel(), 8.0 * torch.sign(u[1, :3]))
+
+
+def test_dead_rows_option_is_validated_and_reaches_the_rate():
+    from subbit.cli import build_parser
+    from subbit.cli.training import command_line, config_from_args
+    from subbit.model.train import ConfigError, TrainConfig
+    from subbit.model.train.qnet import QuantNet
+    with pytest.raises(ConfigError, match="needs row_classes"):
+        QuantNet(_net(), dead_rows=8)
+    for bad in (-1, float("inf"), True, "8"):
+        with pytest.raises(ConfigError, match="dead_rows must be a number"):
+            QuantNet(_net(), row_classes="auto", dead_rows=bad)
+    with pytest.raises(ConfigError, match="--dead-rows prices rows in a dead row class"):
+        TrainConfig(dead_rows=8, out="o").resolved()
+    with pytest.raises(ConfigError, match="--dead-rows must be a number >= 0"):
+        TrainConfig(dead_rows=-1.0, row_classes="auto", out="o").resolved()
+    args = build_parser().parse_args(["train", "--out", "o", "--target-bits", "0.25", "--row-classes", "auto",
+                                      "--dead-rows", "8"])
+    assert command_line(args).endswith("--dead-rows 8.0")
+    assert config_from_args(args).resolved().dead_rows == 8.0
+    args = build_parser().parse_args(["train", "--out", "o", "--target-bits", "0.25"])
+    assert "--dead-rows" not in command_line(args) and config_from_args(args).resolved().dead_rows == 0.0
+    a = QuantNet(_net(), init_bits=3, row_classes="auto")
+    b = QuantNet(_net(), init_bits=3, row_classes="auto", dead_rows=8)
+    ra, rb = a.rate(), b.rate()
+    assert float(ra.detach()) == float(rb.detach())                      # same value, other gradient
+    ra.backward()
+    rb.backward()
+    ga, gb = a.net[0].weight.grad, b.net[0].weight.grad
+    assert not torch.allclose(ga, gb) and torch.allclose(ga[12:], gb[12:])     # the dense rows: the same
