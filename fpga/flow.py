@@ -386,6 +386,60 @@ def synthesize(verilog: str, top: str, target: str, build_dir: str, *, freq_mhz:
         return _synthesize(verilog, top, target, build_dir, freq_mhz, seeds, grade, pnr_args, jobs, timeout, say)
 
 
+def area_by_component(verilog: str, top: str, build_dir: str, *, timeout: float | None = None,
+                      progress=None) -> list[dict]:
+    """ECP5 area of each component of ``top``: every module it instantiates directly (``top.name``
+    in Amaranth's Verilog) synthesized by yosys ``synth_ecp5`` as a top of its own, with its
+    sub-components flattened into it. Nothing is optimized across a component's ports here, so
+    the components add up to more than the flat design (``subbit synth``); the figures say where
+    the area is, not what the whole costs.
+
+    Returns
+    -------
+    list of dict
+        One per component, largest first: ``component``, ``lut4_sites`` (LUT4 + 2 x CCU2C),
+        ``luts``, ``carry``, ``ffs``, ``lutram``, ``dsps``, ``brams``; a component yosys fails on
+        has ``lut4_sites`` None and ``error`` (the message naming its log), and comes last.
+
+    Raises
+    ------
+    ToolNotFoundError, SynthesisError
+        A yosys run failed; the message names the component and its log file.
+    """
+    say = progress or (lambda msg: None)
+    build_dir = make_build_dir(os.path.abspath(build_dir))
+    names = [n for n in re.findall(r"^module \\?(\S+?)[\s(]", verilog, re.M)
+             if n.startswith(top + ".") and "." not in n[len(top) + 1:]]
+    rows = []
+    with locked(build_dir, what="build directory", waiting=say):
+        with open(os.path.join(build_dir, "design.v"), "w") as fh:
+            fh.write(verilog)
+        for n in names:
+            part = n[len(top) + 1:]
+            say(f"yosys synth_ecp5 -top {n}")
+            script = f"component_{part}.ys"
+            with open(os.path.join(build_dir, script), "w") as fh:
+                fh.write("read_verilog -lib +/ecp5/cells_bb.v\nread_verilog design.v\n"
+                         f"hierarchy -check -top \\{n}\nproc\nsynth_ecp5 -top \\{n}\n"
+                         f"tee -q -o component_{part}.json stat -json\n")
+            log = os.path.join(build_dir, f"component_{part}.log")
+            try:
+                _run(f"yosys synth_ecp5 of component {part}", YOSYS,
+                     ["-q", "-l", os.path.basename(log), "-s", script], log, build_dir, SynthesisError, timeout)
+            except SynthesisError as e:     # e.g. yosys 0.70's ABC9 assertion on some netlists: say so, go on
+                say(f"{part}: {e}")
+                rows.append({"component": part, "lut4_sites": None, "error": str(e)})
+                continue
+            cells = _cells(_load_json(os.path.join(build_dir, f"component_{part}.json"), f"component {part}",
+                                      SynthesisError, log))
+            lut, carry = cells.get("LUT4", 0), cells.get("CCU2C", 0)
+            rows.append({"component": part, "lut4_sites": lut + 2 * carry, "luts": lut, "carry": carry,
+                         "ffs": sum(v for k, v in cells.items() if k.startswith("TRELLIS_FF")),
+                         "lutram": cells.get("TRELLIS_DPR16X4", 0), "dsps": cells.get("MULT18X18D", 0),
+                         "brams": cells.get("DP16KD", 0)})
+    return sorted(rows, key=lambda r: -(r["lut4_sites"] if r["lut4_sites"] is not None else -1))
+
+
 def _synthesize(verilog, top, target, build_dir, freq_mhz, seeds, grade, pnr_args, jobs, timeout, say) -> dict:
     """:func:`synthesize` once its arguments are checked, holding ``build_dir``'s lock."""
     spec = get_target(target)

@@ -445,8 +445,8 @@ class Frontend(wiring.Component):
         left = Signal(13)                      # words left in a table / states section
         lastw = Signal()                       # ... and this word is its last (left == 1)
         last2 = Signal()                       # left == 2 (32-bit bus: the beat ends the section)
-        chk = Signal(16)                       # running check sum
-        layers_left = Signal(16)               # layers after the current one
+        chk = Signal(16, init=fmt.CHECK_SEED)  # running check sum (the seed at a stream's start)
+        layers_left = Signal(16)               # layers from the current one on
         last_layer = Signal()
         no_layers = Signal()
         bank = Signal()
@@ -519,7 +519,7 @@ class Frontend(wiring.Component):
             m.d.sync += [left.eq(left - 2), lastw.eq(left == 3), last2.eq(left == 4)]
 
         def next_layer():
-            m.d.sync += [bank.eq(~bank), layers_left.eq(layers_left - 1), last_layer.eq(layers_left == 1)]
+            m.d.sync += [bank.eq(~bank), layers_left.eq(layers_left - 1), last_layer.eq(layers_left == 2)]
             with m.If(last_layer):
                 m.d.comb += to_end.eq(1)
                 m.next = "END"
@@ -616,7 +616,6 @@ class Frontend(wiring.Component):
                     with m.Switch(pos):
                         with m.Case(SH.magic.word):
                             m.d.comb += self.stream_start.eq(1)
-                            m.d.sync += chk.eq(fmt.CHECK_SEED + word)
                             with m.If(word != fmt.MAGIC):
                                 fail(ErrorCode.BAD_MAGIC)
                         with m.Case(SH.version.word):
@@ -631,7 +630,7 @@ class Frontend(wiring.Component):
                             with m.If(word != cw):
                                 fail(ErrorCode.CONFIG_MISMATCH)
                         with m.Case(SH.layers.word):
-                            m.d.sync += [layers_left.eq(word - 1), last_layer.eq(word == 1),
+                            m.d.sync += [layers_left.eq(word), last_layer.eq(word == 1),
                                          no_layers.eq(word == 0)]
                         with m.Case(SH.reserved.word):    # a later format would set it
                             with m.If(word != 0):
@@ -948,7 +947,7 @@ class Frontend(wiring.Component):
             with m.State("END"):
                 with m.If(self.drained):
                     m.d.comb += self.stream_end.eq(1)
-                    m.d.sync += [pos.eq(0), half.eq(0)]
+                    m.d.sync += [pos.eq(0), half.eq(0), chk.eq(fmt.CHECK_SEED)]
                     m.next = "HDR"
                 drain_on_error()
 

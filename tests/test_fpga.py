@@ -592,3 +592,32 @@ def test_vendor_estimates_of_the_counter(target, tmp_path, capsys):
     r = json.loads(capsys.readouterr().out)
     assert r["estimate"] and r["fmax_mhz"] is None and r["timing_met"] is None
     assert r["ffs"] >= 32 and r["luts"] + r["carry"] > 0 and r["lut_depth"] >= 1
+
+
+TWO_PARTS = r"""
+module \top.count (input clk, output reg [15:0] q);
+  always @(posedge clk) q <= q + 16'd1;
+endmodule
+module \top.bad (input clk, input [7:0] a, output [7:0] q);
+  no_such_module u (.a(a), .q(q));
+endmodule
+module top (input clk, input [7:0] a, output [15:0] q, output [7:0] r);
+  \top.count count (.clk(clk), .q(q));
+  \top.bad bad (.clk(clk), .a(a), .q(r));
+endmodule
+"""
+
+
+def test_area_by_component_synthesizes_each_child_and_reports_failures(tmp_path):
+    rows = flow.area_by_component(TWO_PARTS, "top", tmp_path)
+    assert [r["component"] for r in rows] == ["count", "bad"]
+    count, bad = rows
+    stat = load(tmp_path / "component_count.json")["design"]["num_cells_by_type"]
+    assert count["carry"] == stat["CCU2C"] > 0 and count["luts"] == stat.get("LUT4", 0)
+    assert count["lut4_sites"] == count["luts"] + 2 * count["carry"] and count["ffs"] == 16
+    assert bad["lut4_sites"] is None and "component bad" in bad["error"] and "component_bad.log" in bad["error"]
+
+
+def test_by_component_is_for_the_ecp5_decoder(tmp_path, capsys):
+    assert main(["synth", "--by-component", "--target", "ice40", "--build-dir", str(tmp_path)]) == 2
+    assert "--by-component is for the decoder on --target ecp5" in capsys.readouterr().err

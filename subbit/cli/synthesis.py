@@ -116,7 +116,25 @@ def register(sub):
     p.add_argument("--verilog-only", action="store_true",
                    help="only write design.v, the registered vendor wrapper <top>_wrap.v and the iCE40 "
                    "scan top ice40_top.v into the build directory")
+    p.add_argument("--by-component", action="store_true",
+                   help="ECP5 only: instead of the whole flow, synthesize each of the decoder's components "
+                   "(frontend, sequencer, lanes, ...) on its own and print their LUT4 sites, carries, "
+                   "flip-flops and LUT-RAM: where the area is (they add up to more than the flat design)")
     p.set_defaults(func=cmd_synth)
+
+
+def _component_table(rows) -> str:
+    head = f"{'component':<14} {'LUT4 sites':>10} {'LUT4':>6} {'CCU2C':>6} {'FFs':>6} {'LUT-RAM':>8} {'DSP':>4} {'BRAM':>5}"
+    lines = [head]
+    for r in rows:
+        if r["lut4_sites"] is None:
+            lines.append(f"{r['component']:<14} {'failed':>10}  {r['error']}")
+            continue
+        lines.append(f"{r['component']:<14} {r['lut4_sites']:>10} {r['luts']:>6} {r['carry']:>6} {r['ffs']:>6} "
+                     f"{r['lutram']:>8} {r['dsps']:>4} {r['brams']:>5}")
+    lines.append(f"{'sum':<14} {sum(r['lut4_sites'] or 0 for r in rows):>10}  (each synthesized alone: more "
+                 "than the flat design)")
+    return "\n".join(lines)
 
 
 def cmd_synth(args):
@@ -151,6 +169,16 @@ def cmd_synth(args):
             say(f"note: {params['lanes']} lanes idle at layer switches with {params['prefetch']} prefetch "
                 f"words; `subbit bench rtl` builds them with --prefetch {pf} (docs/architecture.md, "
                 f"\"Layer switches\")")
+    if args.by_component:
+        if args.target != "ecp5" or args.design != "decoder":
+            raise SubbitError("--by-component is for the decoder on --target ecp5 (its cell names are ECP5's), "
+                              f"not --target {args.target} --design {args.design}")
+        rows = flow.area_by_component(verilog, top, build, progress=say)
+        if args.output:
+            with open(args.output, "w") as fh:
+                json.dump({"params": params, "components": rows}, fh, indent=2)
+        print(json.dumps(rows, indent=2) if args.json else _component_table(rows))
+        return
     if args.verilog_only:
         flow.make_build_dir(build)
         with paths.locked(build, what="build directory", waiting=say):
