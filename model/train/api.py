@@ -124,8 +124,7 @@ def select_layers(model: nn.Module, layers=(), exclude=()) -> list[str]:
 
 
 def quantize(model: nn.Module, layers=(), *, exclude=(), init_bits: int = 4, max_bits: int = 8,
-             per_channel: bool = False, learn_range: bool = True, stream=None, row_classes=1,
-             dead_rows: float = 0.0) -> QuantNet:
+             per_channel: bool = False, learn_range: bool = True, stream=None, row_classes=1) -> QuantNet:
     """Wrap ``model`` for entropy-aware quantization-aware training.
 
     Every :data:`QUANTIZED_TYPES` layer (Conv1d, Conv2d, Linear) — plus the ``layers`` named
@@ -149,10 +148,6 @@ def quantize(model: nn.Module, layers=(), *, exclude=(), init_bits: int = 4, max
         channels) with up to that many frequency tables (word stream v3: the hardware decoder
         reads it when built with tables, ``subbit verilog --lookup table --tables 8``); the rate term then prices each row with its class's table, so
         training can exploit it (`subbit.model.train.rate`, docs/training.md)
-    dead_rows : with ``row_classes``, bits per unit of code a row pays in a dead class (0, the
-        default: off): the rate term's gradient prices each row as the shorter of its class's code
-        and the dead class's, pulling rows with few non-zeros to zero as a whole
-        (`subbit.model.train.rate.classed_bits`)
 
     Raises
     ------
@@ -169,8 +164,7 @@ def quantize(model: nn.Module, layers=(), *, exclude=(), init_bits: int = 4, max
         raise ConfigError(f"init_bits must be in 2..{max_bits} (max_bits), not {init_bits!r}")
     names = select_layers(model, layers, exclude)
     return QuantNet(model, names=names, init_bits=init_bits, max_bits=max_bits, per_channel=per_channel,
-                    learn_range=learn_range, stream=stream, row_classes=row_classes,
-                    dead_rows=dead_rows)
+                    learn_range=learn_range, stream=stream, row_classes=row_classes)
 
 
 def _positive(name: str, v, *, integer: bool = False, lo=None, hi=None, allow_zero: bool = False):
@@ -441,8 +435,6 @@ def fit(model, train, val=None, *, target_bits: float | None, epochs: int, metri
                         "quantizers": qnet.quant_config}
             if qnet.row_classes != 1:       # absent with one table: checkpoints of earlier runs still resume
                 settings["row_classes"] = qnet.row_classes
-            if qnet.dead_rows:
-                settings["dead_rows"] = qnet.dead_rows
             ckpt = PhaseCheckpoint(os.path.join(os.fspath(checkpoint_dir), f"{label}.pt"), phase=label, model=qnet,
                                    settings=settings, main=rt.main)
             if ckpt.exists() and not resume:

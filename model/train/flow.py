@@ -93,7 +93,6 @@ class TrainConfig:
     lanes: int | None = None
     ways: int | None = None
     row_classes: int | str = 1         # up to that many tables per layer (1, 2, 4, 8, "auto"): word stream v3
-    dead_rows: float = 0.0             # with row_classes: bits per unit of code of a row in a dead class (0: off)
     device: str = "auto"               # auto (CUDA when present), cpu, cuda, cuda:N
     resume: bool = False               # continue the run checkpointed in OUT/checkpoint
     keep_checkpoint: bool = False      # keep OUT/checkpoint after a successful run
@@ -165,7 +164,7 @@ class TrainConfig:
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ConfigError(f"{flag.get(name, '--' + name.replace('_', '-'))} must be a positive "
                                   f"number, not {v!r}")
-        for name, lo, hi in (("weight_decay", 0, math.inf), ("ramp", 0, 1), ("dead_rows", 0, math.inf)):
+        for name, lo, hi in (("weight_decay", 0, math.inf), ("ramp", 0, 1)):
             v = getattr(c, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and lo <= v <= hi):
                 span = f"a number >= {lo}" if hi == math.inf else f"in {lo}..{hi}"
@@ -187,8 +186,6 @@ class TrainConfig:
         c.ways = hw.ways if c.ways is None else c.ways
         StreamConfig(c.prob_bits, c.lanes, c.ways)          # raises SubbitError on bad coder parameters
         c.row_classes = check_row_classes(c.row_classes, "--row-classes")
-        if c.dead_rows and c.row_classes == 1:
-            raise ConfigError("--dead-rows prices rows in a dead row class: it needs --row-classes other than 1")
         if os.path.exists(c.out) and not os.path.isdir(c.out):
             raise ConfigError(f"output {c.out} exists and is not a directory")
         anc = os.path.dirname(os.path.abspath(c.out))
@@ -218,7 +215,7 @@ USER_DEFAULTS = dict(epochs=0, lr=0.05, qat_epochs=10, qat_lr=1e-3, evals_per_ep
 
 #: Fields added to :class:`TrainConfig` after runs were first checkpointed, with the value an
 #: earlier run had (its run.json lacks them).
-_ADDED = {"row_classes": 1, "dead_rows": 0.0}
+_ADDED = {"row_classes": 1}
 
 #: The fields of :class:`TrainConfig` that do not change what a run computes.
 _NOT_IDENTITY = ("out", "progress", "command", "resume", "keep_checkpoint")
@@ -293,8 +290,7 @@ def _compress(fp32, target, c: TrainConfig, data, rt, label, *, ternary=False, l
     the public API (`subbit.model.train.api`: :func:`~.api.quantize`, :func:`~.api.fit`)."""
     qn = api.quantize(copy.deepcopy(fp32), init_bits=2 if ternary else c.init_bits,
                       max_bits=2 if ternary else c.max_bits, per_channel=c.per_channel, learn_range=not ternary,
-                      stream=_stream_config(c), row_classes=1 if ternary else c.row_classes,
-                      dead_rows=0.0 if ternary else c.dead_rows)
+                      stream=_stream_config(c), row_classes=1 if ternary else c.row_classes)
     res = api.fit(qn, data.train, data.val, target_bits=None if ternary else target,
                   epochs=c.ternary_epochs if ternary else c.qat_epochs, lr=c.qat_lr, lr_quant=c.lr_quant,
                   weight_decay=c.weight_decay, lam0=c.lam0, gain=c.gain, ramp=c.ramp,

@@ -93,10 +93,6 @@ class QuantNet(nn.Module):
         (`subbit.model.train.rate.classed_bits`), the classes chosen from the current codes by
         the encoder's chooser every ``class_every`` rate calls made with gradients enabled
         (training steps)
-    dead_rows : with row classes, bits per unit of code that a row pays in a dead class: 0
-        (default) off; > 0 prices each row as the shorter of its class's code and the dead
-        class's (`subbit.model.train.rate.classed_bits`), which pulls rows with few non-zeros to
-        zero as a whole (the gradient only; the estimate's value is the same)
 
     Members
     -------
@@ -106,23 +102,15 @@ class QuantNet(nn.Module):
     stream : the coder parameters
     row_classes : 1, 2, 4, 8 or ``"auto"``
     row_class : the row -> class assignment (buffers), or None with ``row_classes=1``
-    dead_rows : bits per unit of code of the dead-row price (0: off)
     """
 
     def __init__(self, net: nn.Module, *, names=None, init_bits: int = 4, max_bits: int = 8,
                  per_channel: bool = False, learn_range: bool = True, stream: StreamConfig | None = None,
-                 row_classes=1, class_every: int = CLASS_EVERY, dead_rows: float = 0.0):
+                 row_classes=1, class_every: int = CLASS_EVERY):
         super().__init__()
         self.net = net
         self.stream = stream if stream is not None else StreamConfig()
         self.row_classes = check_row_classes(row_classes)
-        if isinstance(dead_rows, bool) or not isinstance(dead_rows, (int, float)) or not dead_rows >= 0 \
-                or dead_rows == float("inf"):
-            raise ConfigError(f"dead_rows must be a number of bits >= 0, not {dead_rows!r}")
-        if dead_rows and self.row_classes == 1:
-            raise ConfigError("dead_rows (--dead-rows) prices rows in a dead row class: it needs row_classes "
-                              "(--row-classes) other than 1")
-        self.dead_rows = float(dead_rows)
         if isinstance(class_every, bool) or not isinstance(class_every, int) or class_every < 1:
             raise ConfigError(f"class_every must be an integer >= 1, not {class_every!r}")
         sd = net.state_dict()
@@ -187,7 +175,7 @@ class QuantNet(nn.Module):
                 if rc is None:
                     yield u, codes, kk
                 else:
-                    yield u, codes, kk, rc.classes(i), int(rc.class_words[i]), self.dead_rows
+                    yield u, codes, kk, rc.classes(i), int(rc.class_words[i])
         return rate_bits(layers(), states)[0]
 
     @torch.no_grad()

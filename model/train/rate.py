@@ -105,26 +105,17 @@ def classed_header_bits(n: int, nsym: int, states: int, tables: int, class_words
     return 16 * words
 
 
-def classed_bits(u: torch.Tensor, codes: torch.Tensor, k: int, classes: torch.Tensor,
-                 dead_bits: float = 0.0) -> torch.Tensor:
+def classed_bits(u: torch.Tensor, codes: torch.Tensor, k: int, classes: torch.Tensor) -> torch.Tensor:
     """Payload bits of one layer coded with row classes: ``Σ_t N_t · H_t``, the exact hard value
     with the gradient of the per-class soft histograms' entropies (straight-through).
 
     ``u``, ``codes``: the layer's continuous and integer codes, rows on axis 0; ``classes``: the
-    class of each row (``rows`` ints ``0 .. T-1``, on any device). With every row in class 0 and
-    ``dead_bits = 0`` this is ``N · layer_rate(u, codes, k)``, computed by that function.
-
-    ``dead_bits > 0`` (``subbit train --dead-rows``) changes the gradient only (the value stays the
-    exact hard one): each row ``r`` is priced with the shorter of two codes, its class's table,
-    ``C_r = Σ_j -log2 p_t(q_rj)`` (soft), and the dead class, ``D_r = dead_bits · Σ_j |u_rj|``
-    (every unit of code a row keeps costs ``dead_bits`` there; an all-zero row costs 0), as the
-    two-table mixture ``-log2(2^-C_r + 2^-D_r)``: a row whose few non-zeros cost less under the
-    dead class than it costs under its own table is pulled to zero as a whole, with
-    ``dead_bits`` per unit of code, the others as without the option."""
+    class of each row (``rows`` ints ``0 .. T-1``, on any device). With every row in class 0 this
+    is ``N · layer_rate(u, codes, k)``, computed by that function."""
     cls = torch.as_tensor(classes, dtype=torch.int64, device=u.device).reshape(-1)
     rows = cls.numel()
     T = int(cls.max()) + 1 if rows else 1
-    if T <= 1 and not (dead_bits > 0 and rows > 1):
+    if T <= 1:
         return codes.numel() * layer_rate(u, codes, k)
     u2 = u.reshape(rows, -1)
     L = u2.shape[1]
@@ -137,18 +128,7 @@ def classed_bits(u: torch.Tensor, codes: torch.Tensor, k: int, classes: torch.Te
         m = m.index_add(0, (idx + 1).reshape(-1), frac.reshape(-1))
     n_t = torch.bincount(cls, minlength=T).to(u.dtype) * L                  # weights per class
     p = m.reshape(T, nlev) / n_t.clamp_min(1)[:, None]
-    if dead_bits > 0:
-        # per-row soft code length under the row's class table (the table held fixed: the same
-        # gradient as the class entropy's), against the dead class's; mixture of the two
-        a = (-torch.log(p.detach().clamp_min(1e-12)) / _LN2).reshape(-1)
-        c_r = (1.0 - frac) * a[idx]
-        if k > 0:
-            c_r = c_r + frac * a[idx + 1]
-        c_r = c_r.sum(dim=1)
-        d_r = dead_bits * u2.abs().sum(dim=1)
-        soft = (-torch.logaddexp(-c_r * _LN2, -d_r * _LN2) / _LN2).sum()
-    else:
-        soft = -(n_t[:, None] * p * torch.log(p.clamp_min(1e-12))).sum() / _LN2
+    soft = -(n_t[:, None] * p * torch.log(p.clamp_min(1e-12))).sum() / _LN2
     with torch.no_grad():
         c = codes.reshape(rows, -1)
         lo = int(c.min())
@@ -208,9 +188,7 @@ def rate_bits(layers, states: int) -> tuple[torch.Tensor, float]:
 
     ``layers`` yields ``(u, codes, k)`` per coded layer (continuous codes, integer codes,
     level bound), or ``(u, codes, k, classes, class_words)`` for a layer with row classes
-    (:func:`assign_classes`; ``classes`` ``None`` or all zero: one table), or
-    ``(u, codes, k, classes, class_words, dead_bits)`` (:func:`classed_bits`'s dead-row
-    gradient; the value is the same). Returns the
+    (:func:`assign_classes`; ``classes`` ``None`` or all zero: one table). Returns the
     differentiable estimate ``R`` (payload ≈ N·H, or ``Σ_t N_t·H_t``, plus headers) and, as a
     float, its header share.
     """
@@ -220,7 +198,6 @@ def rate_bits(layers, states: int) -> tuple[torch.Tensor, float]:
     for item in layers:
         u, codes, k = item[:3]
         classes, class_words = (item[3], item[4]) if len(item) > 3 else (None, 0)
-        dead = float(item[5]) if len(item) > 5 else 0.0
         if total is None:
             total = torch.zeros((), dtype=u.dtype, device=u.device)
         n = codes.numel()
@@ -228,11 +205,8 @@ def rate_bits(layers, states: int) -> tuple[torch.Tensor, float]:
         nsym = int(codes.max() - codes.min()) + 1 if n else 1
         T = int(classes.max()) + 1 if classes is not None and n and nsym > 1 else 1
         if T > 1:
-            total = total + classed_bits(u, codes, k, classes, dead)
+            total = total + classed_bits(u, codes, k, classes)
             hdr += classed_header_bits(n, nsym, states, T, class_words)
-        elif dead > 0 and nsym > 1 and classes is not None:
-            total = total + classed_bits(u, codes, k, classes, dead)
-            hdr += header_bits(n, nsym, states)
         else:
             total = total + n * layer_rate(u, codes, k)
             hdr += header_bits(n, nsym, states)

@@ -108,12 +108,7 @@ def train_options() -> list[tuple[str | None, list[Option]]]:
                    "so, with the classes chosen from the codes every few steps (docs/training.md). A layer keeps "
                    "one table unless classes save words. Other than 1 gives a word stream v3 (class index in fixed "
                    "bits), which the hardware decoder reads when built with --tables (subbit verilog --lookup "
-                   "table --tables 8)"),
-            option("--dead-rows", type=float, default=0.0, metavar="B",
-                   help="with --row-classes: the rate term's gradient prices each row as the shorter of its "
-                   "class's code and a dead class's, where every unit of code the row keeps costs B bits (an "
-                   "all-zero row costs nothing): rows with few non-zeros are pulled to zero as a whole. 0 "
-                   "(default): off (docs/training.md)")]),
+                   "table --tables 8)")]),
     ]
 
 
@@ -157,8 +152,7 @@ def config_from_args(args, command: str = ""):
                        gain=args.gain, ramp=args.ramp, init_bits=args.init_bits, max_bits=args.max_bits,
                        per_channel=args.per_channel, evals_per_epoch=args.evals_per_epoch, subset=args.subset,
                        seed=args.seed, threads=args.threads, prob_bits=args.prob_bits, lanes=args.lanes,
-                       ways=args.ways, row_classes=args.row_classes, dead_rows=args.dead_rows,
-                       device=args.device,
+                       ways=args.ways, row_classes=args.row_classes, device=args.device,
                        keep_checkpoint=args.keep_checkpoint,
                        progress=progress, command=command)
 
