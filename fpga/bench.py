@@ -192,7 +192,8 @@ def rtl_markdown(rows: list[dict], *, command: str, source: str | None = None, p
             "| first weight (cycles) | layer switch idle (cycles) | of it not bus-bound | lint warnings |",
             "|" + "---|" * (20 + classed)]
     from subbit.fpga.reference import ans_reference_weights_per_site
-    ref_site = ans_reference_weights_per_site("ternary")
+    # against the reference timed for the sweep's speed grade (a column of dashes where it was not)
+    ref_site = ans_reference_weights_per_site("ternary", grade or 6)
     notes = []
     for r in dec:
         head = f"| {r['lanes']} | {r['prob_bits']} | {r['lookup']} " + (f"| {r.get('tables', 1)} " if classed else "")
@@ -207,7 +208,7 @@ def rtl_markdown(rows: list[dict], *, command: str, source: str | None = None, p
                    f"| {_fmt(r['logic_cells'])} | {r['lut_depth']} | {fmax} "
                    f"| {_fmt(r.get('weights_per_cycle'), '.3f')} | {_fmt(wps and wps / 1e6, '.1f')} "
                    f"| {_fmt(r.get('weights_per_s_per_lut'), '.0f')} "
-                   f"| {_fmt(r.get('weights_per_s_per_lut') and r['weights_per_s_per_lut'] / ref_site, '.0f')} "
+                   f"| {_fmt(r.get('weights_per_s_per_lut') and ref_site and r['weights_per_s_per_lut'] / ref_site, '.0f')} "
                    f"| {_first(r)} "
                    f"| {_fmt(r.get('switch_idle'), '.1f')} | {_fmt(r.get('switch_bubbles'), '.1f')} "
                    f"| {_fmt(r.get('lint_warnings'))} |")

@@ -17,15 +17,18 @@ __all__ = ["Counter", "counter_verilog", "ANS_REFERENCE", "ans_reference_weights
 #: yosys synth_ecp5, nextpnr-ecp5 25K CABGA381, speed grade 6, seeds 1-3, and in Icarus on 4,000
 #: symbols): its LUT4 sites (560 LUT4 + 2 x 228 CCU2C), Fmax, and clocks per symbol on three sources
 #: (its state machine takes 7 + s + 5r clocks a symbol: s the symbol's index in a linear search, r
-#: the 4-bit nibbles read).
-ANS_REFERENCE = {"lut4_sites": 1016, "fmax_mhz": 14.44, "clocks_per_symbol": {"ternary": 8.01,
-                 "skewed 2.2-bit": 11.1, "uniform 4-bit": 19.5}}
+#: the 4-bit nibbles read). ``fmax_mhz_by_grade``: its Fmax timed for ECP5 speed grades 6 and 8 (the
+#: same netlist; grade 7 was not measured).
+ANS_REFERENCE = {"lut4_sites": 1016, "fmax_mhz": 14.44, "fmax_mhz_by_grade": {6: 14.44, 8: 18.9},
+                 "clocks_per_symbol": {"ternary": 8.01, "skewed 2.2-bit": 11.1, "uniform 4-bit": 19.5}}
 
 
-def ans_reference_weights_per_site(source: str = "ternary") -> float:
-    """The reference's weights/s per LUT4 site on ``source`` (its most favourable: ternary)."""
+def ans_reference_weights_per_site(source: str = "ternary", grade: int = 6) -> float | None:
+    """The reference's weights/s per LUT4 site on ``source`` (its most favourable: ternary), timed
+    for ECP5 speed grade ``grade``; None for a grade it was not measured at."""
     r = ANS_REFERENCE
-    return r["fmax_mhz"] * 1e6 / r["clocks_per_symbol"][source] / r["lut4_sites"]
+    f = r["fmax_mhz_by_grade"].get(grade)
+    return None if f is None else f * 1e6 / r["clocks_per_symbol"][source] / r["lut4_sites"]
 
 
 class Counter(wiring.Component):

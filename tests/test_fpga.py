@@ -621,3 +621,23 @@ def test_area_by_component_synthesizes_each_child_and_reports_failures(tmp_path)
 def test_by_component_is_for_the_ecp5_decoder(tmp_path, capsys):
     assert main(["synth", "--by-component", "--target", "ice40", "--build-dir", str(tmp_path)]) == 2
     assert "--by-component is for the decoder on --target ecp5" in capsys.readouterr().err
+
+
+def test_reference_ratio_follows_the_speed_grade():
+    from subbit.fpga.reference import ANS_REFERENCE, ans_reference_weights_per_site
+    g6, g8 = ans_reference_weights_per_site("ternary", 6), ans_reference_weights_per_site("ternary", 8)
+    assert g6 == pytest.approx(14.44e6 / 8.01 / 1016) and g8 == pytest.approx(18.9e6 / 8.01 / 1016)
+    assert ans_reference_weights_per_site("ternary", 7) is None
+    row = {"lanes": 1, "prob_bits": 12, "lookup": "compare", "luts": 1000, "ffs": 900, "carry": 100, "dsps": 1,
+           "brams": 0, "lutram": 32, "logic_cells": 1200, "lut_depth": 19, "weights_per_s_per_lut": 100 * g8,
+           "fmax_mhz": 200.0, "speed_grade": 8, "device": "LFE5U-25F"}
+
+    def ratio(md):
+        lines = md.splitlines()
+        head = next(ln for ln in lines if ln.startswith("| K |")).split("|")
+        cells = next(ln for ln in lines if ln.startswith("| 1 | 12 |")).split("|")
+        return cells[head.index(" × reference per LUT ")].strip()
+    assert ratio(bench.rtl_markdown([row], command="x")) == "100"   # the grade-8 reference, not grade 6's
+    assert ratio(bench.rtl_markdown([dict(row, speed_grade=6)], command="x")) == f"{100 * g8 / g6:.0f}"
+    assert ratio(bench.rtl_markdown([dict(row, speed_grade=7)], command="x")) == ""      # not measured
+    assert ANS_REFERENCE["fmax_mhz_by_grade"][6] == ANS_REFERENCE["fmax_mhz"]
