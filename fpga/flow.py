@@ -403,9 +403,12 @@ def area_by_component(verilog: str, top: str, build_dir: str, *, timeout: float 
 
     Raises
     ------
-    ToolNotFoundError, SynthesisError
-        A yosys run failed; the message names the component and its log file.
+    ToolNotFoundError
+        No yosys.
+    SynthesisError
+        A component's cell counts cannot be read (a yosys failure is a row, above).
     """
+    spec = get_target("ecp5")
     say = progress or (lambda msg: None)
     build_dir = make_build_dir(os.path.abspath(build_dir))
     names = [n for n in re.findall(r"^module \\?(\S+?)[\s(]", verilog, re.M)
@@ -432,11 +435,9 @@ def area_by_component(verilog: str, top: str, build_dir: str, *, timeout: float 
                 continue
             cells = _cells(_load_json(os.path.join(build_dir, f"component_{part}.json"), f"component {part}",
                                       SynthesisError, log))
-            lut, carry = cells.get("LUT4", 0), cells.get("CCU2C", 0)
-            rows.append({"component": part, "lut4_sites": lut + 2 * carry, "luts": lut, "carry": carry,
-                         "ffs": sum(v for k, v in cells.items() if k.startswith("TRELLIS_FF")),
-                         "lutram": cells.get("TRELLIS_DPR16X4", 0), "dsps": cells.get("MULT18X18D", 0),
-                         "brams": cells.get("DP16KD", 0)})
+            a = spec.area(cells)             # the flat flow's counting: luts are LUT4 sites
+            rows.append({"component": part, "lut4_sites": a["luts"], "luts": a["luts_by_type"].get("LUT4", 0),
+                         **{k: a[k] for k in ("carry", "ffs", "lutram", "dsps", "brams")}})
     return sorted(rows, key=lambda r: -(r["lut4_sites"] if r["lut4_sites"] is not None else -1))
 
 

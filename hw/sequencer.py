@@ -116,10 +116,8 @@ class Sequencer(wiring.Component):
         second_flags = Array(Signal(3, name=f"second_flags{b}") for b in range(2))
         n = fields.count
         kb = K.bit_length() - 1
-        # n <= c for the small constants below: a zero test of the high bits and a narrow
-        # compare each, not a 32-bit carry chain
-
-        # (the high bits' zero test is made once, for the largest constant)
+        # n <= c for the small constants below: one zero test of the high bits (for the largest
+        # constant) and a narrow compare each, not a 32-bit carry chain
         nb = ((D + 2) * K).bit_length()
         n_hi_zero = n[nb:] == 0
 
@@ -127,8 +125,7 @@ class Sequencer(wiring.Component):
             return n_hi_zero & le_const(n[:nb], c)
         with m.If(fields.we):
             b = fields.bank
-            m.d.sync += [# ceil(n / K) - 1 = floor((n - 1) / K) for n >= 1
-                         beats[b].eq(Mux(n == 0, 1, (n >> kb) + (n[:kb] != 0)) if kb else Cat(n[0] | (n == 0), n[1:])),
+            m.d.sync += [beats[b].eq(Mux(n == 0, 1, (n >> kb) + (n[:kb] != 0)) if kb else Cat(n[0] | (n == 0), n[1:])),
                          tail[b].eq(Mux(n == 0, 0, Mux(n[:kb] == 0, K, n[:kb]) if kb else 1)),
                          first_flags[b].eq(Cat(le(K), le(D * K), ~le(D * K) & le((D + 1) * K))),
                          second_flags[b].eq(Cat(~le(K) & le(2 * K), le((D + 1) * K),
@@ -143,7 +140,8 @@ class Sequencer(wiring.Component):
         cur_bank = Signal()
         nxt_bank = Signal()
         beats_left = Signal(TB, name="beats_left")  # in the current layer, the issued one included
-        flags = Signal(3)                           # (beats_left == 1, <= D, == D + 1) for the next beat
+        flags = Signal(3)                           # the next beat's (R == 1, R <= D, R == D + 1), R its
+                                                    # layer's beats from it on
         cur_tail = Signal(range(K + 1))
         beat_no = Signal(range(D + 1))              # beat index, saturating at D
         # nxt_rdy: bank nxt_bank holds a loaded layer not yet started (kept as a register)

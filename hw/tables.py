@@ -149,15 +149,17 @@ class SymbolTables(wiring.Component):
         # with row classes, each memory holds `tables` tables: the table index extends the addresses
         tb = p.table_bits
         w_tab = [freq.table] if tb else []
+        entry = Signal(layout)                      # the symbol's f/c memory word, as the parser writes it
+        m.d.comb += [entry.f.eq(freq.f), entry.c.eq(freq.c)]
+        if f3:
+            m.d.comb += entry.f3.eq(freq.f + (freq.f << 1))
         if p.fc_sync:
             fc_r = []
             for b in range(2):
                 m.submodules[f"fc_mem{b}"] = mem = Memory(shape=layout, depth=1 << (SB + tb), init=[])
                 fc_w = mem.write_port()
-                m.d.comb += [fc_w.addr.eq(Cat(freq.index, *w_tab)), fc_w.data.f.eq(freq.f), fc_w.data.c.eq(freq.c),
+                m.d.comb += [fc_w.addr.eq(Cat(freq.index, *w_tab)), fc_w.data.eq(entry),
                              fc_w.en.eq(freq.we & (freq.bank == b))]
-                if f3:
-                    m.d.comb += fc_w.data.f3.eq(freq.f + (freq.f << 1))
                 fc_r.append([mem.read_port(domain="sync") for _ in range(K)])
             for j in range(K):
                 for b in range(2):
@@ -169,15 +171,11 @@ class SymbolTables(wiring.Component):
             # lane reads its table's f/c of every symbol in S1 (one LUT-RAM word of `max_symbols`
             # fields at (bank, table)) into registers, and S2 selects the symbol's from them: the
             # symbol's path is then a max_symbols-way select, as with one table, instead of a
-            # read T times deeper (docs/architecture.md, "Row classes")
+            # read T times deeper (measured: docs/results.md, "Row-classed streams through the RTL")
             fw = layout.size
             m.submodules.fc_mem = fc_mem = Memory(shape=unsigned(S * fw), depth=2 << tb, init=[])
             fc_w = fc_mem.write_port(granularity=fw)
-            one = Signal(layout)
-            m.d.comb += [one.f.eq(freq.f), one.c.eq(freq.c)]
-            if f3:
-                m.d.comb += one.f3.eq(freq.f + (freq.f << 1))
-            m.d.comb += [fc_w.addr.eq(Cat(freq.table, freq.bank)), fc_w.data.eq(Cat(*[one] * S)),
+            m.d.comb += [fc_w.addr.eq(Cat(freq.table, freq.bank)), fc_w.data.eq(Cat(*[entry] * S)),
                          fc_w.en.eq(Mux(freq.we, 1 << freq.index, 0))]
             for j in range(K):
                 rd = fc_mem.read_port(domain="comb")
@@ -187,12 +185,9 @@ class SymbolTables(wiring.Component):
                     m.d.sync += [rows[k].eq(rd.data[k * fw:(k + 1) * fw]) for k in range(S)]
                 m.d.comb += self.fc[j].eq(Array(rows)[self.fc_symbol[j]])
         else:
-            m.submodules.fc_mem = fc_mem = Memory(shape=layout, depth=2 << (SB + tb), init=[])
+            m.submodules.fc_mem = fc_mem = Memory(shape=layout, depth=2 << SB, init=[])
             fc_w = fc_mem.write_port()
-            m.d.comb += [fc_w.addr.eq(Cat(freq.index, *w_tab, freq.bank)), fc_w.data.f.eq(freq.f),
-                         fc_w.data.c.eq(freq.c), fc_w.en.eq(freq.we)]
-            if f3:
-                m.d.comb += fc_w.data.f3.eq(freq.f + (freq.f << 1))
+            m.d.comb += [fc_w.addr.eq(Cat(freq.index, freq.bank)), fc_w.data.eq(entry), fc_w.en.eq(freq.we)]
             fc_r = [fc_mem.read_port(domain="comb") for _ in range(K)]
             for j in range(K):
                 m.d.comb += [fc_r[j].addr.eq(Cat(self.fc_symbol[j], self.r2_bank)),
