@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from ..model import rans
 from ..model.errors import SubbitError
-from ..model.stream import StreamConfig
+from ..model.stream import MAX_CLASS_WORDS, StreamConfig
 
 __all__ = ["PIPELINE_DEPTH", "LAYER_CHECK_CLOCKS", "FIRST_WEIGHT_CLOCKS", "LOOKUPS", "WINDOWS", "WORD_WIDTHS",
            "MULTIPLIERS", "FC_READS", "TABLES", "recommended_ways",
@@ -208,9 +208,10 @@ class DecoderParams:
             raise SubbitError(f"multiplier must be 'generic' or 'ecp5', not {self.multiplier!r}")
         if self.tables not in TABLES:
             raise SubbitError(f"tables must be one of {', '.join(map(str, TABLES))}, not {self.tables!r}")
-        if not (isinstance(self.class_words, int) and 16 <= self.class_words <= 4096
+        if not (isinstance(self.class_words, int) and 16 <= self.class_words <= MAX_CLASS_WORDS
                 and self.class_words & (self.class_words - 1) == 0):
-            raise SubbitError(f"class_words must be a power of two in 16..4096, not {self.class_words!r}")
+            raise SubbitError(f"class_words must be a power of two in 16..{MAX_CLASS_WORDS}, "
+                              f"not {self.class_words!r}")
         if not (isinstance(self.ways, int) and PIPELINE_DEPTH <= self.ways <= rans.MAX_WAYS):
             raise SubbitError(f"ways must be an integer in {PIPELINE_DEPTH}..{rans.MAX_WAYS} (the "
                               f"datapath loop is {PIPELINE_DEPTH} clocks deep), not {self.ways!r}")

@@ -69,10 +69,13 @@ __all__ = [
 
 MAGIC = 0x5342
 VERSION = 2             #: a stream with one table per layer: what the hardware decodes
-VERSION_CLASSED = 3     #: a stream with a row-classed layer (issue 27; no hardware yet)
+VERSION_CLASSED = 3     #: a stream with a row-classed layer (issue 27; decoders built with tables > 1)
 VERSIONS = (VERSION, VERSION_CLASSED)
 CHECK_SEED = 0xA5A5
 MAX_LAYERS = 0xFFFF
+#: The longest class index (16-bit words per layer) a hardware decoder holds: its class memory's
+#: largest size (`subbit.hw.params.DecoderParams.class_words`).
+MAX_CLASS_WORDS = 4096
 
 
 @dataclass(frozen=True)
@@ -505,9 +508,9 @@ def hardware_needs(layers: list[HwLayer], config: StreamConfig) -> dict:
     Raises
     ------
     SubbitError
-        A row-classed layer the hardware does not decode: a rANS-coded class index, or rows
-        shorter than the stream's lanes (a beat would span more than two rows); the message names
-        the first such layer and how to re-encode.
+        A row-classed layer the hardware does not decode: a rANS-coded class index, rows shorter
+        than the stream's lanes (a beat would span more than two rows), or a class index longer than
+        :data:`MAX_CLASS_WORDS`; the message names the first such layer and how to re-encode.
     """
     from . import rowclass
     tables, words = 1, 16
@@ -521,6 +524,11 @@ def hardware_needs(layers: list[HwLayer], config: StreamConfig) -> dict:
         if h.row_length < config.lanes:
             raise SubbitError(f"layer {k} has rows of {h.row_length} weights, fewer than the stream's "
                               f"{config.lanes} lanes: the hardware decoder needs rows of at least a beat")
+        if len(h.class_index) > MAX_CLASS_WORDS:
+            raise SubbitError(f"layer {k} has a class index of {len(h.class_index)} words, more than the "
+                              f"{MAX_CLASS_WORDS} a hardware decoder holds per layer: `subbit compress` without "
+                              "--row-classes (or with fewer tables, --row-classes 2 or 4) gives a hardware-"
+                              "decodable stream")
         tables = max(tables, 1 << (h.tables - 1).bit_length())
         words = max(words, 1 << max(0, (len(h.class_index) - 1).bit_length()))
     return {"tables": tables, "class_words": words}

@@ -315,3 +315,23 @@ def test_hardware_refuses_rans_class_indices_and_short_rows():
         stream.encode_codes(codes, cfg, tables=2, class_index="rans")
     # rows of 1 weight at 2 lanes: one table
     assert stream.encode_codes(codes.reshape(-1, 1), cfg, tables=2).tables == 1
+
+
+def test_hardware_refuses_a_class_index_longer_than_its_memory():
+    """A class index longer than the largest class memory is named with its layer, before any
+    decoder is sized (not as a decoder-parameter error)."""
+    import dataclasses
+
+    from subbit.sim.rtl_decode import params_for
+    cfg = stream.StreamConfig(12, 1, 6)
+    rng = np.random.default_rng(5)
+    cls = (rng.random(300) < 0.1).astype(np.int64)
+    codes = np.where(cls[:, None] == 1, rng.integers(-2, 3, (300, 32)), 0)
+    lay = stream.encode_codes(codes, cfg, tables=2)
+    assert lay.tables == 2
+    at_limit = dataclasses.replace(lay, class_index=np.zeros(stream.MAX_CLASS_WORDS, np.uint16))
+    assert stream.hardware_needs([at_limit], cfg)["class_words"] == stream.MAX_CLASS_WORDS
+    long = dataclasses.replace(lay, class_index=np.zeros(stream.MAX_CLASS_WORDS + 1, np.uint16))
+    with pytest.raises(SubbitError, match=f"layer 1 has a class index of {stream.MAX_CLASS_WORDS + 1} words, "
+                       f"more than the {stream.MAX_CLASS_WORDS} a hardware decoder holds"):
+        params_for([lay, long], cfg)
