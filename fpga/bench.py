@@ -158,11 +158,16 @@ def rtl_markdown(rows: list[dict], *, command: str, source: str | None = None, p
         fixed["window"] = _window(dec[0])
     for key, value in (("ways", lambda r: r.get("ways")), ("prefetch", lambda r: r.get("prefetch")),
                        ("window", _window)):
-        by = {}                                # value -> the K built with it
+        by = {}                                # value -> the K (and T, with row classes) built with it
+        classed = any(r.get("tables", 1) > 1 for r in dec)
         for r in dec:
-            by.setdefault(value(r), set()).add(r["lanes"])
+            by.setdefault(value(r), set()).add((r["lanes"], r.get("tables", 1)) if classed else r["lanes"])
         if len(by) > 1:
-            fixed[key] = " / ".join(f"{'default' if w is None else w} (K={', '.join(map(str, sorted(ks)))})"
+            def built(ks):
+                if classed:
+                    return "; ".join(f"K={k} T={t}" for k, t in sorted(ks))
+                return "K=" + ", ".join(map(str, sorted(ks)))
+            fixed[key] = " / ".join(f"{'default' if w is None else w} ({built(ks)})"
                                     for w, ks in sorted(by.items(), key=lambda i: min(i[1])))
     fixed_s = ", ".join(f"{k}={('default (the pipeline depth)' if k == 'ways' else 'default') if v is None else v}"
                         for k, v in fixed.items())

@@ -60,7 +60,7 @@ class ClassSelect(wiring.Component):
         ``fc_read="async"`` the whole table's). 0 in a layer without row classes.
     error : Out(1)
         ``BAD_CLASS``: a class out of range two clocks after its beat is issued; the end-of-layer
-        checks two clocks after the layer's last beat is issued.
+        checks three clocks after the layer's last beat is issued.
 
     Latency: the tables of an issued beat a clock later (with the beat entering R0).
     Throughput: a beat a clock, across layers (a layer's first beat needs no memory read).
@@ -165,7 +165,7 @@ class ClassSelect(wiring.Component):
         # the running layer's next state: the row goes on (a - K) or the next row starts
         # (a + rl - K), the window moving on by a class (`a` is L - K - 1 with L the row's weights left)
         a2 = Signal(signed(33))
-        m.d.comb += a2.eq(a + Mux(ends, r_rlk, -K))
+        m.d.comb += a2.eq(Mux(ends, a + r_rlk, a - K))      # both sums from registers, then `ends`
         ends2, use2 = flags(a2)
         o2 = o + r_bits                             # 0..18
         moves = ends & o2[4]                        # past w0
@@ -207,8 +207,9 @@ class ClassSelect(wiring.Component):
         m.d.sync += err_r.eq(valid_r & classed_r & bad)
         # after the last row: L = count of the last beat, and ceil(bits / 16) words with the bits
         # above the last class zero
-        used = end_wi + (end_o != 0)
-        unused_zero = Mux(end_o == 0, 1, (end_w >> end_o) == 0)
+        # (two registered steps: the count of words used and the unused bits' test, then the compares)
+        used, unused_zero, rows_end_r, end_v2, words2 = (Signal(range(W + 3)), Signal(), Signal(), Signal(),
+                                                         Signal(range(W + 1)))
         end_bad = Signal()
         # L == the last beat's weights: end_l == d = end_n - K - 1 + end_first, d in -K-1..0, so the
         # test is of end_l's low bits and of its high bits being d's sign (no 33-bit adder)
@@ -216,7 +217,9 @@ class ClassSelect(wiring.Component):
         d = Signal(signed(dw))
         m.d.comb += d.eq(end_n + end_first - (K + 1))
         rows_end = (end_l[:dw] == d.as_unsigned()) & Mux(d[-1], end_l[dw:].all(), end_l[dw:] == 0)
-        m.d.sync += end_bad.eq(end_v & (~rows_end | (used != end_words) | ~unused_zero))
+        m.d.sync += [used.eq(end_wi + (end_o != 0)), unused_zero.eq(Mux(end_o == 0, 1, (end_w >> end_o) == 0)),
+                     rows_end_r.eq(rows_end), end_v2.eq(end_v), words2.eq(end_words),
+                     end_bad.eq(end_v2 & (~rows_end_r | (used != words2) | ~unused_zero))]
         m.d.comb += self.error.eq(err_r | end_bad)
 
         # the tables along the ring: entering (the issued beat registered), R0, R1

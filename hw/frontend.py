@@ -600,7 +600,9 @@ class Frontend(wiring.Component):
         if classed:
             data_out += [freq.table.eq(tix), cfields.bank.eq(bank), cfields.classed.eq(lclassed),
                          cfields.top.eq(ntop), cfields.bits.eq(cbits), cfields.row_length.eq(row_len),
-                         cword.bank.eq(bank), cword.index.eq(ci), cword.data.eq(word)]
+                         cword.bank.eq(bank), cword.index.eq(ci), cword.data.eq(word),
+                         # the class index words, as the class fields' last word (`class_done`) has them
+                         cfields.words.eq(Cat(word_lo, word_hi) if wide else Cat(ncls_lo, word))]
             if p.lookup == "table":
                 data_out += [slot.table.eq(tix)]
         if p.lookup == "table":
@@ -782,7 +784,7 @@ class Frontend(wiring.Component):
                             fail(ErrorCode.UNSUPPORTED)    # rows shorter than a beat
                     with m.If(~le_const(n, p.class_words)):
                         fail(ErrorCode.UNSUPPORTED)        # more class index words than the memory holds
-                    m.d.comb += [cfields.we.eq(1), cfields.words.eq(n)]
+                    m.d.comb += cfields.we.eq(1)        # `words` is driven in every state (data_out)
                     m.next = "FREQ"
 
                 CF = fmt.CLASS_FIELDS

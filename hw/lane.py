@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..model.rans import RANS_L
 from .mul import Multiplier
-from .params import PIPELINE_DEPTH, DecoderParams, rejected
+from .params import DecoderParams, rejected
 from .tables import fc_layout
 
 __all__ = ["Lane", "state_write_layout", "window_word_width"]
@@ -62,6 +62,9 @@ class Lane(wiring.Component):
       the RAM word); ``fc_read="sync"``: its f/c read is issued here.
     - S2 (R2 -> R3): f, c (``fc``); the multiplier's operands; ``slot - c``; at M <= 11 the
       radix-4 multiples of f for the low bits of ``x >> M``.
+    - S2b (R2b -> R3, row classes with an extra way, ``params.s2b``): S2 registers x >> M and
+      the slot while the tables select the symbol's f/c (``fc`` comes in S2b); S2b does the
+      rest of S2. The weights leave from R2 (``symbol``).
     - S3 (R3 -> R4): the DSP multiplies f by the high bits of ``x >> M``; the fabric adds the
       low partial products and ``slot - c``.
     - S4 (R4 -> R5): the new state ``x'`` and its "needs a word" flag (from the low 16-bit
@@ -90,11 +93,12 @@ class Lane(wiring.Component):
     slot_index : Out(prob_bits - log2(fill_rate)), slot_word : In(fill_rate * sym_bits)
         ``lookup="table"``: the slot RAM's address (of the state entering R0) and its word.
     symbol : Out(sym_bits)
-        The symbol of the beat in R1 (S1): the weight, less its layer's base.
+        The symbol of the beat in R1 (S1; registered, of the beat in R2, with S2b): the
+        weight, less its layer's base.
     fc_symbol : Out(sym_bits)
         The symbol to read f/c for (registered in R2, or S1's with ``fc_read="sync"``).
     fc : In(fc_layout(params))
-        Its f and c, in S2.
+        Its f and c, in S2 (S2b with S2b).
     s4_active : In(1)
         The beat in R4 is one and this lane holds one of its weights.
     counts_word : Out(1)
@@ -108,8 +112,8 @@ class Lane(wiring.Component):
         S5: the state after renormalisation is ``L = 2**16``, the value every state must end
         a layer with.
 
-    Latency: 6 clocks a state per symbol (7 with S4b, 8 with S4c, ``ways`` with delay
-    registers); the symbol 2 clocks after the state enters R0. Throughput: a symbol per
+    Latency: 6 clocks a state per symbol (one more for each of S2b, S4b, S4c; ``ways`` with
+    delay registers); the symbol 2 clocks after the state enters R0. Throughput: a symbol per
     enabled clock. Backpressure: ``en`` low holds every register (the multiplier's too).
     """
 
@@ -172,6 +176,11 @@ class Lane(wiring.Component):
         r1 = stage("r1", hi=32 - M, slot=M, **({"therm": max(S - 1, 1)} if p.lookup == "compare"
                                                  else {"s": SB * p.fill_rate}))
         r2 = stage("r2", hi=32 - M, slot=M)
+        # S2b (row classes): S2 registers x >> M and the slot while the tables select the
+        # symbol's f/c among its table's (in two steps: ``fc`` arrives in S2b); S2b does what
+        # S2 does otherwise
+        x2 = p.s2b
+        r2b = stage("r2b", hi=32 - M, slot=M) if x2 else None
         r3 = stage("r3", **({f"m{k}": M + 2 for k, _ in groups} if f3 else {"hl": max(L, 1), "f": M + 1}), r=M)
         r4 = stage("r4", q=M + 2 + L)
         # ring window with S4b: the final-state test's comparisons of x are made in S4b, so in S5
@@ -183,8 +192,8 @@ class Lane(wiring.Component):
         r2s = None if p.fc_sync else Signal(SB, name="r2_s")
 
         m.submodules.mul = mul = Multiplier(32 - M - L, M + 1, p.multiplier)
-        fc = self.fc
-        m.d.comb += [mul.a.eq(r2["hi"][L:]), mul.b.eq(fc.f), mul.ce.eq(en)]
+        src, fc = (r2b if x2 else r2), self.fc     # the multiplier's stage: S2b or S2
+        m.d.comb += [mul.a.eq(src["hi"][L:]), mul.b.eq(fc.f), mul.ce.eq(en)]
 
         x0 = r0["x"]
         slot0, hi0 = x0[:M], x0[M:]
@@ -202,7 +211,9 @@ class Lane(wiring.Component):
         else:
             rb = p.fill_rate.bit_length() - 1
             s1 = r1["s"].word_select(r1["slot"][:rb], SB) if rb else r1["s"]
-        m.d.comb += [self.symbol.eq(s1), self.fc_symbol.eq(s1 if p.fc_sync else r2s)]
+        # with S2b the weights leave from R2 (the registered symbol), so S1 does not reach the
+        # output buffer
+        m.d.comb += [self.symbol.eq(r2s if x2 else s1), self.fc_symbol.eq(s1 if p.fc_sync else r2s)]
         need4 = Signal(name="need4")
         with m.If(en):
             m.d.sync += [r1["hi"].eq(hi0), r1["slot"].eq(slot0)]
@@ -213,17 +224,19 @@ class Lane(wiring.Component):
             m.d.sync += [r2["hi"].eq(r1["hi"]), r2["slot"].eq(r1["slot"])]
             if not p.fc_sync:                   # sync: f/c were read with R1's symbol
                 m.d.sync += r2s.eq(s1)
-            # S2: f and x >> M into the multiplier's input registers; slot - c
+            if x2:
+                m.d.sync += [r2b["hi"].eq(r2["hi"]), r2b["slot"].eq(r2["slot"])]
+            # S2 (S2b): f and x >> M into the multiplier's input registers; slot - c
             if not f3:
                 m.d.sync += r3["f"].eq(fc.f)
-            m.d.sync += r3["r"].eq(r2["slot"] - fc.c)
+            m.d.sync += r3["r"].eq(src["slot"] - fc.c)
             if f3:
                 for k, w in groups:             # the multiple of f for hl[k:k + w]
-                    sel, f_ = r2["hi"][k:k + w], fc.f
+                    sel, f_ = src["hi"][k:k + w], fc.f
                     mult = Mux(sel[0], f_, 0) if w == 1 else Array([Const(0, M + 2), f_, f_ << 1, fc.f3])[sel]
                     m.d.sync += r3[f"m{k}"].eq(mult)
             elif L:
-                m.d.sync += r3["hl"].eq(r2["hi"][:L])
+                m.d.sync += r3["hl"].eq(src["hi"][:L])
             # S3: the DSP multiplies; the fabric adds the low partial products and slot - c
             acc = r3["r"]
             if f3:
@@ -262,7 +275,7 @@ class Lane(wiring.Component):
 
         # ring closure, with extra delay when the stream has more ways than the pipeline
         back = xn                                   # the state going round again
-        for d in range(D - PIPELINE_DEPTH - xs - xc):
+        for d in range(D - p.ring_stages):
             reg = Signal(32, name=f"delay{d}")
             with m.If(en):
                 m.d.sync += reg.eq(back)

@@ -37,11 +37,12 @@ class OutputStage(wiring.Component):
     en : In(1)
         The datapath advances (the beat in R1 moves on; writes one beat when it is valid).
     r0_bank : In(1)
-        Bank of the beat in R0.
+        Bank of the beat in R0 (R1 when the weights leave from R2, with the lanes' S2b stage).
     r1 : In(StructLayout({"valid": 1, "count": range(K + 1), "last": 1}))
-        The beat in R1: is it one, how many of its lanes hold weights, does it end its layer.
+        The beat in R1 (R2 with S2b): is it one, how many of its lanes hold weights, does it
+        end its layer.
     symbols : In(ArrayLayout(sym_bits, K))
-        The lanes' symbols of the beat in R1 (made in S1).
+        The lanes' symbols of that beat (made in S1; registered in R2 with S2b).
     o : Out(stream.Signature(output_layout(params)))
     room : Out(1)
         The output buffer holds at most one beat (:class:`~subbit.hw.outbuf.OutputBuffer`):

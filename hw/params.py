@@ -62,13 +62,14 @@ FC_READS = ("async", "sync")
 TABLES = (1, 2, 4, 8)
 
 
-def recommended_ways(lanes: int) -> int:
+def recommended_ways(lanes: int, tables: int = 1) -> int:
     """The ways ``subbit bench rtl`` builds each K with: the pipeline depth, plus the S4b stage
     (one way more) from 2 lanes, where counting the lanes' payload words otherwise limits Fmax,
     and at 8 lanes (ring window) the S4c stage too (the measured Fmax with and without them:
-    docs/architecture.md, "Where the clock goes"). Streams and the other tools default to
-    ``PIPELINE_DEPTH``."""
-    return PIPELINE_DEPTH + (lanes >= 2) + (lanes >= 8)
+    docs/architecture.md, "Where the clock goes"). A decoder of row-classed layers
+    (``tables > 1``) takes one way more for its S2b stage (the symbol's f/c select registered
+    before the multiplier). Streams and the other tools default to ``PIPELINE_DEPTH``."""
+    return PIPELINE_DEPTH + (tables > 1) + (lanes >= 2) + (lanes >= 8)
 
 
 def recommended_prefetch(lanes: int) -> int:
@@ -114,7 +115,9 @@ class DecoderParams:
         counting off the multiplier's path, at 2K more header words per layer
         (:func:`recommended_ways`). With the ring window the second extra way is a stage too
         (S4c: the word count is registered before it makes the window's read addresses);
-        further ways are delay registers. Measured Fmax: docs/architecture.md.
+        further ways are delay registers. With row classes (``tables > 1``, ``fc_read="async"``)
+        the first extra way is the S2b stage instead (:attr:`s2b`), before S4b and S4c.
+        Measured Fmax: docs/architecture.md.
     prefetch : 0 or a power of two in 16..4096
         Payload words the parser may run ahead of the lanes (a FIFO), so the
         next layer's header is parsed while the current layer still decodes.
@@ -227,20 +230,40 @@ class DecoderParams:
         return (self.window or default_window(self.lanes)) == "ring"
 
     @property
+    def s2b(self) -> bool:
+        """The lanes have the S2b stage: row-classed layers (``tables > 1``) with ``fc_read="async"``
+        and ``ways > PIPELINE_DEPTH`` (the first extra way). S2 selects the symbol's f/c among
+        its table's, registered; S2b feeds them to the multiplier and subtracts c."""
+        return self.classed and not self.fc_sync and self.ways > PIPELINE_DEPTH
+
+    @property
     def s4b(self) -> bool:
-        """The lanes have the S4b stage (``ways > PIPELINE_DEPTH``)."""
-        return self.ways > PIPELINE_DEPTH
+        """The lanes have the S4b stage (an extra way beyond ``PIPELINE_DEPTH`` and S2b)."""
+        return self.ways > PIPELINE_DEPTH + self.s2b
 
     @property
     def s4c(self) -> bool:
-        """The lanes have the S4c stage too (the ring window and ``ways > PIPELINE_DEPTH + 1``)."""
-        return self.ring_window and self.ways > PIPELINE_DEPTH + 1
+        """The lanes have the S4c stage too (the ring window and a second extra way beyond
+        ``PIPELINE_DEPTH`` and S2b)."""
+        return self.ring_window and self.ways > PIPELINE_DEPTH + 1 + self.s2b
+
+    @property
+    def ring_stages(self) -> int:
+        """Registered stages of a lane's loop: ``PIPELINE_DEPTH`` plus S2b, S4b, S4c; the
+        other ways are delay registers."""
+        return PIPELINE_DEPTH + self.s2b + self.s4b + self.s4c
 
     @property
     def layer_check_clocks(self) -> int:
         """:data:`LAYER_CHECK_CLOCKS` for this configuration (two more with the S4b stage, one
-        more with S4c)."""
+        more with S4c; S2b delays the checks and the weights alike)."""
         return LAYER_CHECK_CLOCKS + 2 * self.s4b + self.s4c
+
+    @property
+    def first_weight_clocks(self) -> int:
+        """:data:`FIRST_WEIGHT_CLOCKS` for this configuration (one more with S2b: the weights
+        leave from R2)."""
+        return FIRST_WEIGHT_CLOCKS + self.s2b
 
     @classmethod
     def for_stream(cls, config: StreamConfig, **kw) -> "DecoderParams":

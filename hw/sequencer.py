@@ -163,7 +163,9 @@ class Sequencer(wiring.Component):
             issue.bank.eq(Mux(start_new, nxt_bank, cur_bank)),
             issue.init.eq(s_t < D),
             issue.way.eq(s_t),
-            issue.first.eq(s_t == 0),
+            # a beat is a layer's first exactly when it starts one (beat_no >= 1 while a layer
+            # runs): start_new itself, a LUT less on the path into the beat's users
+            issue.first.eq(start_new),
             issue.last.eq(last),
             issue.count.eq(Mux(last, s_tail, K)),
             issue.act.eq(Cat(*act)),
@@ -194,14 +196,18 @@ class Sequencer(wiring.Component):
 
         # ---- the beat's description along the ring: R0 .. R5 ------------------------------
         # With more ways than the ring's 6 stages, the first extra way is a stage S4b between S4
-        # and S5 (and with the ring window the second a stage S4c): the description passes
-        # through them too. Further ways are a delay of the lanes' states only.
+        # and S5 (and with the ring window the second a stage S4c); with row classes, a stage
+        # S2b between S2 and S3 comes first: the description passes through them too. Further
+        # ways are a delay of the lanes' states only.
         beat = beat_layout(p)
         r0m, r1m, r2m, r3m, r4m, r5m = (Signal(beat, name=f"r{n}_meta") for n in range(6))
+        r2bm = Signal(beat, name="r2b_meta") if p.s2b else r2m
         r4bm = Signal(beat, name="r4b_meta") if p.s4b else r4m
         r4cm = Signal(beat, name="r4c_meta") if p.s4c else r4bm
         with m.If(en):
-            m.d.sync += [r0m.eq(q), r1m.eq(r0m), r2m.eq(r1m), r3m.eq(r2m), r4m.eq(r3m), r5m.eq(r4cm)]
+            m.d.sync += [r0m.eq(q), r1m.eq(r0m), r2m.eq(r1m), r3m.eq(r2bm), r4m.eq(r3m), r5m.eq(r4cm)]
+            if p.s2b:
+                m.d.sync += r2bm.eq(r2m)
             if p.s4b:
                 m.d.sync += r4bm.eq(r4m)
             if p.s4c:

@@ -81,7 +81,9 @@ class SymbolTables(wiring.Component):
         Each lane's symbol to read f/c for: the one registered in R2 (``async``) or made in S1
         (``sync``).
     fc : Out(ArrayLayout(fc_layout(params), K))
-        Each lane's f and c in S2.
+        Each lane's f and c in S2; in S2b with the S2b stage (``params.s2b``): S2 selects,
+        by the symbol's low two bits, one of each group of four symbols' f/c into registers,
+        and S2b the symbol's among them by its high bits.
     cum : Out(ArrayLayout(prob_bits, max_symbols)), cum_mask : Out(max_symbols)
         ``compare``: the active layer's cumulative frequencies, and which symbols it has.
     shadow_busy : Out(1)
@@ -183,7 +185,19 @@ class SymbolTables(wiring.Component):
                 m.d.comb += rd.addr.eq(Cat(self.r1_tab[j], self.r1_bank))
                 with m.If(self.lane_en[j]):
                     m.d.sync += [rows[k].eq(rd.data[k * fw:(k + 1) * fw]) for k in range(S)]
-                m.d.comb += self.fc[j].eq(Array(rows)[self.fc_symbol[j]])
+                if p.s2b:
+                    # S2: one of each four by the symbol's low bits, registered; S2b: of those
+                    lo = min(2, SB)
+                    cand = [Signal(layout, name=f"fc_cand{j}_{g}") for g in range(-(-S // (1 << lo)))]
+                    hi = Signal(SB - lo, name=f"fc_sym_hi{j}")
+                    with m.If(self.lane_en[j]):
+                        for g, c in enumerate(cand):
+                            group = rows[g << lo:(g + 1) << lo]
+                            m.d.sync += c.eq(Array(group)[self.fc_symbol[j][:lo]] if len(group) > 1 else group[0])
+                        m.d.sync += hi.eq(self.fc_symbol[j][lo:])
+                    m.d.comb += self.fc[j].eq(Array(cand)[hi] if len(cand) > 1 else cand[0])
+                else:
+                    m.d.comb += self.fc[j].eq(Array(rows)[self.fc_symbol[j]])
         else:
             m.submodules.fc_mem = fc_mem = Memory(shape=layout, depth=2 << SB, init=[])
             fc_w = fc_mem.write_port()

@@ -515,6 +515,13 @@ def test_recommended_ways_and_prefetch():
     from subbit.hw.params import PIPELINE_DEPTH, DecoderParams, recommended_prefetch, recommended_ways
     assert [recommended_ways(k) for k in (1, 2, 4, 8)] == [PIPELINE_DEPTH] + [PIPELINE_DEPTH + 1] * 2 + [PIPELINE_DEPTH + 2]
     assert [recommended_prefetch(k) for k in (1, 2, 4, 8)] == [DecoderParams.prefetch] * 3 + [64]
+    # row classes: the first extra way is S2b, then S4b (and S4c) as without classes
+    assert [recommended_ways(k, 8) for k in (1, 2, 4, 8)] == [PIPELINE_DEPTH + 1] + [PIPELINE_DEPTH + 2] * 2 + [PIPELINE_DEPTH + 3]
+    for k in (1, 2, 4, 8):
+        p = DecoderParams(lanes=k, tables=8, ways=recommended_ways(k, 8))
+        plain = DecoderParams(lanes=k, ways=recommended_ways(k))
+        assert p.s2b and (p.s4b, p.s4c) == (plain.s4b, plain.s4c) and p.ring_stages == plain.ring_stages + 1
+    assert not DecoderParams(tables=8, ways=7, fc_read="sync").s2b and not DecoderParams(tables=8, lookup="table", ways=7).s2b
 
 
 def test_sweep_runs_points_in_parallel_processes(tmp_path):

@@ -229,7 +229,7 @@ def expected_beats(n, K, D):
 
 
 @pytest.mark.parametrize("kw", [dict(lanes=1), dict(lanes=2, ways=7), dict(lanes=4, ways=8),
-                                dict(lanes=8, ways=9, window="shift")])
+                                dict(lanes=8, ways=9, window="shift"), dict(lanes=1, tables=4, ways=8)])
 def test_sequencer_issues_every_layers_beats_in_order_and_frees_its_bank(kw):
     """Layers of 0..3·K·D weights loaded into alternating banks (each when `bank_busy` says it is
     free) under a random enable: every layer's beats come out in order with the documented
@@ -237,7 +237,7 @@ def test_sequencer_issues_every_layers_beats_in_order_and_frees_its_bank(kw):
     use of its state), and reach R5 unchanged."""
     p = DecoderParams(**kw)
     K, D = p.lanes, p.ways
-    stages = PIPELINE_DEPTH + p.s4b + p.s4c
+    stages = p.ring_stages
     dut = Sequencer(p)
     rng = random.Random(K * 10 + D)
     counts = [rng.choice([0, 1, K, K + 1, D * K, D * K + 1, (D + 1) * K, (D + 1) * K + 1, 3 * K * D,
@@ -425,7 +425,9 @@ class LaneHarness(wiring.Component):
         m.submodules.tables = tables = self.tables
         m.d.comb += [tables.en.eq(lane.en), tables.lane_en.eq(lane.en), lane.fc.eq(tables.fc[0]),
                      tables.fc_symbol[0].eq(lane.fc_symbol)]
-        if self.p.lookup == "compare":
+        if self.p.lookup == "compare" and self.p.classed:    # table 0 (entering_tab, r1_tab: 0)
+            m.d.comb += [lane.cum.eq(tables.cum[0]), lane.cum_mask.eq(tables.cum_mask[0])]
+        elif self.p.lookup == "compare":
             m.d.comb += [lane.cum.eq(tables.cum), lane.cum_mask.eq(tables.cum_mask)]
         else:
             m.d.comb += [tables.slot_index[0].eq(lane.slot_index), lane.slot_word.eq(tables.slot_word[0])]
@@ -434,7 +436,8 @@ class LaneHarness(wiring.Component):
 
 @pytest.mark.parametrize("kw", [dict(), dict(prob_bits=10), dict(prob_bits=14), dict(prob_bits=11, ways=7),
                                 dict(lookup="table", prob_bits=10), dict(fc_read="sync", max_symbols=7),
-                                dict(window="ring", ways=8), dict(ways=9)])
+                                dict(window="ring", ways=8), dict(ways=9), dict(tables=2, ways=7),
+                                dict(tables=2, ways=9, window="ring")])
 def test_lane_decodes_a_layer_as_the_golden_model(kw):
     """One lane (K=1) fed a layer coded by the golden model: its initial states, the layer's
     tables, a beat a clock under a random enable, and the payload words as S5 asks for them.
@@ -442,7 +445,7 @@ def test_lane_decodes_a_layer_as_the_golden_model(kw):
     lane asks for exactly the layer's payload words."""
     p = DecoderParams(**kw)
     D = p.ways
-    stages = PIPELINE_DEPTH + p.s4b + p.s4c
+    stages = p.ring_stages
     rng = np.random.default_rng(D + p.prob_bits)
     half = min(p.max_symbols // 2, 7)
     lv = np.arange(-half, half + 1)
@@ -497,12 +500,12 @@ def test_lane_decodes_a_layer_as_the_golden_model(kw):
             b = E                                    # the beat issued now (way min(b, D))
             ctx.set(lane.state_read, {"way": min(b, D) if b < D else 0, "bank": 0})
             ctx.set(lane.init, 0 <= E - 1 < D)       # the beat entering R0 (issued a clock ago)
-            ctx.set(lane.s4_active, 0 <= E - 6 < N)  # the beat in R4
+            ctx.set(lane.s4_active, 0 <= E - 6 - p.s2b < N)  # the beat in R4
             word = int(h.payload[ptr]) if ptr < len(h.payload) else 0
             ctx.set(lane.word, word | ((word == 0) << 17 if ww == 18 else 0))
             if en:
-                if 0 <= E - 3 < N:                   # the beat in R1: its symbol
-                    symbols[E - 3] = ctx.get(lane.symbol)
+                if 0 <= E - 3 - p.s2b < N:           # the beat in R1 (R2 with S2b): its symbol
+                    symbols[E - 3 - p.s2b] = ctx.get(lane.symbol)
                 b5 = E - 1 - stages                  # the beat in R5
                 if 0 <= b5 < N:
                     final[b5] = ctx.get(lane.final_ok)

@@ -14,14 +14,15 @@ from subbit.sim.rtl_decode import decode_words, pack_beats
 from test_sim import edge_case_layers, job_for
 
 # The comparators (cumulative tables in LUT-RAM, per lane) and the slot table: one lane, 16-bit bus,
-# 8 tables; four lanes on a 32-bit bus with the S4b stage, 4 tables (and the smallest class index
-# memory); two lanes, 2 tables; eight lanes with the ring window and S4c, 8 tables.
+# 8 tables, with the S2b stage (the f/c select registered) and the slot table without; four lanes on
+# a 32-bit bus with the S4b stage, 4 tables (and the smallest class index memory); two lanes, 2
+# tables, neither S2b nor S4b; eight lanes with the ring window, S2b and S4b, 8 tables.
 CONFIGS = {
-    "K1-M12-compare-T8": DecoderParams(lanes=1, prob_bits=12, max_symbols=15, tables=8),
+    "K1-M12-compare-T8-D7": DecoderParams(lanes=1, prob_bits=12, max_symbols=15, tables=8, ways=7),
     "K1-M12-table-T8": DecoderParams(lanes=1, prob_bits=12, max_symbols=15, lookup="table", tables=8),
     "K4-M10-w32-table-T4-D7": DecoderParams(lanes=4, prob_bits=10, max_symbols=15, word_width=32, lookup="table",
                                             tables=4, ways=7, class_words=16),
-    "K2-M12-compare-T2-D7": DecoderParams(lanes=2, prob_bits=12, max_symbols=9, tables=2, ways=7),
+    "K2-M12-compare-T2": DecoderParams(lanes=2, prob_bits=12, max_symbols=9, tables=2),
     "K8-M12-w32-compare-T8-D8": DecoderParams(lanes=8, prob_bits=12, max_symbols=15, word_width=32, tables=8,
                                               ways=8),
 }
@@ -77,7 +78,7 @@ def test_classed_traffic_patterns_match_golden_model(name, sim):
     assert len(res) == 9 and all(r["weights"] == sum(h.count for h in layers) for r in res.values())
 
 
-@pytest.mark.parametrize("name", ["K4-M10-w32-table-T4-D7", "K2-M12-compare-T2-D7"])
+@pytest.mark.parametrize("name", ["K4-M10-w32-table-T4-D7", "K2-M12-compare-T2"])
 def test_classed_decoder_still_decodes_v2_streams_and_full_rate_on_long_rows(name):
     """A decoder with tables reads v2 streams as before, and a long classed layer decodes at a weight
     per lane per clock (the table switch at a row boundary costs no clock)."""
@@ -149,7 +150,7 @@ KINDS = ["class out of range", "row length does not divide", "class index one wo
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("name", ["K1-M12-compare-T8", "K4-M10-w32-table-T4-D7"])
+@pytest.mark.parametrize("name", ["K1-M12-compare-T8-D7", "K4-M10-w32-table-T4-D7"])
 def test_classed_errors_flagged_bounded_and_recoverable(name, kind):
     """Each bad class field: the golden reader rejects the stream; the RTL raises the code (a header
     field within 3 clocks of its word; the end-of-layer checks by the layer's last beat), and the

@@ -82,12 +82,15 @@ def test_fault_suite_subset(name):
 # a decoder of row-classed layers (stream v3): the classed layers' fields, tables and class index
 # are truncated, flipped and edited too
 CLASSED = {"K2-M12-table-T4-D7": DecoderParams(lanes=2, prob_bits=12, max_symbols=15, lookup="table", tables=4,
-                                               ways=7)}
+                                               ways=7),
+           # the comparators with the S2b stage (the symbol's f/c select registered; weights leave from R2)
+           "K1-M12-compare-T8-D7": DecoderParams(lanes=1, prob_bits=12, max_symbols=15, tables=8, ways=7)}
 
 
-def test_fault_suite_classed_subset():
+@pytest.mark.parametrize("name", list(CLASSED))
+def test_fault_suite_classed_subset(name):
     """Every 8th flip, burst and truncation plus every edit, swap and trailing case of the v3 stream."""
-    cases, stats = run_suite(CLASSED["K2-M12-table-T4-D7"], 8)
+    cases, stats = run_suite(CLASSED[name], 8)
     assert any(f.region in ("class fields", "classes") for f in cases)
     assert stats["parse"] and stats["payload check"] and stats["consistent"]
 
