@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from subbit.hw.params import DecoderParams, ErrorCode
+from subbit.hw.params import FIRST_WEIGHT_CLOCKS, DecoderParams, ErrorCode
 from subbit.model import rowclass, stream
 from subbit.model.errors import SubbitError
 from subbit.sim import runner
@@ -78,10 +78,11 @@ def test_classed_traffic_patterns_match_golden_model(name, sim):
     assert len(res) == 9 and all(r["weights"] == sum(h.count for h in layers) for r in res.values())
 
 
-@pytest.mark.parametrize("name", ["K4-M10-w32-table-T4-D7", "K2-M12-compare-T2"])
+@pytest.mark.parametrize("name", ["K4-M10-w32-table-T4-D7", "K2-M12-compare-T2", "K1-M12-compare-T8-D7"])
 def test_classed_decoder_still_decodes_v2_streams_and_full_rate_on_long_rows(name):
     """A decoder with tables reads v2 streams as before, and a long classed layer decodes at a weight
-    per lane per clock (the table switch at a row boundary costs no clock)."""
+    per lane per clock (the table switch at a row boundary costs no clock); with the comparators
+    the first weight is header words + ``first_weight_clocks`` (one more with S2b) after the first word."""
     p = CONFIGS[name]
     runner.run(runner.build(p), "run_test", job_for(p, edge_case_layers(p, seed=5)))
     cfg = p.stream_config
@@ -90,6 +91,9 @@ def test_classed_decoder_still_decodes_v2_streams_and_full_rate_on_long_rows(nam
     assert r["bit_exact"] and r["error"] == 0
     span = r["cycles"] - r["first_weight_latency_cycles"]
     assert lay.count / span >= 0.99 * p.lanes, r
+    if p.lookup == "compare":
+        assert p.first_weight_clocks == FIRST_WEIGHT_CLOCKS + p.s2b
+        assert r["first_weight_latency_cycles"] == r["header_words_before_first_weight"] + p.first_weight_clocks, r
 
 
 # -- errors ---------------------------------------------------------------------------------------
