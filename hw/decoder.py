@@ -75,7 +75,8 @@ class Decoder(wiring.Component):
     Errors: parse errors (header words, tables, check words, ``last``) are
     flagged on ``status.error`` at most 3 clocks after the offending word is
     accepted; the per-layer final-state and payload-length checks at most
-    ``LAYER_CHECK_CLOCKS`` = 5 (7 with ``ways > 6``, 8 with the ring window and ``ways > 7``) clocks
+    ``LAYER_CHECK_CLOCKS`` = 5 (7 with ``ways > 6``, 8 with the ring window and ``ways > 7``; with
+    row classes' S2b stage each threshold one way higher) clocks
     after the layer's ``last`` beat leaves ``o`` (``DecoderParams.layer_check_clocks``, ``docs/decoder.md``).
     """
 

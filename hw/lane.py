@@ -69,7 +69,8 @@ class Lane(wiring.Component):
       low partial products and ``slot - c``.
     - S4 (R4 -> R5): the new state ``x'`` and its "needs a word" flag (from the low 16-bit
       carry and zero tests, not a 32-bit compare). With ``ways > 6`` the state and flag pass
-      a stage S4b (and with the ring window and ``ways > 7`` S4c), so the flag is counted
+      a stage S4b (and with the ring window and ``ways > 7`` S4c; each a way later with S2b,
+      which takes the first extra way: ``params.s4b``, ``params.s4c``), so the flag is counted
       across lanes from a register (:class:`~subbit.hw.words.WordPositions`).
     - S5 (R5 -> R0): renormalise with ``word`` (the window's word at the lane's position) when
       the flag is set; the state goes round again (through ``ways`` - stages delay
@@ -113,7 +114,8 @@ class Lane(wiring.Component):
         a layer with.
 
     Latency: 6 clocks a state per symbol (one more for each of S2b, S4b, S4c; ``ways`` with
-    delay registers); the symbol 2 clocks after the state enters R0. Throughput: a symbol per
+    delay registers); the symbol 2 clocks after the state enters R0 (3 with S2b, registered).
+    Throughput: a symbol per
     enabled clock. Backpressure: ``en`` low holds every register (the multiplier's too).
     """
 

@@ -27,8 +27,9 @@ class OutputStage(wiring.Component):
 
     A weight code is the lane's symbol index plus its layer's ``base`` (the lowest code of
     the layer's trimmed alphabet). The bases of both banks are kept here; the beat's base is
-    selected by its bank while the beat is in R0 (``r0_bank``) and registered, so the symbol
-    from S1 is only added to a register on its way into the buffer.
+    selected by its bank while the beat is in R0 (``r0_bank``; R1 with the lanes' S2b stage)
+    and registered, so the symbol from S1 (R2's registered symbol with S2b) is only added to a
+    register on its way into the buffer.
 
     Members
     -------
@@ -48,8 +49,8 @@ class OutputStage(wiring.Component):
         The output buffer holds at most one beat (:class:`~subbit.hw.outbuf.OutputBuffer`):
         a beat may be written on the next clock even if one is written now.
 
-    Latency: a beat is on ``o`` the clock after it leaves R1 (S1's symbols, registered into
-    the buffer's entry). Throughput: a beat per clock. Backpressure: ``o.ready`` low fills the
+    Latency: a beat is on ``o`` the clock after it leaves R1 (R2 with S2b; its symbols,
+    registered into the buffer's entry). Throughput: a beat per clock. Backpressure: ``o.ready`` low fills the
     3-entry buffer; the writer (the datapath enable) stops on ``room``.
     """
 

@@ -45,13 +45,15 @@ PIPELINE_DEPTH = 6
 #: Clocks after a layer's ``last`` output beat leaves ``o`` within which its end-of-layer
 #: checks (FINAL_STATE, PAYLOAD_LENGTH underrun) raise ``status.error``: the weights leave
 #: from S1 (R1 for lookup="table"), the checks are made in S5 and registered twice. Two clocks
-#: more with ``ways > PIPELINE_DEPTH``: the S4b stage, and the checks registered per lane
-#: first: :attr:`DecoderParams.layer_check_clocks` (docs/decoder.md).
+#: more with the S4b stage (``ways > PIPELINE_DEPTH``, one way more with S2b): the stage, and
+#: the checks registered per lane first; one more with S4c. S2b delays the weights (from R2)
+#: and the checks alike: :attr:`DecoderParams.layer_check_clocks` (docs/decoder.md).
 LAYER_CHECK_CLOCKS = 5
 #: With ``lookup="compare"``, a 16-bit bus and input always valid, the first weight is on ``o``
 #: (header words + this) clocks after the stream's first word is accepted. The first layer's
 #: bank is ready with its last state (or pad) word; its header check word only raises an error
-#: flag, so decoding does not wait for it: ready (registered) -> sequencer -> R0 -> R1 -> output.
+#: flag, so decoding does not wait for it: ready (registered) -> sequencer -> R0 -> R1 -> output
+#: (-> R2 with the S2b stage: :attr:`DecoderParams.first_weight_clocks`).
 #: (A first layer of at most ``lanes`` weights is ready with its check word: one clock more.)
 FIRST_WEIGHT_CLOCKS = 3
 LOOKUPS = ("compare", "table")
@@ -62,14 +64,17 @@ FC_READS = ("async", "sync")
 TABLES = (1, 2, 4, 8)
 
 
-def recommended_ways(lanes: int, tables: int = 1) -> int:
+def recommended_ways(lanes: int, tables: int = 1, lookup: str = "compare", fc_read: str | None = None) -> int:
     """The ways ``subbit bench rtl`` builds each K with: the pipeline depth, plus the S4b stage
     (one way more) from 2 lanes, where counting the lanes' payload words otherwise limits Fmax,
     and at 8 lanes (ring window) the S4c stage too (the measured Fmax with and without them:
     docs/architecture.md, "Where the clock goes"). A decoder of row-classed layers
-    (``tables > 1``) takes one way more for its S2b stage (the symbol's f/c select registered
-    before the multiplier). Streams and the other tools default to ``PIPELINE_DEPTH``."""
-    return PIPELINE_DEPTH + (tables > 1) + (lanes >= 2) + (lanes >= 8)
+    (``tables > 1``) that reads f/c asynchronously (``lookup="compare"``, ``fc_read`` not
+    ``"sync"``) takes one way more for its S2b stage (the symbol's f/c select registered before
+    the multiplier, :attr:`DecoderParams.s2b`). Streams and the other tools default to
+    ``PIPELINE_DEPTH``."""
+    s2b = tables > 1 and lookup == "compare" and fc_read != "sync"
+    return PIPELINE_DEPTH + s2b + (lanes >= 2) + (lanes >= 8)
 
 
 def recommended_prefetch(lanes: int) -> int:

@@ -105,7 +105,8 @@ class SymbolTables(wiring.Component):
         ``tables > 1`` with ``async``: the bank of the beat in R1 (its table's f/c are read).
 
     Latency: a write is readable the clock after it; f/c in S2 (the same clock, ``async``; a
-    read issued in S1, ``sync``); the slot word a clock after its address.
+    read issued in S1, ``sync``), in S2b with the S2b stage (selected over S2 and S2b); the
+    slot word a clock after its address.
     """
 
     def __init__(self, params: DecoderParams):
@@ -173,7 +174,8 @@ class SymbolTables(wiring.Component):
             # lane reads its table's f/c of every symbol in S1 (one LUT-RAM word of `max_symbols`
             # fields at (bank, table)) into registers, and S2 selects the symbol's from them: the
             # symbol's path is then a max_symbols-way select, as with one table, instead of a
-            # read T times deeper (measured: docs/results.md, "Row-classed streams through the RTL")
+            # read T times deeper (measured: docs/results.md, "Row-classed streams through the RTL");
+            # with S2b that select itself takes two steps, S2 and S2b (below)
             fw = layout.size
             m.submodules.fc_mem = fc_mem = Memory(shape=unsigned(S * fw), depth=2 << tb, init=[])
             fc_w = fc_mem.write_port(granularity=fw)

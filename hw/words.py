@@ -19,7 +19,8 @@ class WordPositions(wiring.Component):
     The positions (and the beat's total, at index K) are counted from the lanes' flags
     (``counts_word``, from S4, or from the S4b registers) and registered into S5, so neither
     the lanes' word select nor the window's take starts from the multiplier's carry chain.
-    With the S4c stage (ring window, ``ways > 7``) they are registered once more on the way.
+    With the S4c stage (ring window, ``ways > 7``; ``> 8`` with S2b) they are registered once
+    more on the way.
 
     Members
     -------

@@ -522,6 +522,8 @@ def test_recommended_ways_and_prefetch():
         plain = DecoderParams(lanes=k, ways=recommended_ways(k))
         assert p.s2b and (p.s4b, p.s4c) == (plain.s4b, plain.s4c) and p.ring_stages == plain.ring_stages + 1
     assert not DecoderParams(tables=8, ways=7, fc_read="sync").s2b and not DecoderParams(tables=8, lookup="table", ways=7).s2b
+    # no S2b without the comparators' asynchronous f/c read: no extra way for it
+    assert recommended_ways(1, 8, "table") == recommended_ways(1, 8, "compare", "sync") == PIPELINE_DEPTH
 
 
 def test_sweep_runs_points_in_parallel_processes(tmp_path):

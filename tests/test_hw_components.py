@@ -249,6 +249,8 @@ def test_sequencer_issues_every_layers_beats_in_order_and_frees_its_bank(kw):
 
     async def bench(ctx):
         issued, at_r5 = [], []
+        t_issued, t_r5 = [], []            # the enabled clock of each (the ring's depth between)
+        E = 0
         loading = deque()                  # (clock of `ready_soon`, bank) of the layers being loaded
         layer = 0
         pending = [False, False]           # a bank's `ready` is on its way
@@ -277,13 +279,18 @@ def test_sequencer_issues_every_layers_beats_in_order_and_frees_its_bank(kw):
             issue, r5 = ctx.get(dut.issue), ctx.get(dut.r5)
             if en and issue.valid:
                 issued.append((int(issue.bank), beat(issue)))
+                t_issued.append(E)
             if en and r5.valid:
                 at_r5.append((int(r5.bank), beat(r5)))
+                t_r5.append(E)
+            E += en
             await ctx.tick()
         # every layer's beats, in order, banks alternating; their descriptors reach R5 unchanged
         want = [(i % 2, b) for i, n in enumerate(counts) for b in expected_beats(n, K, D)]
         assert layer == len(counts) and issued == want
         assert at_r5 == issued
+        # each beat reaches R5 through the entering register and every ring stage (S2b, S4b, S4c too)
+        assert {b - a for a, b in zip(t_issued, t_r5)} == {stages + 1}
 
     simulate(dut, bench)
 
@@ -437,7 +444,11 @@ class LaneHarness(wiring.Component):
 @pytest.mark.parametrize("kw", [dict(), dict(prob_bits=10), dict(prob_bits=14), dict(prob_bits=11, ways=7),
                                 dict(lookup="table", prob_bits=10), dict(fc_read="sync", max_symbols=7),
                                 dict(window="ring", ways=8), dict(ways=9), dict(tables=2, ways=7),
-                                dict(tables=2, ways=9, window="ring")])
+                                dict(tables=2, ways=9, window="ring"),
+                                # S2b with the multiples of f (M <= 11), one group of four and a
+                                # one-symbol group, a group of three only
+                                dict(tables=2, ways=7, prob_bits=10), dict(tables=4, ways=7, max_symbols=5),
+                                dict(tables=2, ways=7, max_symbols=3)])
 def test_lane_decodes_a_layer_as_the_golden_model(kw):
     """One lane (K=1) fed a layer coded by the golden model: its initial states, the layer's
     tables, a beat a clock under a random enable, and the payload words as S5 asks for them.

@@ -16,15 +16,16 @@ from test_sim import edge_case_layers, job_for
 # The comparators (cumulative tables in LUT-RAM, per lane) and the slot table: one lane, 16-bit bus,
 # 8 tables, with the S2b stage (the f/c select registered) and the slot table without; four lanes on
 # a 32-bit bus with the S4b stage, 4 tables (and the smallest class index memory); two lanes, 2
-# tables, neither S2b nor S4b; eight lanes with the ring window, S2b and S4b, 8 tables.
+# tables, neither S2b nor S4b; eight lanes with the ring window, S2b, S4b and S4c (the ways `subbit bench
+# rtl` builds it with), 8 tables.
 CONFIGS = {
     "K1-M12-compare-T8-D7": DecoderParams(lanes=1, prob_bits=12, max_symbols=15, tables=8, ways=7),
     "K1-M12-table-T8": DecoderParams(lanes=1, prob_bits=12, max_symbols=15, lookup="table", tables=8),
     "K4-M10-w32-table-T4-D7": DecoderParams(lanes=4, prob_bits=10, max_symbols=15, word_width=32, lookup="table",
                                             tables=4, ways=7, class_words=16),
     "K2-M12-compare-T2": DecoderParams(lanes=2, prob_bits=12, max_symbols=9, tables=2),
-    "K8-M12-w32-compare-T8-D8": DecoderParams(lanes=8, prob_bits=12, max_symbols=15, word_width=32, tables=8,
-                                              ways=8),
+    "K8-M12-w32-compare-T8-D9": DecoderParams(lanes=8, prob_bits=12, max_symbols=15, word_width=32, tables=8,
+                                              ways=9),
 }
 
 

@@ -160,7 +160,7 @@ def cmd_synth(args):
     say = _progress("subbit synth")
     if args.design == "decoder":
         from subbit.hw.params import PIPELINE_DEPTH, recommended_prefetch, recommended_ways
-        best = recommended_ways(params["lanes"], params.get("tables") or 1)
+        best = recommended_ways(params["lanes"], params.get("tables") or 1, params["lookup"], params.get("fc_read"))
         if (params["ways"] or PIPELINE_DEPTH) < best:
             what = f"{params['lanes']} lanes" + (f" with {params['tables']} tables" if (params.get("tables") or 1) > 1 else "")
             say(f"note: {what} run faster with --ways {best} (extra ring stages, "
@@ -245,7 +245,8 @@ def cmd_bench_rtl(args):
             args.lanes, args.prob_bits, args.lookup = [1], [12], ["compare"]
         points = [{"design": "counter"}] + [
             {"design": "decoder", "lanes": k, "prob_bits": m, "lookup": lk, "max_symbols": args.max_symbols,
-             "word_width": args.word_width, "ways": args.ways if args.ways is not None else recommended_ways(k, t),
+             "word_width": args.word_width, "ways": args.ways if args.ways is not None else recommended_ways(
+                 k, t, lk, args.fc_read or default_fc_read(args.target)),
              "multiplier": args.multiplier or default_multiplier(args.target),
              "prefetch": args.prefetch if args.prefetch is not None else recommended_prefetch(k),
              "fc_read": args.fc_read or default_fc_read(args.target),
