@@ -137,3 +137,17 @@ def test_decoder_options_come_from_the_parameters():
 def test_a_bad_decoder_parameter_is_the_dataclass_message(capsys):
     assert main(["verilog", "--lanes", "3", "-o", "-"]) == 2
     assert capsys.readouterr().err == "subbit verilog: error: lanes must be one of (1, 2, 4, 8), not 3\n"
+
+
+def test_verilog_names_its_ring_stages_and_suggests_the_s2b_way(tmp_path, capsys):
+    """`subbit verilog` says which extra ring stages the decoder has; a row-classed comparator
+    decoder without the S2b way gets a note (synth's, for the same reason), with it none."""
+    out = str(tmp_path / "d.v")
+    assert main(["verilog", "--tables", "8", "-o", out]) == 0
+    err = capsys.readouterr().err
+    assert "ways=6 (ring stages S0..S5) tables=8" in err and "runs faster with --ways 7 (the S2b stage" in err
+    assert main(["verilog", "--tables", "8", "--ways", "7", "-o", out]) == 0
+    err = capsys.readouterr().err
+    assert "(ring stages S0..S5+S2b)" in err and "note" not in err
+    assert main(["verilog", "--tables", "8", "--lookup", "table", "-o", out]) == 0   # no S2b there
+    assert "note" not in capsys.readouterr().err

@@ -44,12 +44,20 @@ def cmd_verilog(args):
               file=sys.stderr)
         return
     from amaranth.hdl import Shape
-    print(f"{args.output}: module {TOP}, lanes={params.lanes} M={params.prob_bits} ways={params.ways} "
+    from subbit.hw.params import recommended_ways
+    extra = [n for n, on in (("S2b", params.s2b), ("S4b", params.s4b), ("S4c", params.s4c)) if on]
+    stages = f" (ring stages S0..S5{''.join('+' + n for n in extra)})"
+    tables = f" tables={params.tables}" if params.classed else ""
+    print(f"{args.output}: module {TOP}, lanes={params.lanes} M={params.prob_bits} ways={params.ways}{stages}{tables} "
           f"max_symbols={params.max_symbols} ({params.code_bits}-bit codes) word_width={params.word_width} "
           f"lookup={params.lookup} multiplier={params.multiplier} prefetch={params.prefetch} "
           f"fc_read={'sync' if params.fc_sync else 'async'} "
           f"window={'ring' if params.ring_window else 'shift'}; i__payload {params.word_width + 1} bits, "
           f"o__payload {Shape.cast(output_layout(params)).width} bits, status 6 bits", file=sys.stderr)
+    best = recommended_ways(params.lanes, params.tables, params.lookup, "sync" if params.fc_sync else "async")
+    if params.classed and params.ways < best:
+        print(f"note: with {params.tables} tables this decoder runs faster with --ways {best} (the S2b stage; "
+              f"docs/architecture.md); its streams need `subbit compress --ways {best}`", file=sys.stderr)
 
 
 def register_rtl_runs(sub):
