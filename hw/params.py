@@ -9,7 +9,7 @@ from ..model.errors import SubbitError
 from ..model.stream import MAX_CLASS_WORDS, StreamConfig
 
 __all__ = ["PIPELINE_DEPTH", "LAYER_CHECK_CLOCKS", "FIRST_WEIGHT_CLOCKS", "LOOKUPS", "WINDOWS", "WORD_WIDTHS",
-           "MULTIPLIERS", "FC_READS", "TABLES", "recommended_ways",
+           "MULTIPLIERS", "FC_READS", "TABLES", "recommended_ways", "reads_fc_sync",
            "default_window",
            "DecoderParams", "ErrorCode", "rejected"]
 
@@ -73,8 +73,14 @@ def recommended_ways(lanes: int, tables: int = 1, lookup: str = "compare", fc_re
     ``"sync"``) takes one way more for its S2b stage (the symbol's f/c select registered before
     the multiplier, :attr:`DecoderParams.s2b`). Streams and the other tools default to
     ``PIPELINE_DEPTH``."""
-    s2b = tables > 1 and lookup == "compare" and fc_read != "sync"
+    s2b = tables > 1 and not reads_fc_sync(lookup, fc_read)
     return PIPELINE_DEPTH + s2b + (lanes >= 2) + (lanes >= 8)
+
+
+def reads_fc_sync(lookup: str, fc_read: str | None) -> bool:
+    """f/c are read synchronously (``fc_read="sync"``, always with ``lookup="table"``): the one
+    rule :attr:`DecoderParams.fc_sync` and :func:`recommended_ways` (where S2b exists) share."""
+    return fc_read == "sync" or lookup == "table"
 
 
 def recommended_prefetch(lanes: int) -> int:
@@ -227,7 +233,7 @@ class DecoderParams:
     @property
     def fc_sync(self) -> bool:
         """f/c are read synchronously, issued in S1 (``fc_read``)."""
-        return self.fc_read == "sync" or self.lookup == "table"
+        return reads_fc_sync(self.lookup, self.fc_read)
 
     @property
     def ring_window(self) -> bool:

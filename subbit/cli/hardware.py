@@ -54,7 +54,7 @@ def cmd_verilog(args):
           f"fc_read={'sync' if params.fc_sync else 'async'} "
           f"window={'ring' if params.ring_window else 'shift'}; i__payload {params.word_width + 1} bits, "
           f"o__payload {Shape.cast(output_layout(params)).width} bits, status 6 bits", file=sys.stderr)
-    best = recommended_ways(params.lanes, params.tables, params.lookup, "sync" if params.fc_sync else "async")
+    best = recommended_ways(params.lanes, params.tables, params.lookup, params.fc_read)
     if params.classed and params.ways < best:
         print(f"note: with {params.tables} tables this decoder runs faster with --ways {best} (the S2b stage; "
               f"docs/architecture.md); its streams need `subbit compress --ways {best}`", file=sys.stderr)

@@ -160,9 +160,10 @@ def cmd_synth(args):
     say = _progress("subbit synth")
     if args.design == "decoder":
         from subbit.hw.params import PIPELINE_DEPTH, recommended_prefetch, recommended_ways
-        best = recommended_ways(params["lanes"], params.get("tables") or 1, params["lookup"], params.get("fc_read"))
+        tables = params.get("tables") or 1
+        best = recommended_ways(params["lanes"], tables, params["lookup"], params.get("fc_read"))
         if (params["ways"] or PIPELINE_DEPTH) < best:
-            what = f"{params['lanes']} lanes" + (f" with {params['tables']} tables" if (params.get("tables") or 1) > 1 else "")
+            what = f"{params['lanes']} lanes" + (f" with {tables} tables" if tables > 1 else "")
             say(f"note: {what} run faster with --ways {best} (extra ring stages, "
                 f"docs/architecture.md); streams for it need `subbit compress --ways {best}`")
         pf = recommended_prefetch(params["lanes"])
