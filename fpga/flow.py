@@ -422,8 +422,12 @@ def area_by_component(verilog: str, top: str, build_dir: str, *, timeout: float 
             say(f"yosys synth_ecp5 -top {n}")
             script = f"component_{part}.ys"
             with open(os.path.join(build_dir, script), "w") as fh:
+                # `opt_clean -purge` (drops unused wires): without it yosys 0.70 stops in ABC9's
+                # reintegration (`count_id(wire->name) == 0`) on some components as tops (the
+                # window, the tables, the row classes), with or without -noabc9; with it ABC's
+                # mapping of a component can move by a few per cent (the parser's: 488 -> 514)
                 fh.write("read_verilog -lib +/ecp5/cells_bb.v\nread_verilog design.v\n"
-                         f"hierarchy -check -top \\{n}\nproc\nsynth_ecp5 -top \\{n}\n"
+                         f"hierarchy -check -top \\{n}\nproc\nopt_clean -purge\nsynth_ecp5 -top \\{n}\n"
                          f"tee -q -o component_{part}.json stat -json\n")
             log = os.path.join(build_dir, f"component_{part}.log")
             try:

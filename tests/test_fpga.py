@@ -627,6 +627,20 @@ def test_area_by_component_synthesizes_each_child_and_reports_failures(tmp_path)
     assert bad["lut4_sites"] is None and "component bad" in bad["error"] and "component_bad.log" in bad["error"]
 
 
+def test_every_component_of_a_row_classed_decoder_synthesizes(tmp_path):
+    """`subbit synth --by-component` on the K1-M12-T8 decoder: every component gets its area (yosys
+    0.70 used to stop in ABC9 on the window, the tables and the row classes as tops), and the parts
+    add up to at least the flat design's LUT4 sites (nothing is optimized across their ports)."""
+    from subbit.hw.params import DecoderParams
+    from subbit.hw.verilog import TOP, generate_params
+    rows = flow.area_by_component(generate_params(DecoderParams(tables=8, ways=7, multiplier="ecp5")), TOP, tmp_path)
+    got = {r["component"]: r for r in rows}
+    assert {"frontend", "lane0", "sequencer", "tables", "classes", "window", "payload", "output"} <= set(got)
+    assert all(r["lut4_sites"] is not None for r in rows), [r for r in rows if r["lut4_sites"] is None]
+    assert got["classes"]["lut4_sites"] > 0 and got["tables"]["lutram"] > 0 and got["lane0"]["dsps"] == 1
+    assert sum(r["lut4_sites"] for r in rows) > 2000
+
+
 def test_by_component_is_for_the_ecp5_decoder(tmp_path, capsys):
     assert main(["synth", "--by-component", "--target", "ice40", "--build-dir", str(tmp_path)]) == 2
     assert "--by-component is for the decoder on --target ecp5" in capsys.readouterr().err
