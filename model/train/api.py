@@ -146,7 +146,7 @@ def quantize(model: nn.Module, layers=(), *, exclude=(), init_bits: int = 4, max
     stream : `subbit.model.stream.StreamConfig` of the stream to code (default: the hardware's)
     row_classes : 1 (default), 2, 4, 8 or ``"auto"``: let layers code their rows (output
         channels) with up to that many frequency tables (word stream v3: the hardware decoder
-        reads it when built with tables, ``subbit verilog --lookup table --tables 8``); the rate term then prices each row with its class's table, so
+        reads it when built with tables, ``subbit verilog --tables 8``); the rate term then prices each row with its class's table, so
         training can exploit it (`subbit.model.train.rate`, docs/training.md)
 
     Raises

@@ -237,7 +237,7 @@ def register(sub):
                    help="up to T frequency tables per layer, each row (output channel) coded with the table of "
                    "its class: 1 (default), 2, 4, 8 or auto (the best of 2..8); a layer keeps one table unless "
                    "classes save words. Gives a word stream v3 (docs/stream-format.md), which the hardware "
-                   "decoder reads when built with --tables (subbit verilog --lookup table --tables 8)")
+                   "decoder reads when built with --tables (subbit verilog --tables 8)")
     p.add_argument("--class-index", choices=["fixed", "auto"], default="fixed",
                    help="with --row-classes: code each row's class in fixed bits (default; what the hardware "
                    "decoder reads) or auto (also a small rANS stream, when smaller: software decoding only)")
