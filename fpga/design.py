@@ -95,6 +95,8 @@ def format_report(r: dict) -> str:
         by_seed = r.get("fmax_by_seed", {})
         how = f"nextpnr report, target {r['freq_target_mhz']:g} MHz" + \
             (f", speed grade {r['speed_grade']}" if r.get("speed_grade") is not None else "")
+        if r.get("pnr_args"):
+            how += f"; nextpnr {' '.join(r['pnr_args'])}"
         if len(by_seed) > 1:
             how += f"; median of seeds {', '.join(f'{s}: {f:.1f}' for s, f in by_seed.items())}"
         rows.append(("Fmax", f"{r['fmax_mhz']:.1f} MHz", how))

@@ -95,7 +95,7 @@ from subbit.model.errors import SubbitError
 from subbit.model.paths import locked
 
 __all__ = ["TARGETS", "FlowError", "ToolNotFoundError", "SynthesisError", "PlaceRouteError",
-           "synthesize", "read_ports", "seed_tuple", "speed_grade", "tool_path"]
+           "synthesize", "extra_pnr_args", "FLOW_PNR_OPTIONS", "read_ports", "seed_tuple", "speed_grade", "tool_path"]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -321,6 +321,33 @@ def speed_grade(target: str, speed) -> int | None:
     return speed
 
 
+#: nextpnr options the flow sets itself (the device, the files, the target frequency, the seed,
+#: the speed grade, the log): not accepted as extra arguments
+FLOW_PNR_OPTIONS = ("--json", "--report", "--freq", "--seed", "--seeds", "--timing-allow-fail", "-l", "--log",
+                    "--speed", "--package", "--out-of-context", "--pcf", "--pcf-allow-unconstrained", "--lpf",
+                    "--25k", "--up5k", "--textcfg", "--asc", "-q", "--quiet", "--help", "-h", "--version", "-V")
+
+
+def extra_pnr_args(target: str, args) -> tuple[str, ...]:
+    """``args`` checked as extra nextpnr arguments for ``target``: a place-and-route target (not a
+    yosys-only estimate), strings, none an option the flow sets itself (:data:`FLOW_PNR_OPTIONS`,
+    also as ``--option=value``). Raises ValueError naming the offending one."""
+    args = tuple(args or ())
+    if not args:
+        return args
+    spec = get_target(target)
+    if spec.pnr is None:
+        raise ValueError(f"extra nextpnr arguments {' '.join(map(str, args))!r}: --target {target} has no "
+                         "place and route")
+    for a in args:
+        if not isinstance(a, str) or not a:
+            raise ValueError(f"extra nextpnr argument {a!r}: not a non-empty string")
+        if a.split("=", 1)[0] in FLOW_PNR_OPTIONS:
+            raise ValueError(f"extra nextpnr argument {a!r}: the flow sets {a.split('=', 1)[0]} itself "
+                             "(use subbit synth's --freq, --seed, --speed, --build-dir instead)")
+    return args
+
+
 def synthesize(verilog: str, top: str, target: str, build_dir: str, *, freq_mhz: float | None = None,
                seed: int | Sequence[int] = 1, speed: int | None = None, pnr_args: tuple[str, ...] = (),
                jobs: int = 1, timeout: float | None = None, progress=None) -> dict:
@@ -347,7 +374,8 @@ def synthesize(verilog: str, top: str, target: str, build_dir: str, *, freq_mhz:
     speed : int, optional
         ECP5 speed grade 6, 7 or 8 for nextpnr's timing (default 6); not for other targets.
     pnr_args : tuple of str
-        Extra nextpnr arguments.
+        Extra nextpnr arguments (:func:`extra_pnr_args` checks them: not those the flow sets);
+        in the result as ``pnr_args``.
     jobs : int
         More than 1 runs place and route (each seed) and the LUT-depth synthesis that many at a time.
     timeout : float, optional
@@ -376,6 +404,7 @@ def synthesize(verilog: str, top: str, target: str, build_dir: str, *, freq_mhz:
         ``build_dir`` cannot be created.
     """
     get_target(target)
+    pnr_args = extra_pnr_args(target, pnr_args)
     seeds = seed_tuple(seed)
     if freq_mhz is not None:
         freq_mhz = freq_target(freq_mhz)
@@ -562,7 +591,8 @@ def _synthesize(verilog, top, target, build_dir, freq_mhz, seeds, grade, pnr_arg
     res.update({"fmax_mhz": fmax_mhz, "fmax_by_clock": fmax, "freq_target_mhz": freq,
                 "timing_met": fmax_mhz >= freq, "fmax_by_seed": {sd: placed[sd][0] for sd in seeds},
                 "timing_met_by_seed": {sd: placed[sd][0] >= freq for sd in seeds}, "seed": med,
-                "logic_cells": util.get(spec.comb, {}).get("used", 0), "utilization": util})
+                "logic_cells": util.get(spec.comb, {}).get("used", 0), "utilization": util,
+                "pnr_args": list(pnr_args)})
     res["tools"]["nextpnr"] = spec.pnr
     if not os.environ.get(_env_var(spec.pnr)):
         with contextlib.suppress(metadata.PackageNotFoundError):

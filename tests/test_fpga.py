@@ -155,6 +155,29 @@ def test_synth_says_whether_timing_was_met(tmp_path, capsys, monkeypatch):
     assert r["timing_met"] is True and r["timing_met_by_seed"] == {"1": True}
 
 
+def test_extra_nextpnr_arguments_reach_nextpnr_and_the_report(tmp_path, capsys):
+    """`--nextpnr-arg`: passed to nextpnr (an unknown option is nextpnr's error, with its log), named
+    in the report; options the flow sets itself, a target without place and route, and yosys-only
+    runs are refused before any tool runs."""
+    assert main(["synth", "--design", "counter", "--nextpnr-arg=--tmg-ripup", "--json",
+                 "--build-dir", str(tmp_path / "b")]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["pnr_args"] == ["--tmg-ripup"] and r["fmax_mhz"] > 0
+    from subbit.fpga.design import format_report
+    assert "; nextpnr --tmg-ripup" in format_report(r)
+    assert main(["synth", "--design", "counter", "--nextpnr-arg=--no-such-option",
+                 "--build-dir", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "--no-such-option" in err and "ecp5_nextpnr.log" in err
+    for bad, says in ((["--nextpnr-arg=--seed=3"], "the flow sets --seed itself"),
+                      (["--nextpnr-arg=--freq", "--design", "counter"], "the flow sets --freq itself"),
+                      (["--target", "xc7", "--nextpnr-arg=--tmg-ripup"], "--target xc7 has no place and route"),
+                      (["--by-component", "--nextpnr-arg=--tmg-ripup"], "--by-component and --verilog-only run none")):
+        assert main(["synth", *bad, "--build-dir", str(tmp_path / "c")]) == 2
+        assert says in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
+
+
 def test_ice40_counter_behind_the_scan_wrapper(tmp_path):
     r = flow.synthesize(counter_verilog(32), "counter", "ice40", tmp_path, freq_mhz=40)
     check_sane(r, "ice40")

@@ -116,6 +116,10 @@ def register(sub):
     p.add_argument("--verilog-only", action="store_true",
                    help="only write design.v, the registered vendor wrapper <top>_wrap.v and the iCE40 "
                    "scan top ice40_top.v into the build directory")
+    p.add_argument("--nextpnr-arg", action="append", default=None, metavar="ARG",
+                   help="an extra nextpnr argument, written with '=' as it starts with '-', e.g. "
+                   "--nextpnr-arg=--tmg-ripup (repeatable; not an option the flow sets itself: --freq, --seed "
+                   "and --speed are subbit synth's own); the report names them next to Fmax")
     p.add_argument("--by-component", action="store_true",
                    help="ECP5 only: instead of the whole flow, synthesize each of the decoder's components "
                    "(frontend, sequencer, lanes, ...) on its own and print their LUT4 sites, carries, "
@@ -153,6 +157,13 @@ def cmd_synth(args):
         raise SubbitError(f"--multiplier ecp5 instantiates an ECP5 MULT18X18D; it cannot be built for "
                           f"--target {args.target!r} (use --multiplier generic)")
     check_speed(args)
+    pnr_args = tuple(args.nextpnr_arg or ())
+    if pnr_args and (args.by_component or args.verilog_only):
+        raise SubbitError("--nextpnr-arg is for place and route; --by-component and --verilog-only run none")
+    try:
+        flow.extra_pnr_args(args.target, pnr_args)
+    except ValueError as e:
+        raise SubbitError(f"--nextpnr-arg: {e}") from None
     verilog, top = design_verilog(args.design, **params)
     tag = "counter" if args.design == "counter" else \
         "K{lanes}-M{prob_bits}-{lookup}-w{word_width}".format(**params)
@@ -194,7 +205,7 @@ def cmd_synth(args):
                 print(os.path.join(build, name))
         return
     res = flow.synthesize(verilog, top, args.target, build, freq_mhz=args.freq, seed=args.seed,
-                          speed=args.speed, jobs=2, progress=say)
+                          speed=args.speed, pnr_args=pnr_args, jobs=2, progress=say)
     res["design"] = args.design
     if args.design == "decoder":
         res["params"] = params
