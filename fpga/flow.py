@@ -95,7 +95,8 @@ from subbit.model.errors import SubbitError
 from subbit.model.paths import locked
 
 __all__ = ["TARGETS", "FlowError", "ToolNotFoundError", "SynthesisError", "PlaceRouteError",
-           "synthesize", "extra_pnr_args", "FLOW_PNR_OPTIONS", "read_ports", "seed_tuple", "speed_grade", "tool_path"]
+           "synthesize", "extra_pnr_args", "FLOW_PNR_OPTIONS", "read_ports", "seed_tuple", "speed_grade",
+           "tool_path"]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
