@@ -652,8 +652,9 @@ def test_area_by_component_synthesizes_each_child_and_reports_failures(tmp_path)
 
 def test_every_component_of_a_row_classed_decoder_synthesizes(tmp_path):
     """`subbit synth --by-component` on the K1-M12-T8 decoder: every component gets its area (yosys
-    0.70 used to stop in ABC9 on the window, the tables and the row classes as tops), and the parts
-    add up to at least the flat design's LUT4 sites (nothing is optimized across their ports)."""
+    0.70 used to stop in ABC9 on the window, the tables and the row classes as tops), with the
+    row classes' logic, the tables' LUT-RAM and the lane's DSP where they belong, and the parts add
+    up to more than 2,000 LUT4 sites (the flat design: 2,581)."""
     from subbit.hw.params import DecoderParams
     from subbit.hw.verilog import TOP, generate_params
     rows = flow.area_by_component(generate_params(DecoderParams(tables=8, ways=7, multiplier="ecp5")), TOP, tmp_path)
