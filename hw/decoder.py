@@ -64,12 +64,12 @@ class Decoder(wiring.Component):
     ``o`` is ready, across layer boundaries (the next layer's header loads
     into the other bank while the current layer decodes). Input needed:
     about ``lanes * bits_per_weight / 16`` words per clock.
-    Latency: the first weights leave ``FIRST_WEIGHT_CLOCKS`` = 3 clocks after
-    the first layer's header with ``lookup="compare"`` (the bank is ready
-    before the header's check word; the weights leave from S1, before the ring
-    finishes the beat; ``table``: the same after the slot fill; one clock more
-    with row classes' S2b stage, whose weights leave from R2:
-    ``DecoderParams.first_weight_clocks``); measured figures in ``docs/results.md``.
+    Latency: the first weights leave 4 clocks after the first layer's header
+    with ``lookup="compare"`` (the bank is ready before the header's check
+    word; the weights leave from R2, the lanes' registered symbol, before the
+    ring finishes the beat); ``table``: ``FIRST_WEIGHT_CLOCKS`` = 3 after the
+    slot fill, its weights leaving from S1 (``DecoderParams.first_weight_clocks``);
+    measured figures in ``docs/results.md``.
     Backpressure: any ``i.valid`` / ``o.ready`` pattern; ``o`` holds its
     payload while not ready; the whole datapath stalls together.
     Errors: parse errors (header words, tables, check words, ``last``) are
@@ -170,9 +170,9 @@ class Decoder(wiring.Component):
         m.d.comb += [checks.en.eq(en), *fields(checks.r5, seq.r5), checks.payload_done.eq(payload.payload_done),
                      checks.occ.eq(win.occ), checks.pos.eq(positions.pos),
                      [checks.words[r].eq(words[r]) for r in range(K + 1)]]
-        # the weights leave from R1, or R2 with S2b (Lane.symbol): their beat and, a stage before, its bank
-        m.d.comb += [output.en.eq(en), output.r0_bank.eq(seq.r1.bank if p.s2b else seq.r0.bank),
-                     *fields(output.r1, seq.r2 if p.s2b else seq.r1)]
+        # the weights leave from R2 (compare), or R1 (table) (Lane.symbol): their beat and, a stage before, its bank
+        m.d.comb += [output.en.eq(en), output.r0_bank.eq(seq.r1.bank if p.late_weights else seq.r0.bank),
+                     *fields(output.r1, seq.r2 if p.late_weights else seq.r1)]
         wiring.connect(m, output.o, wiring.flipped(self.o))
         m.d.comb += [status.parse_error.eq(fe.error), status.layer_flags.eq(checks.flags),
                      status.stream_start.eq(fe.stream_start), status.stream_end.eq(fe.stream_end),

@@ -80,11 +80,12 @@ def progress_bound(params: DecoderParams, patience: int) -> int:
     (``patience - 1`` clocks without ``valid``), the sink's (a full output buffer waits
     ``patience - 1`` clocks for ``ready``), and the datapath's own, at most the end-of-layer
     checks (``layer_check_clocks``) plus the 4 clocks from a layer's ready bank to its first
-    beat on ``o`` (ready flag, sequencer, R0, R1; one more, R2, with S2b). An upper bound,
+    beat on ``o`` (ready flag, sequencer, R0, R1; one more, R2, when the weights leave from R2:
+    ``DecoderParams.late_weights``). An upper bound,
     checked by BMC; the covers show the longest stall actually reached (docs/results.md,
     section formal).
     """
-    return 2 * (patience - 1) + params.layer_check_clocks + 4 + params.s2b
+    return 2 * (patience - 1) + params.layer_check_clocks + 4 + params.late_weights
 
 
 class DecoderProperties(wiring.Component):

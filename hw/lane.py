@@ -64,7 +64,7 @@ class Lane(wiring.Component):
       radix-4 multiples of f for the low bits of ``x >> M``.
     - S2b (R2b -> R3, row classes with an extra way, ``params.s2b``): S2 registers x >> M and
       the slot while the tables select the symbol's f/c (``fc`` comes in S2b); S2b does the
-      rest of S2. The weights leave from R2 (``symbol``).
+      rest of S2.
     - S3 (R3 -> R4): the DSP multiplies f by the high bits of ``x >> M``; the fabric adds the
       low partial products and ``slot - c``.
     - S4 (R4 -> R5): the new state ``x'`` and its "needs a word" flag (from the low 16-bit
@@ -94,7 +94,8 @@ class Lane(wiring.Component):
     slot_index : Out(prob_bits - log2(fill_rate)), slot_word : In(fill_rate * sym_bits)
         ``lookup="table"``: the slot RAM's address (of the state entering R0) and its word.
     symbol : Out(sym_bits)
-        The symbol of the beat in R1 (S1; registered, of the beat in R2, with S2b): the
+        The symbol of the beat in R2 (registered: ``params.late_weights``, ``lookup="compare"``),
+        else of the beat in R1 (S1): the
         weight, less its layer's base.
     fc_symbol : Out(sym_bits)
         The symbol to read f/c for (registered in R2, or S1's with ``fc_read="sync"``).
@@ -191,7 +192,7 @@ class Lane(wiring.Component):
         r5 = stage("r5", x=32, need=1, **({"x_one": 1, "x_l": 1} if early_at_l else {}))
         r4b = stage("r4b", x=32, need=1) if xs else None
         r4c = stage("r4c", x=32, need=1) if xc else None
-        r2s = None if p.fc_sync else Signal(SB, name="r2_s")
+        r2s = Signal(SB, name="r2_s") if p.late_weights or not p.fc_sync else None
 
         m.submodules.mul = mul = Multiplier(32 - M - L, M + 1, p.multiplier)
         src, fc = (r2b if x2 else r2), self.fc     # the multiplier's stage: S2b or S2
@@ -213,9 +214,9 @@ class Lane(wiring.Component):
         else:
             rb = p.fill_rate.bit_length() - 1
             s1 = r1["s"].word_select(r1["slot"][:rb], SB) if rb else r1["s"]
-        # with S2b the weights leave from R2 (the registered symbol), so S1 does not reach the
+        # with the comparators the weights leave from R2 (the registered symbol), so S1 does not reach the
         # output buffer
-        m.d.comb += [self.symbol.eq(r2s if x2 else s1), self.fc_symbol.eq(s1 if p.fc_sync else r2s)]
+        m.d.comb += [self.symbol.eq(r2s if p.late_weights else s1), self.fc_symbol.eq(s1 if p.fc_sync else r2s)]
         need4 = Signal(name="need4")
         with m.If(en):
             m.d.sync += [r1["hi"].eq(hi0), r1["slot"].eq(slot0)]
@@ -224,7 +225,7 @@ class Lane(wiring.Component):
             else:
                 m.d.sync += r1["s"].eq(s0)
             m.d.sync += [r2["hi"].eq(r1["hi"]), r2["slot"].eq(r1["slot"])]
-            if not p.fc_sync:                   # sync: f/c were read with R1's symbol
+            if r2s is not None:
                 m.d.sync += r2s.eq(s1)
             if x2:
                 m.d.sync += [r2b["hi"].eq(r2["hi"]), r2b["slot"].eq(r2["slot"])]

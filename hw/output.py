@@ -28,7 +28,8 @@ class OutputStage(wiring.Component):
     A weight code is the lane's symbol index plus its layer's ``base`` (the lowest code of
     the layer's trimmed alphabet). The bases of both banks are kept here; the beat's base is
     selected by its bank while the beat is in R0 (``r0_bank``; R1 with the lanes' S2b stage)
-    and registered, so the symbol from S1 (R2's registered symbol with S2b) is only added to a
+    and registered, so the symbol (R2's registered symbol with ``lookup="compare"``, S1's with
+    ``table``) is only added to a
     register on its way into the buffer.
 
     Members
@@ -38,18 +39,18 @@ class OutputStage(wiring.Component):
     en : In(1)
         The datapath advances (the beat in R1 moves on; writes one beat when it is valid).
     r0_bank : In(1)
-        Bank of the beat in R0 (R1 when the weights leave from R2, with the lanes' S2b stage).
+        Bank of the beat in R0 (R1 when the weights leave from R2, ``lookup="compare"``).
     r1 : In(StructLayout({"valid": 1, "count": range(K + 1), "last": 1}))
-        The beat in R1 (R2 with S2b): is it one, how many of its lanes hold weights, does it
+        The beat in R1 (R2 with ``compare``): is it one, how many of its lanes hold weights, does it
         end its layer.
     symbols : In(ArrayLayout(sym_bits, K))
-        The lanes' symbols of that beat (made in S1; registered in R2 with S2b).
+        The lanes' symbols of that beat (made in S1; registered in R2 with ``compare``).
     o : Out(stream.Signature(output_layout(params)))
     room : Out(1)
         The output buffer holds at most one beat (:class:`~subbit.hw.outbuf.OutputBuffer`):
         a beat may be written on the next clock even if one is written now.
 
-    Latency: a beat is on ``o`` the clock after it leaves R1 (R2 with S2b; its symbols,
+    Latency: a beat is on ``o`` the clock after it leaves R1 (R2 with ``compare``; its symbols,
     registered into the buffer's entry). Throughput: a beat per clock. Backpressure: ``o.ready`` low fills the
     3-entry buffer; the writer (the datapath enable) stops on ``room``.
     """

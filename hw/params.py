@@ -43,17 +43,20 @@ def rejected(component, message: str) -> SubbitError:
 #: least this many interleaved states ("ways") to produce a weight every clock.
 PIPELINE_DEPTH = 6
 #: Clocks after a layer's ``last`` output beat leaves ``o`` within which its end-of-layer
-#: checks (FINAL_STATE, PAYLOAD_LENGTH underrun) raise ``status.error``: the weights leave
-#: from S1 (R1 for lookup="table"), the checks are made in S5 and registered twice. Two clocks
+#: checks (FINAL_STATE, PAYLOAD_LENGTH underrun) raise ``status.error``: with the weights
+#: leaving from S1 (lookup="table"; with "compare" they leave from R2, a clock later, so the
+#: bound has a clock to spare there), the checks are made in S5 and registered twice. Two clocks
 #: more with the S4b stage (``ways > PIPELINE_DEPTH``, one way more with S2b): the stage, and
 #: the checks registered per lane first; one more with S4c. S2b delays the weights (from R2)
 #: and the checks alike: :attr:`DecoderParams.layer_check_clocks` (docs/decoder.md).
 LAYER_CHECK_CLOCKS = 5
-#: With ``lookup="compare"``, a 16-bit bus and input always valid, the first weight is on ``o``
-#: (header words + this) clocks after the stream's first word is accepted. The first layer's
+#: With a 16-bit bus and input always valid, the first weight is on ``o`` (header words + this)
+#: clocks after the stream's first word is accepted, when the weights leave from S1
+#: (``lookup="table"``, after its slot fill); ``lookup="compare"`` takes one clock more, its
+#: weights leaving from R2 (:attr:`DecoderParams.first_weight_clocks`). The first layer's
 #: bank is ready with its last state (or pad) word; its header check word only raises an error
 #: flag, so decoding does not wait for it: ready (registered) -> sequencer -> R0 -> R1 -> output
-#: (-> R2 with the S2b stage: :attr:`DecoderParams.first_weight_clocks`).
+#: (-> R2 with ``lookup="compare"``: :attr:`DecoderParams.first_weight_clocks`).
 #: (A first layer of at most ``lanes`` weights is ready with its check word: one clock more.)
 FIRST_WEIGHT_CLOCKS = 3
 LOOKUPS = ("compare", "table")
@@ -248,6 +251,14 @@ class DecoderParams:
         return self.classed and not self.fc_sync and self.ways > PIPELINE_DEPTH
 
     @property
+    def late_weights(self) -> bool:
+        """The weights leave from R2, the lanes' registered symbol, instead of S1
+        (``lookup="compare"``): the thermometer encode stops at a register, off the output's
+        adder (measured: docs/results.md, "Where the decoder's area is"). One clock more to
+        the first weight (:attr:`first_weight_clocks`)."""
+        return self.lookup == "compare"
+
+    @property
     def s4b(self) -> bool:
         """The lanes have the S4b stage (an extra way beyond ``PIPELINE_DEPTH`` and S2b)."""
         return self.ways > PIPELINE_DEPTH + self.s2b
@@ -272,9 +283,10 @@ class DecoderParams:
 
     @property
     def first_weight_clocks(self) -> int:
-        """:data:`FIRST_WEIGHT_CLOCKS` for this configuration (one more with S2b: the weights
-        leave from R2)."""
-        return FIRST_WEIGHT_CLOCKS + self.s2b
+        """:data:`FIRST_WEIGHT_CLOCKS` for this configuration: one more when the weights leave
+        from R2 (:attr:`late_weights`: ``lookup="compare"``, so 4, the issue's target of header
+        words + 4)."""
+        return FIRST_WEIGHT_CLOCKS + self.late_weights
 
     @classmethod
     def for_stream(cls, config: StreamConfig, **kw) -> "DecoderParams":

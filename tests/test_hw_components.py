@@ -515,8 +515,9 @@ def test_lane_decodes_a_layer_as_the_golden_model(kw):
             word = int(h.payload[ptr]) if ptr < len(h.payload) else 0
             ctx.set(lane.word, word | ((word == 0) << 17 if ww == 18 else 0))
             if en:
-                if 0 <= E - 3 - p.s2b < N:           # the beat in R1 (R2 with S2b): its symbol
-                    symbols[E - 3 - p.s2b] = ctx.get(lane.symbol)
+                lw = p.late_weights                  # the beat in R1 (R2 with compare): its symbol
+                if 0 <= E - 3 - lw < N:
+                    symbols[E - 3 - lw] = ctx.get(lane.symbol)
                 b5 = E - 1 - stages                  # the beat in R5
                 if 0 <= b5 < N:
                     final[b5] = ctx.get(lane.final_ok)

@@ -83,7 +83,8 @@ def test_classed_traffic_patterns_match_golden_model(name, sim):
 def test_classed_decoder_still_decodes_v2_streams_and_full_rate_on_long_rows(name):
     """A decoder with tables reads v2 streams as before, and a long classed layer decodes at a weight
     per lane per clock (the table switch at a row boundary costs no clock); with the comparators
-    the first weight is header words + ``first_weight_clocks`` (one more with S2b) after the first word."""
+    the first weight is header words + ``first_weight_clocks`` (one more than the S1 figure when the
+    weights leave from R2, as with every compare lookup) after the first word."""
     p = CONFIGS[name]
     runner.run(runner.build(p), "run_test", job_for(p, edge_case_layers(p, seed=5)))
     cfg = p.stream_config
@@ -93,7 +94,7 @@ def test_classed_decoder_still_decodes_v2_streams_and_full_rate_on_long_rows(nam
     span = r["cycles"] - r["first_weight_latency_cycles"]
     assert lay.count / span >= 0.99 * p.lanes, r
     if p.lookup == "compare":
-        assert p.first_weight_clocks == FIRST_WEIGHT_CLOCKS + p.s2b
+        assert p.first_weight_clocks == FIRST_WEIGHT_CLOCKS + 1
         assert r["first_weight_latency_cycles"] == r["header_words_before_first_weight"] + p.first_weight_clocks, r
 
 
