@@ -151,6 +151,9 @@ class Decoder(wiring.Component):
                 m.d.comb += [tables.slot_index[j].eq(lane.slot_index), lane.slot_word.eq(tables.slot_word[j])]
         m.d.comb += positions.en.eq(en)
 
+        if p.early_activation:
+            m.d.comb += [tables.en_next.eq(flow.en_next), tables.issue_first.eq(seq.issue.first)]
+
         # row classes (stream v3): each lane's table per beat
         if p.classed:
             m.submodules.classes = classes = ClassSelect(p)

@@ -54,6 +54,9 @@ class FlowControl(wiring.Component):
         The words S5's beat takes, and the words of the beat entering S5
         (:class:`~subbit.hw.words.WordPositions`, at the width of their sum).
     en : Out(1)
+    en_next : Out(1)
+        ``params.early_activation`` only: the value ``en`` (and its copies) take on the next clock, for registers that act on
+        next clock's ``en`` (the comparator table's activation, :class:`~subbit.hw.tables.SymbolTables`).
     lane_en : Out(K)
     take : Out(range(K + 1))
         Words the window drops this clock (those S5's beat takes, when it advances).
@@ -80,6 +83,7 @@ class FlowControl(wiring.Component):
             "total": In(range(K + 1)),
             "total_next": In(WordPositions.count_width(K)),
             "en": Out(1),
+            **({"en_next": Out(1)} if p.early_activation else {}),
             "lane_en": Out(K),
             "take": Out(range(K + 1)),
             **({"take_dup": Out(data.ArrayLayout(range(K + 1), copies - 1))} if copies > 1 else {}),
@@ -118,4 +122,6 @@ class FlowControl(wiring.Component):
             en_next = ~self.halt_next & self.room & Mux(en, ok_go, ok_stall)
             m.d.comb += self.take.eq(Mux(en, self.total, 0))
         m.d.sync += [e.eq(en_next) for e in [en, *en_lane]]
+        if p.early_activation:
+            m.d.comb += self.en_next.eq(en_next)
         return m

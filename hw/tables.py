@@ -62,6 +62,12 @@ class SymbolTables(wiring.Component):
     -------
     en : In(1)
         The datapath advances (the slot RAM's read enable).
+    en_next, issue_first : In(1)
+        ``params.early_activation`` only: ``en`` on the next clock
+        (:class:`~subbit.hw.flow.FlowControl`), and the beat issued now starts a layer: the
+        shadow table's activation as the layer's first beat enters R0 is a register made from
+        them a clock ahead, so the load enable of the active table's registers comes from a
+        flip-flop, not from ``en`` and ``entering``.
     lane_en : In(K)
         Each lane's copy of ``en`` (the synchronous f/c reads' enables).
     clear : In(1)
@@ -114,6 +120,7 @@ class SymbolTables(wiring.Component):
         K, M, S, SB = p.lanes, p.prob_bits, p.max_symbols, p.sym_bits
         members = {
             "en": In(1),
+            **({"en_next": In(1), "issue_first": In(1)} if p.early_activation else {}),
             "lane_en": In(K),
             "clear": In(1),
             "freq": In(freq_write_layout(p)),
@@ -259,7 +266,16 @@ class SymbolTables(wiring.Component):
                              shadow_mask.bit_select(freq.index, 1).eq(~freq.full)]
             with m.If(self.ready):
                 m.d.sync += shadow_busy.eq(1)
-            with m.If(self.en & self.entering.valid & self.entering.first):
+            # activate = en & entering.valid & entering.first, as a register: `entering` is the
+            # issued beat registered on `en`, so on the next clock it is the beat issued now if
+            # `en`, else the one entering now
+            if p.early_activation:
+                activate = Signal(attrs={"keep": 1})
+                m.d.sync += activate.eq(self.en_next & Mux(self.en, self.issue_first,
+                                                           self.entering.valid & self.entering.first))
+            else:
+                activate = self.en & self.entering.valid & self.entering.first
+            with m.If(activate):
                 m.d.sync += [Cat(*active).eq(Cat(*shadow)), active_mask.eq(shadow_mask), shadow_busy.eq(0)]
             m.d.comb += [self.cum.eq(Cat(*active)), self.cum_mask.eq(active_mask), self.shadow_busy.eq(shadow_busy)]
         return m

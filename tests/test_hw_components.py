@@ -332,11 +332,12 @@ def test_sequencer_starts_a_layer_the_clock_its_ready_arrives():
 # -- symbol tables -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kw", [dict(lanes=2), dict(lanes=2, prob_bits=10), dict(lanes=4, fc_read="sync"),
-                                dict(lanes=2, lookup="table", prob_bits=10)])
+                                dict(lanes=2, lookup="table", prob_bits=10), dict(lanes=8)])
 def test_symbol_tables_read_back_both_banks(kw):
     """f and c (and 3f at M <= 11) read back per lane for the bank asked (async: the same clock;
     sync: a read issued with the symbol, the bank chosen a clock later); compare: the shadow table
-    becomes `cum` with the layer's first beat, `shadow_busy` from `ready` until then; table: the
+    becomes `cum` with the layer's first beat (eight lanes: on the enabled clock after a first
+    beat waited with `en` low), `shadow_busy` from `ready` until then; table: the
     slot RAM word of the slot asked, a clock later."""
     p = DecoderParams(**kw)
     dut = SymbolTables(p)
@@ -372,8 +373,16 @@ def test_symbol_tables_read_back_both_banks(kw):
             await ctx.tick()
             ctx.set(dut.ready, 0)
             assert ctx.get(dut.shadow_busy)
-            ctx.set(dut.en, 1)
             ctx.set(dut.entering, {"valid": 1, "first": 1, "bank": 1})
+            if p.early_activation:
+                # the layer's first beat waits to enter R0 (en low): no activation until `en`
+                # will be high (`en_next`); the table is active from the clock on which it is
+                await ctx.tick()
+                assert ctx.get(dut.shadow_busy)
+                ctx.set(dut.en_next, 1)
+                await ctx.tick()
+                assert ctx.get(dut.shadow_busy)
+            ctx.set(dut.en, 1)
             await ctx.tick()
             ctx.set(dut.entering.valid, 0)
             assert not ctx.get(dut.shadow_busy)
