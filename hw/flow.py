@@ -55,8 +55,9 @@ class FlowControl(wiring.Component):
         (:class:`~subbit.hw.words.WordPositions`, at the width of their sum).
     en : Out(1)
     en_next : Out(1)
-        ``params.early_activation`` only: the value ``en`` (and its copies) take on the next clock, for registers that act on
-        next clock's ``en`` (the comparator table's activation, :class:`~subbit.hw.tables.SymbolTables`).
+        ``params.early_activation`` only: the value ``en`` (and its copies) take on the next
+        clock, for registers that act on next clock's ``en`` (the comparator table's
+        activation, :class:`~subbit.hw.tables.SymbolTables`).
     lane_en : Out(K)
     take : Out(range(K + 1))
         Words the window drops this clock (those S5's beat takes, when it advances).

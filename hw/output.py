@@ -27,7 +27,7 @@ class OutputStage(wiring.Component):
 
     A weight code is the lane's symbol index plus its layer's ``base`` (the lowest code of
     the layer's trimmed alphabet). The bases of both banks are kept here; the beat's base is
-    selected by its bank while the beat is in R0 (``r0_bank``; R1 with the lanes' S2b stage)
+    selected by its bank while the beat is in R0 (``r0_bank``; R1 with ``lookup="compare"``)
     and registered, so the symbol (R2's registered symbol with ``lookup="compare"``, S1's with
     ``table``) is only added to a
     register on its way into the buffer.

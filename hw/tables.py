@@ -266,15 +266,15 @@ class SymbolTables(wiring.Component):
                              shadow_mask.bit_select(freq.index, 1).eq(~freq.full)]
             with m.If(self.ready):
                 m.d.sync += shadow_busy.eq(1)
-            # activate = en & entering.valid & entering.first, as a register: `entering` is the
-            # issued beat registered on `en`, so on the next clock it is the beat issued now if
-            # `en`, else the one entering now
+            first_entering = self.entering.valid & self.entering.first
             if p.early_activation:
+                # en & first_entering as a register: `entering` is the issued beat registered on
+                # `en`, so on the next clock it is the beat issued now if `en`, else the one
+                # entering now
                 activate = Signal(attrs={"keep": 1})
-                m.d.sync += activate.eq(self.en_next & Mux(self.en, self.issue_first,
-                                                           self.entering.valid & self.entering.first))
+                m.d.sync += activate.eq(self.en_next & Mux(self.en, self.issue_first, first_entering))
             else:
-                activate = self.en & self.entering.valid & self.entering.first
+                activate = self.en & first_entering
             with m.If(activate):
                 m.d.sync += [Cat(*active).eq(Cat(*shadow)), active_mask.eq(shadow_mask), shadow_busy.eq(0)]
             m.d.comb += [self.cum.eq(Cat(*active)), self.cum_mask.eq(active_mask), self.shadow_busy.eq(shadow_busy)]
