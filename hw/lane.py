@@ -60,13 +60,14 @@ class Lane(wiring.Component):
       goes into R1.
     - S1 (R1 -> R2): the symbol (``symbol``: encoded from the thermometer code, or selected from
       the RAM word); ``fc_read="sync"``: its f/c read is issued here.
-    - S2 (R2 -> R3): f, c (``fc``); the multiplier's operands; ``slot - c``; at M <= 11 the
-      radix-4 multiples of f for the low bits of ``x >> M``.
+    - S2 (R2 -> R3): f, c (``fc``); the multiplier's operands; ``slot - c`` (at M >= 14, where
+      the DSP takes all of ``x >> M``, S2 registers the slot and c and S3 subtracts); at M <= 11
+      the radix-4 multiples of f for the low bits of ``x >> M``.
     - S2b (R2b -> R3, row classes with an extra way, ``params.s2b``): S2 registers x >> M and
       the slot while the tables select the symbol's f/c (``fc`` comes in S2b); S2b does the
       rest of S2.
     - S3 (R3 -> R4): the DSP multiplies f by the high bits of ``x >> M``; the fabric adds the
-      low partial products and ``slot - c``.
+      low partial products and ``slot - c`` (at M >= 14: makes ``slot - c``, with nothing to add).
     - S4 (R4 -> R5): the new state ``x'`` and its "needs a word" flag (from the low 16-bit
       carry and zero tests, not a 32-bit compare). With ``ways > 6`` the state and flag pass
       a stage S4b (and with the ring window and ``ways > 7`` S4c; each a way later with S2b,
@@ -171,7 +172,10 @@ class Lane(wiring.Component):
         # the stage registers: R1 holds the lookup's result: compare the thermometer code
         # (`therm`), table the slot-RAM word of `fill_rate` symbols (`s`), from which S1 selects
         # the symbol; R3: slot - c, and f with the low bits hl (L <= 2), or (L >= 3, `f3`) the
-        # multiples of f for hl, two bits each (the last group of an odd L one bit)
+        # multiples of f for hl, two bits each (the last group of an odd L one bit); with no low
+        # bits (L = 0, M >= 14) the slot and c, S3 subtracting them from registers: S3 has
+        # nothing else to do, and S2 then ends at the f/c read (measured: docs/results.md, the RTL
+        # section's "Eight lanes: the prefetch FIFO's read side from registers")
         def stage(name, **fields):
             return {k: Signal(shape, name=f"{name}_{k}") for k, shape in fields.items()}
         groups = [(k, min(2, L - k)) for k in range(0, L, 2)]
@@ -184,7 +188,9 @@ class Lane(wiring.Component):
         # S2 does otherwise
         x2 = p.s2b
         r2b = stage("r2b", hi=32 - M, slot=M) if x2 else None
-        r3 = stage("r3", **({f"m{k}": M + 2 for k, _ in groups} if f3 else {"hl": max(L, 1), "f": M + 1}), r=M)
+        late_sub = L == 0                           # slot - c in S3
+        r3 = stage("r3", **({f"m{k}": M + 2 for k, _ in groups} if f3 else {"hl": max(L, 1), "f": M + 1}),
+                   **({"slot": M, "c": M} if late_sub else {"r": M}))
         r4 = stage("r4", q=M + 2 + L)
         # ring window with S4b: the final-state test's comparisons of x are made in S4b, so in S5
         # only the word's "is 0" flag, read from the ring's RAM, is on the path to the check
@@ -229,10 +235,13 @@ class Lane(wiring.Component):
                 m.d.sync += r2s.eq(s1)
             if x2:
                 m.d.sync += [r2b["hi"].eq(r2["hi"]), r2b["slot"].eq(r2["slot"])]
-            # S2 (S2b): f and x >> M into the multiplier's input registers; slot - c
+            # S2 (S2b): f and x >> M into the multiplier's input registers; slot - c (L = 0: slot, c)
             if not f3:
                 m.d.sync += r3["f"].eq(fc.f)
-            m.d.sync += r3["r"].eq(src["slot"] - fc.c)
+            if late_sub:
+                m.d.sync += [r3["slot"].eq(src["slot"]), r3["c"].eq(fc.c)]
+            else:
+                m.d.sync += r3["r"].eq(src["slot"] - fc.c)
             if f3:
                 for k, w in groups:             # the multiple of f for hl[k:k + w]
                     sel, f_ = src["hi"][k:k + w], fc.f
@@ -241,7 +250,7 @@ class Lane(wiring.Component):
             elif L:
                 m.d.sync += r3["hl"].eq(src["hi"][:L])
             # S3: the DSP multiplies; the fabric adds the low partial products and slot - c
-            acc = r3["r"]
+            acc = r3["slot"] - r3["c"] if late_sub else r3["r"]
             if f3:
                 for k, _ in groups:
                     acc = acc + (r3[f"m{k}"] << k)

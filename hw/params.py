@@ -269,6 +269,15 @@ class DecoderParams:
         return self.lookup == "compare" and not self.classed and self.lanes >= 8
 
     @property
+    def prefetch_lookahead(self) -> bool:
+        """The prefetch FIFO's read pointer and count are updated from values made on registers,
+        so the window's ``ready`` only selects them (eight lanes: with the lanes' subtraction in
+        S3 at M >= 14, K8-M14 132.2 -> 140.2 MHz over twenty seeds; at one lane, with both,
+        162.3 MHz against 166.8 on ten seeds, so it is not built there: docs/results.md, the RTL
+        section's "Eight lanes: the prefetch FIFO's read side from registers")."""
+        return self.lanes >= 8
+
+    @property
     def s4b(self) -> bool:
         """The lanes have the S4b stage (an extra way beyond ``PIPELINE_DEPTH`` and S2b)."""
         return self.ways > PIPELINE_DEPTH + self.s2b

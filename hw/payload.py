@@ -61,7 +61,8 @@ class PayloadFeed(wiring.Component):
         m = Module()
         p = self.p
         if p.prefetch:
-            m.submodules.prefetch = pf = PrefetchFIFO(self.i.payload.shape(), p.prefetch // p.words_per_beat)
+            m.submodules.prefetch = pf = PrefetchFIFO(self.i.payload.shape(), p.prefetch // p.words_per_beat,
+                                                     lookahead=p.prefetch_lookahead)
             wiring.connect(m, wiring.flipped(self.i), pf.i)
             src_valid, src, src_ready = pf.o.valid, pf.o.payload, pf.o.ready
         else:

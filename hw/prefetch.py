@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -26,6 +26,12 @@ class PrefetchFIFO(wiring.Component):
     without its output register), the data passes one more register, so it only ever
     reaches a flip-flop.
 
+    With ``lookahead`` the read side's pointer and count are updated by a select among values
+    made from registers (the pointer one step ahead, the count plus and minus one) instead of an
+    adder behind the read strobe, which follows the consumer's ``o.ready``: the same cycles, a
+    few more flip-flops; built at eight lanes, where that path limited Fmax
+    (:attr:`~subbit.hw.params.DecoderParams.prefetch_lookahead`).
+
     Members
     -------
     i : In(stream.Signature(shape))
@@ -42,10 +48,10 @@ class PrefetchFIFO(wiring.Component):
     #: Deepest FIFO whose memory is taken to be LUT-RAM (128 beats of 16 bits are block RAM).
     LUTRAM_DEPTH = 32
 
-    def __init__(self, shape, depth: int):
+    def __init__(self, shape, depth: int, lookahead: bool = False):
         if not (isinstance(depth, int) and depth >= 4 and depth & (depth - 1) == 0):
             raise rejected(self, f"PrefetchFIFO depth must be a power of two >= 4, not {depth!r}")
-        self.depth = depth
+        self.depth, self.lookahead = depth, bool(lookahead)
         super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
 
     def elaborate(self, platform):
@@ -62,8 +68,17 @@ class PrefetchFIFO(wiring.Component):
         m.d.sync += rdy.eq(cnt <= N - 3)
         m.d.comb += [self.i.ready.eq(rdy), w.addr.eq(wp), w.data.eq(wd), w.en.eq(wv),
                      r.addr.eq(rp), r.en.eq(rd)]
-        m.d.sync += [wv.eq(self.i.valid & self.i.ready), wd.eq(self.i.payload),
-                     wp.eq(wp + wv), rp.eq(rp + rd), cnt.eq(cnt + wv - rd)]
+        m.d.sync += [wv.eq(self.i.valid & self.i.ready), wd.eq(self.i.payload), wp.eq(wp + wv)]
+        if self.lookahead:
+            # the read pointer's and the count's next values are made from registers (the pointer
+            # a step ahead in `rp1`, the count's +1 and -1), so `rd`, which follows the
+            # consumer's `ready`, only selects among them: no carry chain behind it
+            rp1 = Signal(range(N), init=1)
+            with m.If(rd):
+                m.d.sync += [rp.eq(rp1), rp1.eq(rp1 + 1)]
+            m.d.sync += cnt.eq(Mux(wv, Mux(rd, cnt, cnt + 1), Mux(rd, cnt - 1, cnt)))
+        else:
+            m.d.sync += [rp.eq(rp + rd), cnt.eq(cnt + wv - rd)]
         if N > self.LUTRAM_DEPTH:                  # maybe block RAM: one more register
             r_valid, r_ready = Signal(), Signal()
             with m.If(self.o.valid & self.o.ready):

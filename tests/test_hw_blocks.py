@@ -230,12 +230,13 @@ def test_output_buffer_order_and_registered_room():
 
 # -- prefetch FIFO -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("depth", [4, 32, 64])
-def test_prefetch_fifo_order_latency_and_fill(depth):
+@pytest.mark.parametrize("depth,lookahead", [(4, False), (32, False), (64, False), (4, True), (64, True)])
+def test_prefetch_fifo_order_latency_and_fill(depth, lookahead):
     """Under random valid/ready, entries leave in order, no sooner than three clocks after they
     were accepted; ready is low only near full (its register lags a clock), and the memory
-    fills. 64 entries: with the extra register after a (maybe block-RAM) memory."""
-    dut = PrefetchFIFO(16, depth)
+    fills. 64 entries: with the extra register after a (maybe block-RAM) memory. With
+    ``lookahead`` (the read side's pointer and count from precomputed values) the same."""
+    dut = PrefetchFIFO(16, depth, lookahead=lookahead)
     rng = random.Random(depth)
     sent, got = [], []
     accepted_at = {}
